@@ -1,0 +1,75 @@
+# sse-server — build, run, test.
+#
+#   make              build ./sse-server
+#   make run          install missing Debian packages, build, serve on :8080
+#   make test         install missing packages, build, run every test
+#   make test SAN=1   the same, server and tests built with ASan + UBSan
+#   make clean
+#
+# llhttp comes as C sources in Debian's node-llhttp package; we compile them
+# ourselves, without -Werror: their warnings are not ours to fix.
+
+CXX ?= g++
+CC  ?= gcc
+DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev curl wrk
+LLHTTP_SRC   := /usr/share/llhttp
+LLHTTP_INC   := /usr/share/include/llhttp
+CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
+REL_OPT      := -O2
+SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+HEADERS      := http_parse.hpp sse.hpp
+TESTS        := $(wildcard test/*.cpp) test/harness.hpp
+llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
+
+ifeq ($(SAN),1)
+  TEST_SERVER := build/san/sse-server
+  TEST_BIN    := build/san/run_tests
+else
+  TEST_SERVER := sse-server
+  TEST_BIN    := build/rel/run_tests
+endif
+
+.PHONY: all deps run test clean
+
+all: sse-server
+
+sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
+	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel)
+
+build/san/sse-server: server.cpp $(HEADERS) $(call llhttp_o,san)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san)
+
+build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
+	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel)
+
+build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san)
+
+build/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_OPT) -I$(LLHTTP_INC) -c -o $@ $<
+
+build/san/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_OPT) -I$(LLHTTP_INC) -c -o $@ $<
+
+# Installs the Debian packages that are missing, as root or through sudo.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+# Sub-makes, so that nothing is built before deps has installed llhttp.
+run: deps
+	$(MAKE) sse-server
+	./sse-server
+
+test: deps
+	$(MAKE) $(TEST_SERVER) $(TEST_BIN)
+	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
+
+clean:
+	rm -rf build sse-server

@@ -1,0 +1,392 @@
+// http_parse.hpp — HTTP/1.1 requests in, responses out, on top of llhttp.
+//
+// llhttp is the state machine Node.js uses: it reads bytes and calls us back
+// with spans (the URL, each header name and value, body pieces). It never
+// buffers, so a span may arrive in several pieces when a request is split
+// across reads. HttpParser collects only what the server needs: the URL, a
+// handful of headers it acts on, and the body. Everything else is checked by
+// llhttp and dropped.
+//
+// The contract is picohttpparser's: feed() takes the bytes that arrived and
+// answers Request (one whole request is ready), Continue (the client waits for
+// "100 Continue" before sending its body), NeedMore (every byte was used), or
+// Error (with the HTTP status to send before closing). feed() pauses llhttp
+// after each request, so pipelined requests come out one at a time and in
+// order, and the caller can stop between two of them.
+//
+// Limits are checked as bytes arrive, never after buffering: the head (request
+// line and headers) is fed to llhttp at most `max_head_bytes` at a time, so a
+// head that does not end within the budget is a 431; the URL is counted as it
+// comes (414); the body is refused from its Content-Length before a byte of it
+// is read (413). llhttp runs strict: Content-Length with Transfer-Encoding,
+// two Content-Lengths, bare LF line ends are all errors. We add what strict
+// llhttp 8 still lets through: whitespace before a header's colon, folded
+// header lines, and a missing or repeated Host (RFC 9112 sections 3.2 and 5).
+//
+// Left out on purpose: trailers, HTTP/2, Upgrade (answered, then closed).
+#pragma once
+#include <llhttp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <string_view>
+
+struct HttpLimits {
+  size_t max_head_bytes = 8 * 1024;   // request line + headers, else 431
+  size_t max_url_bytes = 2 * 1024;    // else 414
+  size_t max_body_bytes = 64 * 1024;  // else 413
+};
+
+// The request headers the server acts on; any other header is only checked.
+enum HttpField : uint8_t { IF_NONE_MATCH, LAST_EVENT_ID, COOKIE, AUTHORIZATION, CONTENT_TYPE, EXPECT, FIELD_COUNT };
+
+struct HttpRequest {
+  llhttp_method_t method = HTTP_GET;
+  bool http10 = false;       // HTTP/1.0: keep-alive only when asked for
+  bool keep_alive = true;    // llhttp's verdict from version and Connection
+  bool upgrade = false;      // Upgrade or CONNECT: answer, then close
+  std::string_view path;     // "/vote", never empty; absolute-form URLs are cut to the path
+  std::string_view query;    // after '?', without the '?'
+  std::string_view fields[FIELD_COUNT];  // empty when absent; repeats joined by ", "
+  std::string_view body;
+};
+
+enum class HttpParse { NeedMore, Request, Continue, Error };
+
+class HttpParser {
+ public:
+  explicit HttpParser(const HttpLimits* limits = &default_limits) : limits_(limits) { reset(); }
+  // A fresh parser for a new connection; keeps the buffer's capacity.
+  void reset() {
+    llhttp_init(&p_, HTTP_REQUEST, &settings);
+    status_ = 0;
+    reason_ = nullptr;
+    next();
+  }
+
+  // Runs llhttp over data[0..len). *used is set to the bytes consumed. After
+  // Request, read request(), then call next() and feed the rest; after
+  // Continue, send "100 Continue" and feed the rest; after Error, send
+  // error_status() and close: the parser is dead.
+  HttpParse feed(const char* data, size_t len, size_t* used) {
+    p_.data = this;  // how callbacks find us; set here so a parser may be moved
+    size_t off = 0;
+    for (;;) {
+      size_t slice = len - off;
+      bool in_head = !headers_done_;
+      if (in_head) slice = std::min(slice, limits_->max_head_bytes - head_bytes_);
+      chunk_ = data + off;
+      llhttp_errno_t err = llhttp_execute(&p_, chunk_, slice);
+      size_t n = err == HPE_OK ? slice : size_t(llhttp_get_error_pos(&p_) - chunk_);
+      if (n > 0) prev_byte_ = chunk_[n - 1];
+      off += n;
+      if (in_head) head_bytes_ += n;
+      *used = off;
+      if (err == HPE_PAUSED) {  // we paused it: after the head, or after a whole request
+        llhttp_resume(&p_);
+        if (message_done_) return HttpParse::Request;
+        if (expect_continue_) return HttpParse::Continue;
+        continue;
+      }
+      if (err == HPE_PAUSED_UPGRADE) { *used = len; return HttpParse::NeedMore; }  // caller closes
+      if (err != HPE_OK) return fail(status_ ? status_ : 400, reason_ ? reason_ : llhttp_get_error_reason(&p_));
+      if (in_head && !headers_done_ && head_bytes_ >= limits_->max_head_bytes)
+        return fail(431, "request header block too large");
+      if (off == len) return HttpParse::NeedMore;
+    }
+  }
+
+  const HttpRequest& request() const { return req_; }
+  int error_status() const { return status_; }
+  const char* error_reason() const { return reason_; }
+  bool mid_request() const { return started_; }  // part of a request has arrived
+
+  // Forgets the request just handled, keeping the buffer's capacity.
+  void next() {
+    buf_.clear();
+    req_ = HttpRequest{};
+    std::fill(std::begin(off_), std::end(off_), 0);
+    std::fill(std::begin(len_), std::end(len_), 0);
+    url_len_ = head_bytes_ = body_off_ = 0;
+    name_len_ = hosts_ = 0;
+    field_ = -1;
+    started_ = headers_done_ = message_done_ = expect_continue_ = false;
+  }
+
+  // Frees the buffer: the connection will send no more requests (an SSE stream).
+  void release() { std::string().swap(buf_); }
+
+  static inline const HttpLimits default_limits{};
+
+ private:
+  HttpParse fail(int status, const char* reason) {
+    status_ = status;
+    reason_ = reason;
+    return HttpParse::Error;
+  }
+  static HttpParser& self(llhttp_t* p) { return *static_cast<HttpParser*>(p->data); }
+  int refuse(int status, const char* reason) {
+    status_ = status;
+    reason_ = reason;
+    return -1;  // llhttp turns this into an error and stops
+  }
+
+  static int on_begin(llhttp_t* p) {
+    self(p).started_ = true;
+    return 0;
+  }
+  static int on_url(llhttp_t* p, const char* at, size_t n) {
+    HttpParser& h = self(p);
+    h.url_len_ += n;
+    if (h.url_len_ > h.limits_->max_url_bytes) return h.refuse(414, "request URL too long");
+    h.buf_.append(at, n);
+    return 0;
+  }
+  static int on_field(llhttp_t* p, const char* at, size_t n) {
+    HttpParser& h = self(p);
+    if (std::string_view(at, n).find_first_of(" \t") != std::string_view::npos)
+      return h.refuse(400, "whitespace before a header's colon");
+    size_t keep = std::min(n, sizeof h.name_ - h.name_len_);
+    std::memcpy(h.name_ + h.name_len_, at, keep);
+    h.name_len_ += keep;
+    return 0;
+  }
+  static int on_field_done(llhttp_t* p);
+  static int on_value(llhttp_t* p, const char* at, size_t n) {
+    HttpParser& h = self(p);
+    // A value arrives in several spans only when a read ended inside it, or
+    // when the client folded the line (obs-fold), which RFC 9112 lets us refuse.
+    bool more = h.value_started_ && (at != h.chunk_ || h.prev_byte_ == '\n');
+    if (more) return h.refuse(400, "folded header line");
+    h.value_started_ = true;
+    if (h.field_ < 0) return 0;
+    if (h.buf_.size() + n > h.limits_->max_head_bytes + h.limits_->max_url_bytes)
+      return h.refuse(431, "request header block too large");
+    h.buf_.append(at, n);
+    h.len_[h.field_] += uint32_t(n);
+    return 0;
+  }
+  static int on_value_done(llhttp_t* p) {
+    HttpParser& h = self(p);
+    if (h.field_ < 0) return 0;
+    while (h.len_[h.field_] > 0 && (h.buf_.back() == ' ' || h.buf_.back() == '\t')) {
+      h.buf_.pop_back();  // llhttp skips leading whitespace but keeps trailing
+      h.len_[h.field_]--;
+    }
+    return 0;
+  }
+  static int on_headers_done(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t n) {
+    HttpParser& h = self(p);
+    if (h.buf_.size() - h.body_off_ + n > h.limits_->max_body_bytes)
+      return h.refuse(413, "request body too large");
+    h.buf_.append(at, n);
+    return 0;
+  }
+  static int on_message_done(llhttp_t* p);
+
+  static inline const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = on_begin;
+    s.on_url = on_url;
+    s.on_header_field = on_field;
+    s.on_header_field_complete = on_field_done;
+    s.on_header_value = on_value;
+    s.on_header_value_complete = on_value_done;
+    s.on_headers_complete = on_headers_done;
+    s.on_body = on_body;
+    s.on_message_complete = on_message_done;
+    return s;
+  }();
+
+  llhttp_t p_;
+  const HttpLimits* limits_;
+  std::string buf_;  // the URL, then the captured header values, then the body
+  uint32_t off_[FIELD_COUNT], len_[FIELD_COUNT];
+  size_t url_len_, head_bytes_, body_off_;
+  const char* chunk_ = nullptr;  // start of the bytes llhttp is running over
+  char prev_byte_ = 0;           // last byte of the previous run
+  char name_[16];                // the current header name; longer names are never ours
+  uint8_t name_len_, hosts_;
+  int8_t field_;                 // the HttpField the current value goes to, or -1
+  bool value_started_ = false;
+  bool started_, headers_done_, message_done_, expect_continue_;
+  int status_ = 0;
+  const char* reason_ = nullptr;
+  HttpRequest req_;
+};
+
+inline bool http_iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);  // ASCII letters only; token characters elsewhere match exactly
+         });
+}
+
+inline int HttpParser::on_field_done(llhttp_t* p) {
+  static constexpr std::string_view names[FIELD_COUNT] = {"if-none-match", "last-event-id", "cookie",
+                                                          "authorization", "content-type",  "expect"};
+  HttpParser& h = self(p);
+  std::string_view name(h.name_, h.name_len_);
+  h.name_len_ = 0;
+  h.value_started_ = false;
+  h.field_ = -1;
+  if (http_iequals(name, "host")) h.hosts_++;
+  for (int i = 0; i < FIELD_COUNT; i++) {
+    if (!http_iequals(name, names[i])) continue;
+    h.field_ = int8_t(i);
+    if (h.len_[i] > 0) {  // a repeat: move the earlier value to the end, then ", "
+      std::string_view sep = i == COOKIE ? "; " : ", ";
+      size_t start = h.buf_.size();
+      h.buf_.append(h.buf_, h.off_[i], h.len_[i]).append(sep);
+      h.off_[i] = uint32_t(start);
+      h.len_[i] += uint32_t(sep.size());
+    } else {
+      h.off_[i] = uint32_t(h.buf_.size());
+    }
+  }
+  return 0;
+}
+
+inline int HttpParser::on_headers_done(llhttp_t* p) {
+  HttpParser& h = self(p);
+  h.headers_done_ = true;
+  if (p->http_major != 1) return h.refuse(505, "only HTTP/1.0 and HTTP/1.1 are served");
+  if (p->http_minor == 1 && h.hosts_ != 1) return h.refuse(400, "HTTP/1.1 needs exactly one Host header");
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h.limits_->max_body_bytes)
+    return h.refuse(413, "request body too large");
+  h.body_off_ = h.buf_.size();
+  bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  std::string_view expect(h.buf_.data() + h.off_[EXPECT], h.len_[EXPECT]);
+  h.expect_continue_ = has_body && http_iequals(expect, "100-continue");
+  return HPE_PAUSED;  // lets feed() count the head's bytes exactly
+}
+
+inline int HttpParser::on_message_done(llhttp_t* p) {
+  HttpParser& h = self(p);
+  HttpRequest& r = h.req_;
+  std::string_view url(h.buf_.data(), h.url_len_);
+  if (url.starts_with("http://") || url.starts_with("https://")) {  // absolute-form: keep the path
+    size_t slash = url.find('/', url.find("//") + 2);
+    url = slash == url.npos ? "/" : url.substr(slash);
+  }
+  if (!url.starts_with('/')) return h.refuse(400, "request target must start with '/'");
+  size_t q = std::min(url.find('?'), url.find('#'));
+  r.path = url.substr(0, q);
+  if (q < url.size() && url[q] == '?') r.query = url.substr(q + 1, url.find('#') - q - 1);
+  for (int i = 0; i < FIELD_COUNT; i++) r.fields[i] = std::string_view(h.buf_.data() + h.off_[i], h.len_[i]);
+  r.body = std::string_view(h.buf_).substr(h.body_off_);
+  r.method = llhttp_method_t(p->method);
+  r.http10 = p->http_minor == 0;
+  r.keep_alive = llhttp_should_keep_alive(p);
+  r.upgrade = p->upgrade;
+  h.message_done_ = true;
+  h.expect_continue_ = false;
+  return HPE_PAUSED;  // one request at a time
+}
+
+// ---- Responses ------------------------------------------------------------
+
+inline const char* http_status_text(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+// "Date: Sun, 22 Nov 2026 02:22:19 GMT\r\n" into out[40]; the server formats
+// it once a second, not once per response.
+inline size_t http_format_date(time_t t, char out[40]) {
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  return strftime(out, 40, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+// Appends the status line, the Date line and, when needed, a Connection line.
+// The caller appends its own headers, the blank line and the body.
+inline void http_begin(std::string& out, int status, std::string_view date_line, bool keep_alive, bool http10) {
+  char line[64];
+  int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+  out.append(line, size_t(n)).append(date_line);
+  if (!keep_alive) out += "Connection: close\r\n";
+  else if (http10) out += "Connection: keep-alive\r\n";  // 1.0 closes unless told otherwise
+}
+
+// A whole response with a body. `extra` is zero or more "Name: value\r\n" lines.
+inline void http_respond(std::string& out, int status, std::string_view date_line, bool keep_alive, bool http10,
+                         std::string_view content_type, std::string_view body, std::string_view extra = {},
+                         bool head_only = false) {
+  http_begin(out, status, date_line, keep_alive, http10);
+  out.append("Content-Type: ").append(content_type).append("\r\nContent-Length: ");
+  out.append(std::to_string(body.size())).append("\r\n").append(extra).append("\r\n");
+  if (!head_only) out.append(body);
+}
+
+// ---- Header and form values -------------------------------------------------
+
+// True when an If-None-Match value ("*", or a list of possibly weak tags)
+// names `etag`. RFC 9110 13.1.2 compares weakly: W/"x" matches "x".
+inline bool http_etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (if_none_match == "*") return true;
+  while (!if_none_match.empty()) {
+    size_t comma = if_none_match.find(',');
+    std::string_view tag = if_none_match.substr(0, comma);
+    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
+    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.remove_suffix(1);
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == etag) return true;
+    if (comma == if_none_match.npos) break;
+    if_none_match.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// Finds `key` in a query string or an application/x-www-form-urlencoded body
+// and decodes its value ('+' is a space, %XX a byte) into *value. Returns
+// false when the key is absent or its value is badly encoded.
+inline bool http_form_value(std::string_view form, std::string_view key, std::string* value) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = char(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  while (!form.empty()) {
+    size_t amp = form.find('&');
+    std::string_view pair = form.substr(0, amp);
+    form.remove_prefix(amp == form.npos ? form.size() : amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != key) continue;  // keys are compared undecoded: ours are plain ASCII
+    std::string_view raw = eq == pair.npos ? std::string_view() : pair.substr(eq + 1);
+    value->clear();
+    for (size_t i = 0; i < raw.size(); i++) {
+      if (raw[i] == '+') value->push_back(' ');
+      else if (raw[i] != '%') value->push_back(raw[i]);
+      else if (i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+        value->push_back(char(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
+        i += 2;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+  return false;
+}

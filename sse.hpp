@@ -1,0 +1,164 @@
+// sse.hpp — Server-Sent Events: the wire format, and a stream of snapshots.
+//
+// An SSE response is an HTTP response that never ends. The body is text:
+// events separated by a blank line, each made of "field: value" lines —
+// `id:`, `event:`, `data:` (one line per line of payload) and `retry:`. A line
+// starting with ':' is a comment the browser ignores, which makes it the
+// cheapest keep-alive there is. When the connection drops, the browser's
+// EventSource waits `retry` ms, reconnects, and sends the last id it saw as a
+// Last-Event-ID header.
+//
+// Every stream here carries whole state, not deltas: each event is the full
+// current snapshot (the remaining red packets, the tallies, the schedule). So
+// a subscriber never needs history: a new one gets the current snapshot at
+// once, a reconnecting one whose Last-Event-ID is the current version gets
+// nothing to catch up on, and a slow one may skip straight to the newest.
+//
+// An SseStream holds that snapshot framed once, its version and the fds of
+// its subscribers. Broadcasting hands the same bytes to every subscriber
+// through a send function the server provides; this file makes no system
+// call. It also decides when a stream is due (sse_due), so the rules for
+// coalescing pushes can be tested without a socket.
+//
+// Versions are wall-clock milliseconds, bumped by one when two snapshots fall
+// in the same millisecond. They only grow, across restarts too, so an id a
+// browser kept from an earlier run of the server can never match a new
+// snapshot by accident. (The shortcut: a wall clock stepped backwards by
+// more than the downtime would break that; NTP slews, it does not step.)
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+inline constexpr std::string_view SSE_HEARTBEAT = ": ping\n\n";
+
+// Appends `name: value` lines, one per line of `value` (split at CRLF, CR or
+// LF, the line ends a browser recognises).
+inline void sse_field(std::string& out, std::string_view name, std::string_view value) {
+  for (;;) {
+    size_t end = value.find_first_of("\r\n");
+    out.append(name).append(": ").append(value.substr(0, end)).push_back('\n');
+    if (end == value.npos) return;
+    end += value.compare(end, 2, "\r\n") == 0 ? 2 : 1;
+    value.remove_prefix(end);
+  }
+}
+
+// Appends one event. `id` and `event` are written only when non-empty and
+// must be single-line; `data` may hold any text. An empty `data` still makes
+// a (empty) "data:" line, since an event without data is not dispatched.
+inline void sse_event(std::string& out, std::string_view id, std::string_view event, std::string_view data) {
+  if (!id.empty()) sse_field(out, "id", id);
+  if (!event.empty()) sse_field(out, "event", event);
+  sse_field(out, "data", data);
+  out.push_back('\n');
+}
+
+inline void sse_comment(std::string& out, std::string_view text) {
+  sse_field(out, "", text);  // ": text" — a field with no name is a comment
+  out.push_back('\n');
+}
+
+inline void sse_retry(std::string& out, unsigned retry_ms) {
+  out.append("retry: ").append(std::to_string(retry_ms)).append("\n\n");
+}
+
+// A client's Last-Event-ID, which is untrusted: only 1 to 19 decimal digits
+// are a version; anything else (empty, signs, spaces, huge) is no id at all.
+inline std::optional<uint64_t> sse_parse_id(std::string_view s) {
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + uint64_t(c - '0');
+  }
+  return v;
+}
+
+struct SseStream {
+  std::string name;              // label in /metrics, e.g. "clock"
+  std::string json;              // the current snapshot
+  std::string frame;             // the same, framed: "id: <version>\ndata: <json>\n\n"
+  uint64_t version = 0;          // 0: nothing published yet
+  std::vector<int> subscribers;  // fds; order means nothing
+  // Scheduling, all in ms on the monotonic clock.
+  int64_t period_ms = 0;         // a push every period_ms even without change; 0: none
+  int64_t next_period_ms = 0;
+  int64_t last_snapshot_ms = -(int64_t(1) << 40);  // when a snapshot last went out
+  int64_t last_send_ms = 0;      // when anything last went out, heartbeats included
+  bool dirty = false;            // changed since the last snapshot went out
+};
+
+// Makes `json` the stream's current snapshot and frames it once.
+inline void sse_set_snapshot(SseStream& s, std::string_view json, int64_t wall_ms) {
+  s.version = std::max(s.version + 1, uint64_t(std::max<int64_t>(wall_ms, 1)));
+  s.json.assign(json);
+  s.frame.clear();
+  sse_event(s.frame, std::to_string(s.version), {}, s.json);
+}
+
+// What a new subscriber reads after the response headers: the reconnect delay,
+// then the current snapshot — unless its Last-Event-ID says it has it already.
+inline void sse_open(std::string& out, const SseStream& s, std::optional<uint64_t> last_id, unsigned retry_ms) {
+  sse_retry(out, retry_ms);
+  if (s.version != 0 && last_id != s.version) out.append(s.frame);
+}
+
+// Adds fd; returns its position, which the caller keeps for sse_unsubscribe.
+inline size_t sse_subscribe(SseStream& s, int fd) {
+  s.subscribers.push_back(fd);
+  return s.subscribers.size() - 1;
+}
+
+// Removes the subscriber at `pos` in O(1) by moving the last one into its
+// place. Returns the fd that moved (its owner must update its position), or -1.
+inline int sse_unsubscribe(SseStream& s, size_t pos) {
+  int moved = s.subscribers.back();
+  s.subscribers[pos] = moved;
+  s.subscribers.pop_back();
+  return pos < s.subscribers.size() ? moved : -1;
+}
+
+// Hands the same bytes to every subscriber. `send(fd, bytes)` must not
+// unsubscribe anyone during the loop: it marks a connection to be closed later.
+template <class Send>
+void sse_broadcast(const SseStream& s, std::string_view bytes, Send&& send) {
+  for (int fd : s.subscribers) send(fd, bytes);
+}
+
+// ---- When a stream is due ----------------------------------------------------
+//
+// A change marks the stream dirty. If no snapshot went out within the last
+// gap_ms, it goes out now (leading edge: one isolated change is pushed at
+// once); otherwise it waits until the gap has passed (trailing edge), and
+// every change in between rides along in that one push. A periodic push and
+// a heartbeat come on their own clocks.
+
+enum class SseDue { Nothing, Snapshot, Heartbeat };
+
+inline SseDue sse_due(const SseStream& s, int64_t now_ms, int64_t gap_ms, int64_t heartbeat_ms) {
+  if (s.dirty && now_ms >= s.last_snapshot_ms + gap_ms) return SseDue::Snapshot;
+  if (s.period_ms > 0 && now_ms >= s.next_period_ms) return SseDue::Snapshot;
+  if (now_ms >= s.last_send_ms + heartbeat_ms) return SseDue::Heartbeat;
+  return SseDue::Nothing;
+}
+
+// The earliest moment sse_due can answer something other than Nothing.
+inline int64_t sse_next_due_ms(const SseStream& s, int64_t gap_ms, int64_t heartbeat_ms) {
+  int64_t t = s.last_send_ms + heartbeat_ms;
+  if (s.dirty) t = std::min(t, s.last_snapshot_ms + gap_ms);
+  if (s.period_ms > 0) t = std::min(t, s.next_period_ms);
+  return t;
+}
+
+// Records that a snapshot (or, with snapshot=false, a heartbeat) went out.
+inline void sse_sent(SseStream& s, int64_t now_ms, bool snapshot) {
+  s.last_send_ms = now_ms;
+  if (!snapshot) return;
+  s.last_snapshot_ms = now_ms;
+  s.dirty = false;
+  if (s.period_ms > 0) s.next_period_ms = now_ms + s.period_ms;
+}

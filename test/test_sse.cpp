@@ -1,0 +1,136 @@
+// sse.hpp: the exact bytes of each event shape, ids from untrusted input,
+// subscriber bookkeeping, and when a stream is due.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "../sse.hpp"
+
+namespace {
+std::string event(std::string_view id, std::string_view name, std::string_view data) {
+  std::string out;
+  sse_event(out, id, name, data);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("event framing: exact bytes") {
+  CHECK(event("", "", "") == "data: \n\n");
+  CHECK(event("", "", "hello") == "data: hello\n\n");
+  CHECK(event("7", "", "{\"a\":1}") == "id: 7\ndata: {\"a\":1}\n\n");
+  CHECK(event("7", "tally", "x") == "id: 7\nevent: tally\ndata: x\n\n");
+  CHECK(event("", "", "a\nb") == "data: a\ndata: b\n\n");
+  CHECK(event("", "", "a\r\nb") == "data: a\ndata: b\n\n");
+  CHECK(event("", "", "a\rb") == "data: a\ndata: b\n\n");
+  CHECK(event("", "", "a\n\nb") == "data: a\ndata: \ndata: b\n\n");
+  CHECK(event("", "", "a\r\rb") == "data: a\ndata: \ndata: b\n\n");
+  CHECK(event("", "", "a\n") == "data: a\ndata: \n\n");  // the browser gets "a\n" back
+  CHECK(event("", "", "\r\n") == "data: \ndata: \n\n");
+}
+
+TEST_CASE("comments, retry and the heartbeat") {
+  std::string out;
+  sse_comment(out, "hi");
+  CHECK(out == ": hi\n\n");
+  out.clear();
+  sse_comment(out, "two\nlines");
+  CHECK(out == ": two\n: lines\n\n");
+  out.clear();
+  sse_retry(out, 3000);
+  CHECK(out == "retry: 3000\n\n");
+  CHECK(SSE_HEARTBEAT == ": ping\n\n");
+}
+
+TEST_CASE("Last-Event-ID is parsed strictly") {
+  CHECK(sse_parse_id("0") == uint64_t(0));
+  CHECK(sse_parse_id("1795314705617") == uint64_t(1795314705617));
+  CHECK(sse_parse_id("9999999999999999999") == uint64_t(9999999999999999999u));
+  CHECK_FALSE(sse_parse_id(""));
+  CHECK_FALSE(sse_parse_id("-1"));
+  CHECK_FALSE(sse_parse_id("+1"));
+  CHECK_FALSE(sse_parse_id(" 1"));
+  CHECK_FALSE(sse_parse_id("1a"));
+  CHECK_FALSE(sse_parse_id("12345678901234567890"));  // 20 digits: could overflow
+}
+
+TEST_CASE("snapshots: framed once, versions always grow") {
+  SseStream s;
+  sse_set_snapshot(s, "{\"n\":1}", 5000);
+  CHECK(s.version == 5000);
+  CHECK(s.frame == "id: 5000\ndata: {\"n\":1}\n\n");
+  sse_set_snapshot(s, "{\"n\":2}", 5000);  // same millisecond
+  CHECK(s.version == 5001);
+  sse_set_snapshot(s, "{\"n\":3}", 4000);  // the clock went back
+  CHECK(s.version == 5002);
+  sse_set_snapshot(s, "{\"n\":4}", 9000);
+  CHECK(s.version == 9000);
+}
+
+TEST_CASE("a new subscriber gets retry and the snapshot, unless it has it") {
+  SseStream s;
+  std::string out;
+  sse_open(out, s, std::nullopt, 3000);
+  CHECK(out == "retry: 3000\n\n");  // nothing published yet
+  sse_set_snapshot(s, "x", 100);
+  out.clear();
+  sse_open(out, s, std::nullopt, 3000);
+  CHECK(out == "retry: 3000\n\nid: 100\ndata: x\n\n");
+  out.clear();
+  sse_open(out, s, uint64_t(100), 3000);
+  CHECK(out == "retry: 3000\n\n");
+  out.clear();
+  sse_open(out, s, uint64_t(99), 3000);
+  CHECK(out == "retry: 3000\n\nid: 100\ndata: x\n\n");
+}
+
+TEST_CASE("subscribe and unsubscribe keep positions right") {
+  SseStream s;
+  CHECK(sse_subscribe(s, 10) == 0);
+  CHECK(sse_subscribe(s, 11) == 1);
+  CHECK(sse_subscribe(s, 12) == 2);
+  CHECK(sse_unsubscribe(s, 0) == 12);  // 12 moved into position 0
+  CHECK(s.subscribers == std::vector<int>{12, 11});
+  CHECK(sse_unsubscribe(s, 1) == -1);  // the last one: nothing moved
+  CHECK(s.subscribers == std::vector<int>{12});
+  CHECK(sse_unsubscribe(s, 0) == -1);
+  CHECK(s.subscribers.empty());
+}
+
+TEST_CASE("broadcast hands the same bytes to every subscriber") {
+  SseStream s;
+  for (int fd : {3, 4, 5}) sse_subscribe(s, fd);
+  std::vector<std::pair<int, const char*>> sent;
+  std::string bytes = "data: x\n\n";
+  sse_broadcast(s, bytes, [&](int fd, std::string_view b) { sent.push_back({fd, b.data()}); });
+  REQUIRE(sent.size() == 3);
+  for (auto& [fd, ptr] : sent) CHECK(ptr == bytes.data());  // not a copy
+}
+
+TEST_CASE("due: leading edge, trailing edge, period, heartbeat") {
+  const int64_t gap = 100, beat = 15000;
+  SseStream s;
+  s.last_send_ms = 0;
+  CHECK(sse_due(s, 10, gap, beat) == SseDue::Nothing);
+  s.dirty = true;  // an isolated change goes out at once
+  CHECK(sse_due(s, 10, gap, beat) == SseDue::Snapshot);
+  sse_sent(s, 10, true);
+  CHECK_FALSE(s.dirty);
+  s.dirty = true;  // a second change within the gap waits for its end
+  CHECK(sse_due(s, 50, gap, beat) == SseDue::Nothing);
+  CHECK(sse_next_due_ms(s, gap, beat) == 110);
+  CHECK(sse_due(s, 110, gap, beat) == SseDue::Snapshot);
+  sse_sent(s, 110, true);
+  CHECK(sse_next_due_ms(s, gap, beat) == 110 + beat);
+  CHECK(sse_due(s, 110 + beat, gap, beat) == SseDue::Heartbeat);
+  sse_sent(s, 110 + beat, false);
+  CHECK(sse_next_due_ms(s, gap, beat) == 110 + 2 * beat);
+
+  SseStream clock;
+  clock.period_ms = 3000;
+  clock.last_send_ms = 0;
+  CHECK(sse_due(clock, 0, gap, beat) == SseDue::Snapshot);  // the first one at start
+  sse_sent(clock, 0, true);
+  CHECK(sse_next_due_ms(clock, gap, beat) == 3000);
+  CHECK(sse_due(clock, 2999, gap, beat) == SseDue::Nothing);
+  CHECK(sse_due(clock, 3000, gap, beat) == SseDue::Snapshot);
+}
