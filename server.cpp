@@ -1,0 +1,1098 @@
+// server.cpp — one thread, one epoll, every connection in one table.
+//
+// This is the whole server: flags, the event loop, the life of a connection
+// from accept() to close(), the route table and the handlers. Read it top to
+// bottom and you follow a connection the way the kernel hands it to us.
+//
+// The loop. Everything the server waits on is a file descriptor registered
+// with one epoll instance: the listening socket, each client socket, one
+// timerfd (our alarm clock: it fires at the next deadline — a coalesced push,
+// a periodic push, a heartbeat, a timeout) and one signalfd (SIGINT and
+// SIGTERM arrive as readable bytes instead of interrupting us). One turn of
+// the loop:
+//
+//   wait → read every ready socket and run the parser over what arrived →
+//   handlers run inline and append responses to the connection's output →
+//   expire timeouts → push the SSE streams that are due → write every
+//   connection with pending output → close what was marked for closing.
+//
+// Responses are written only at the end of the turn, all together. That is
+// where the store's one commit per turn goes (group commit, as Redis answers
+// in beforeSleep): a reply never leaves before the change it reports is safe.
+//
+// Connections live in a table indexed by fd (the kernel hands out the lowest
+// free fd, so the table stays dense). Writing follows "write now, queue the
+// rest": a response goes straight to write(); only what the kernel refuses is
+// kept, and only then do we ask epoll for EPOLLOUT. epoll is level-triggered,
+// so a read that leaves bytes behind is simply called again next turn.
+//
+// Left out on purpose: TLS (put a proxy in front), HTTP/2, compression (SSE
+// must not be compressed anyway), more than one thread (one core serves tens
+// of thousands of streams; several processes can share a port later).
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <climits>
+#include <cstdarg>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "http_parse.hpp"
+#include "sse.hpp"
+
+// ---- Limits -------------------------------------------------------------------
+//
+// What a connection costs: one Conn slot (about 500 bytes, in a table that
+// grows to the highest fd in use and never moves), plus its output queue while
+// the kernel refuses bytes, plus while a request is arriving its URL, a few
+// header values and the body (bounded by the HTTP limits). An SSE subscriber
+// holds no input buffer at all and no output buffer while it keeps up.
+
+constexpr size_t READ_CHUNK_BYTES = 64 * 1024;        // one read(), into a buffer all connections share
+constexpr int ACCEPTS_PER_WAKEUP = 256;               // then let the other connections have a turn
+constexpr size_t WRITE_BUDGET_BYTES = 1024 * 1024;    // per connection per turn
+constexpr size_t OUT_HIGH_WATER_BYTES = 256 * 1024;   // stop reading a client that does not read its answers
+constexpr size_t KEEP_CAPACITY_BYTES = 64 * 1024;     // larger output buffers are freed once drained
+constexpr int EPOLL_BATCH = 512;                      // events taken per epoll_wait
+constexpr int64_t HEARTBEAT_MS = 15'000;              // a comment line on any stream quiet this long
+constexpr unsigned SSE_RETRY_MS = 3000;               // the reconnect delay we ask browsers for
+constexpr int64_t STOP_GRACE_MS = 800;                // SIGTERM: time left to flush before exit
+constexpr int64_t ACCEPT_RETRY_MS = 100;              // out of fds: try accept() again after this
+constexpr int FD_RESERVE = 64;                        // fds kept for files, the database, logs
+constexpr int FD_CEILING = 1 << 20;
+
+struct Config {
+  int port = 8080;
+  std::string bind = "127.0.0.1";
+  std::string public_dir = "public";
+  int max_conns = 0;  // 0: the fd limit minus FD_RESERVE
+  int64_t header_timeout_ms = 10'000;
+  int64_t idle_timeout_ms = 60'000;
+  HttpLimits limits;
+  size_t sse_max_pending = 256 * 1024;
+  int64_t clock_interval_ms = 3000;
+  int64_t push_gap_ms = 100;
+  std::string cors_origin;
+  bool quiet = false;
+};
+
+// ---- Types ----------------------------------------------------------------------
+
+enum class ConnState : uint8_t { Free, Http, Stream, Closing };
+enum TimerKind : int8_t { NO_TIMER = -1, HEADER_TIMER, IDLE_TIMER, TIMER_KINDS };
+
+struct Conn {
+  ConnState state = ConnState::Free;
+  bool over_capacity = false;     // accepted past --max-conns: answered 503, then closed
+  bool close_after_write = false;
+  bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
+  bool in_flush_list = false;
+  uint32_t events = 0;            // the epoll interest registered now
+  HttpParser http;
+  std::string out;                // bytes to send are out[out_off..]
+  size_t out_off = 0;
+  size_t out_replaceable = std::string::npos;  // SSE: out[this..] is unsent snapshots only
+  std::string stash;              // input not parsed yet while reading is paused
+  // Timeouts: each connection waiting on a deadline sits in one FIFO list.
+  TimerKind timer = NO_TIMER;
+  int timer_prev = -1, timer_next = -1;
+  int64_t deadline_ms = 0;
+  // SSE: which stream, and where in its subscriber list.
+  int stream = -1;
+  size_t sub_pos = 0;
+};
+
+// One list per timeout. Every connection in a list got the same timeout, so
+// the list is sorted by deadline just by appending: expiring is popping from
+// the head while the head is due, O(expired), never a scan of everyone.
+struct TimerList {
+  int head = -1, tail = -1;
+  int64_t timeout_ms = 0;
+};
+
+// A file from public/, read once at start-up and kept as ready response bytes.
+struct StaticFile {
+  std::string response;  // headers after the Connection line, blank line, body
+  size_t head_len = 0;   // response[0..head_len) is what HEAD sends
+  std::string etag;
+};
+
+struct Server;
+using Handler = void (*)(int fd, const HttpRequest& req, int arg);
+
+struct Route {
+  Handler handler;
+  const char* allow;  // methods, as the Allow header lists them
+  int arg;            // which static file, or which stream
+};
+
+// A live app's stream: the SSE plumbing plus how to render its snapshot.
+struct App {
+  const char* path;
+  SseStream stream;
+  std::string (*render)(int64_t wall_ms);  // the current state as JSON
+};
+
+struct Metrics {
+  uint64_t requests_by_status[600] = {};
+  uint64_t bytes_written = 0;
+  uint64_t accepted = 0;
+  uint64_t slow_consumers_dropped = 0;
+  uint64_t timeouts = 0;
+  uint64_t broadcasts = 0;
+  double last_broadcast_seconds = 0;
+};
+
+struct Server {
+  Config cfg;
+  int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
+  std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
+  int conns_open = 0;
+  TimerList timers[TIMER_KINDS];
+  std::vector<int> flush_list, close_list, resume_list;
+  std::vector<StaticFile> files;
+  std::unordered_map<std::string, Route> routes;
+  std::vector<App> apps;
+  Metrics metrics;
+  int64_t now_ms = 0;          // monotonic, read once per turn
+  int64_t timer_armed_ms = -1;
+  int64_t accept_paused_until_ms = -1;  // -1: accepting
+  int64_t stop_deadline_ms = -1;        // -1: running
+  char date_line[40] = {};     // "Date: ...\r\n", refreshed once a second
+  size_t date_len = 0;
+  time_t date_sec = 0;
+  char read_buf[READ_CHUNK_BYTES];
+};
+
+static Server srv;
+
+// ---- Small helpers -----------------------------------------------------------------
+
+static int64_t clock_ms(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+static void refresh_date() {
+  time_t t = time(nullptr);
+  if (t == srv.date_sec) return;
+  srv.date_sec = t;
+  srv.date_len = http_format_date(t, srv.date_line);
+}
+
+static std::string_view date_line() { return {srv.date_line, srv.date_len}; }
+
+[[noreturn]] static void die(const char* what) {
+  fprintf(stderr, "sse-server: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void log_line(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char* fmt, ...) {
+  if (srv.cfg.quiet) return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  n = std::min<int>(n, sizeof line - 2);
+  line[n] = '\n';
+  (void)!write(STDERR_FILENO, line, size_t(n) + 1);  // one write per line: lines never interleave
+}
+
+static std::string peer_name(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+      port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+      port = ntohs(a->sin6_port);
+    }
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+static size_t pending(const Conn& c) { return c.out.size() - c.out_off; }
+
+// The only place that calls epoll_ctl for a client, and only when the wanted
+// mask differs from the registered one: a request answered in one write
+// costs no epoll_ctl at all.
+static void conn_set_interest(int fd) {
+  Conn& c = srv.conns[fd];
+  uint32_t want = 0;
+  if (!c.reading_paused && !c.close_after_write) want |= EPOLLIN;
+  if (pending(c) > 0) want |= EPOLLOUT;
+  if (want == c.events) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.fd = fd;
+  epoll_ctl(srv.epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+  c.events = want;
+}
+
+static void flush_later(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.in_flush_list) return;
+  c.in_flush_list = true;
+  srv.flush_list.push_back(fd);
+}
+
+// Marks the connection to be closed at the end of this turn. Deferred so that
+// nothing closes under a loop that is walking connections (a broadcast, the
+// events of one epoll_wait), and so an fd is never reused within a turn.
+static void conn_close_later(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
+  c.state = ConnState::Closing;
+  srv.close_list.push_back(fd);
+}
+
+// ---- Timeouts --------------------------------------------------------------------
+
+static void timer_unlink(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.timer == NO_TIMER) return;
+  TimerList& l = srv.timers[c.timer];
+  (c.timer_prev >= 0 ? srv.conns[c.timer_prev].timer_next : l.head) = c.timer_next;
+  (c.timer_next >= 0 ? srv.conns[c.timer_next].timer_prev : l.tail) = c.timer_prev;
+  c.timer = NO_TIMER;
+  c.timer_prev = c.timer_next = -1;
+}
+
+// Starts (or restarts) the connection's clock in list `kind`: O(1).
+static void timer_start(int fd, TimerKind kind) {
+  timer_unlink(fd);
+  Conn& c = srv.conns[fd];
+  TimerList& l = srv.timers[kind];
+  c.timer = kind;
+  c.deadline_ms = srv.now_ms + l.timeout_ms;
+  c.timer_prev = l.tail;
+  (l.tail >= 0 ? srv.conns[l.tail].timer_next : l.head) = fd;
+  l.tail = fd;
+}
+
+// Closes every connection whose deadline has passed, oldest first.
+static void timers_expire() {
+  for (TimerList& l : srv.timers) {
+    while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
+      int fd = l.head;
+      timer_unlink(fd);
+      srv.metrics.timeouts++;
+      conn_close_later(fd);
+    }
+  }
+}
+
+// ---- Accept -----------------------------------------------------------------------
+
+static void conn_open(int fd) {
+  while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve: no move
+  Conn& c = srv.conns[fd];
+  c.state = ConnState::Http;
+  c.over_capacity = ++srv.conns_open > srv.cfg.max_conns;
+  c.close_after_write = c.reading_paused = c.in_flush_list = false;
+  c.http.reset();
+  c.out.clear();
+  c.out_off = 0;
+  c.out_replaceable = std::string::npos;
+  c.stash.clear();
+  c.stream = -1;
+  c.events = EPOLLIN;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+  timer_start(fd, HEADER_TIMER);  // the first request must arrive in time too
+  srv.metrics.accepted++;
+}
+
+static void accept_pause(bool pause) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = srv.listen_fd;
+  epoll_ctl(srv.epoll_fd, pause ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, srv.listen_fd, pause ? nullptr : &ev);
+  srv.accept_paused_until_ms = pause ? srv.now_ms + ACCEPT_RETRY_MS : -1;
+}
+
+// Accepts waiting connections until EAGAIN or the per-wakeup bound.
+static void on_accept() {
+  for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+    int fd = accept4(srv.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      conn_open(fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;  // that client gave up; try the next
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // Out of fds. The pending connection stays in the backlog, so the
+      // listening socket stays readable: with level-triggered epoll we would
+      // spin at 100% CPU. Stop listening for a moment instead; a close or
+      // ACCEPT_RETRY_MS later we try again.
+      log_line("accept: %s; pausing accepts", strerror(errno));
+      accept_pause(true);
+    }
+    return;  // EAGAIN: the backlog is empty
+  }
+}
+
+// ---- Read -------------------------------------------------------------------------
+
+static void on_request(int fd, const HttpRequest& req);
+static void respond_error(int fd, int status, std::string_view message, std::string_view extra = {});
+
+// Runs the parser over bytes that arrived and dispatches each whole request.
+// Stops early when the connection turned into a stream, is closing, or has
+// more unsent output than OUT_HIGH_WATER_BYTES (the rest is stashed and
+// reading paused until the client has read its answers).
+static void conn_parse(int fd, const char* data, size_t len) {
+  Conn& c = srv.conns[fd];
+  bool completed = false;
+  size_t off = 0;
+  while (c.state == ConnState::Http && !c.close_after_write) {
+    if (pending(c) > OUT_HIGH_WATER_BYTES) {
+      c.stash.assign(data + off, len - off);
+      c.reading_paused = true;
+      conn_set_interest(fd);
+      break;
+    }
+    size_t used = 0;
+    HttpParse r = c.http.feed(data + off, len - off, &used);
+    off += used;
+    if (r == HttpParse::NeedMore) break;
+    if (r == HttpParse::Error) {
+      respond_error(fd, c.http.error_status(), c.http.error_reason());
+      return;
+    }
+    if (r == HttpParse::Continue) {
+      c.out += "HTTP/1.1 100 Continue\r\n\r\n";
+      flush_later(fd);
+      continue;
+    }
+    on_request(fd, c.http.request());
+    c.http.next();
+    completed = true;
+  }
+  if (c.state != ConnState::Http || c.close_after_write) return;
+  // A request that has begun must be whole within the header timeout; a
+  // connection between requests may idle for the idle timeout.
+  if (completed) timer_start(fd, c.http.mid_request() ? HEADER_TIMER : IDLE_TIMER);
+  else if (c.http.mid_request() && c.timer != HEADER_TIMER) timer_start(fd, HEADER_TIMER);
+}
+
+// Parses what a paused connection left stashed, now that its output drained.
+static void on_resume(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.state != ConnState::Http) return;
+  std::string input;
+  input.swap(c.stash);
+  conn_parse(fd, input.data(), input.size());
+  if (c.stash.empty()) c.stash.swap(input), c.stash.clear();  // keep the capacity
+}
+
+// The socket is readable (or hung up, or in error: read() tells which).
+static void on_readable(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.reading_paused) return;
+  if (!c.stash.empty()) return on_resume(fd);  // older bytes first; the socket keeps the newer ones
+  ssize_t n = read(fd, srv.read_buf, sizeof srv.read_buf);
+  if (n > 0) {
+    // A stream's client has nothing more to say; whatever it sends is dropped.
+    if (c.state == ConnState::Http) conn_parse(fd, srv.read_buf, size_t(n));
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;  // level-triggered: we get called again
+  // 0 is end of file: the client closed (or half-closed) its side. An answer
+  // still queued is sent first; anything else (ECONNRESET...) ends it now.
+  if (n == 0 && pending(c) > 0 && c.state == ConnState::Http) {
+    c.close_after_write = true;
+    conn_set_interest(fd);
+    return;
+  }
+  conn_close_later(fd);
+}
+
+// ---- Dispatch ---------------------------------------------------------------------
+
+static bool method_allowed(const char* allow, llhttp_method_t m) {
+  std::string_view list(allow), name(llhttp_method_name(m));
+  for (size_t at = list.find(name); at != list.npos; at = list.find(name, at + 1)) {
+    bool starts = at == 0 || list[at - 1] == ' ';
+    bool ends = at + name.size() == list.size() || list[at + name.size()] == ',';
+    if (starts && ends) return true;
+  }
+  return false;
+}
+
+static bool is_stream_route(const Route& r);
+
+// One whole request: find its route and run the handler, which appends the
+// answer to the connection's output.
+static void on_request(int fd, const HttpRequest& req) {
+  Conn& c = srv.conns[fd];
+  auto it = srv.routes.find(std::string(req.path));
+  if (it == srv.routes.end()) return respond_error(fd, 404, "no such page");
+  const Route& route = it->second;
+  if (c.over_capacity) {
+    // A browser's EventSource gives up for good on an error status but
+    // retries a dropped connection, so a stream over capacity is just closed.
+    if (is_stream_route(route)) return conn_close_later(fd);
+    return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n");
+  }
+  if (!method_allowed(route.allow, req.method)) {
+    std::string allow = std::string("Allow: ") + route.allow + "\r\n";
+    return respond_error(fd, 405, "method not allowed here", allow);
+  }
+  route.handler(fd, req, route.arg);
+  if (req.upgrade || !req.keep_alive) c.close_after_write = true;
+}
+
+// ---- Respond ------------------------------------------------------------------------
+
+// Appends a whole response and counts it. The connection is closed after the
+// write when the request asked for that.
+static void respond(int fd, const HttpRequest& req, int status, std::string_view type, std::string_view body,
+                    std::string_view extra = {}) {
+  Conn& c = srv.conns[fd];
+  bool keep = req.keep_alive && !req.upgrade;
+  http_respond(c.out, status, date_line(), keep, req.http10, type, body, extra, req.method == HTTP_HEAD);
+  srv.metrics.requests_by_status[status]++;
+  flush_later(fd);
+}
+
+// An error answer; always closes the connection, since after a bad request
+// we cannot know where the next one would start.
+static void respond_error(int fd, int status, std::string_view message, std::string_view extra) {
+  Conn& c = srv.conns[fd];
+  std::string body = std::to_string(status) + " " + http_status_text(status) + ": " + std::string(message) + "\n";
+  http_respond(c.out, status, date_line(), false, false, "text/plain; charset=utf-8", body, extra);
+  srv.metrics.requests_by_status[status]++;
+  c.close_after_write = true;
+  conn_set_interest(fd);  // stop reading
+  flush_later(fd);
+}
+
+static void on_static(int fd, const HttpRequest& req, int file) {
+  Conn& c = srv.conns[fd];
+  const StaticFile& f = srv.files[size_t(file)];
+  bool keep = req.keep_alive && !req.upgrade;
+  if (!req.fields[IF_NONE_MATCH].empty() && http_etag_matches(req.fields[IF_NONE_MATCH], f.etag)) {
+    http_begin(c.out, 304, date_line(), keep, req.http10);
+    c.out.append("ETag: ").append(f.etag).append("\r\n\r\n");
+    srv.metrics.requests_by_status[304]++;
+  } else {
+    http_begin(c.out, 200, date_line(), keep, req.http10);
+    c.out.append(f.response, 0, req.method == HTTP_HEAD ? f.head_len : f.response.size());
+    srv.metrics.requests_by_status[200]++;
+  }
+  flush_later(fd);
+}
+
+static void on_healthz(int fd, const HttpRequest& req, int) { respond(fd, req, 200, "text/plain", "ok\n"); }
+
+static void on_metrics(int fd, const HttpRequest& req, int);
+
+// Turns the connection into a subscriber of app `app`: the SSE headers, the
+// reconnect delay and the current snapshot go out at once.
+static void on_subscribe(int fd, const HttpRequest& req, int app) {
+  Conn& c = srv.conns[fd];
+  SseStream& s = srv.apps[size_t(app)].stream;
+  http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
+  if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
+  c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+  if (!srv.cfg.cors_origin.empty()) c.out.append("Access-Control-Allow-Origin: ").append(srv.cfg.cors_origin).append("\r\n");
+  c.out += "\r\n";
+  // The browser sends Last-Event-ID when it reconnects; a page can pass the
+  // id it already has as ?lastEventId= on its first connect.
+  // A subscriber may fall at most --sse-max-pending bytes behind in our
+  // queue; its kernel send buffer gets the same bound, or the kernel would
+  // hold megabytes for a client that stopped reading before we noticed.
+  int sndbuf = int(std::min<size_t>(srv.cfg.sse_max_pending, INT32_MAX / 2));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  std::string_view last = req.fields[LAST_EVENT_ID];
+  std::string from_query;
+  if (last.empty() && http_form_value(req.query, "lastEventId", &from_query)) last = from_query;
+  sse_open(c.out, s, sse_parse_id(last), SSE_RETRY_MS);
+  srv.metrics.requests_by_status[200]++;
+  c.state = ConnState::Stream;
+  c.stream = app;
+  c.sub_pos = sse_subscribe(s, fd);
+  c.http.release();
+  timer_unlink(fd);  // streams are exempt from the idle timeout
+  flush_later(fd);
+  log_line("sse: + %s %s (%zu subscribers)", srv.apps[size_t(app)].path, peer_name(fd).c_str(), s.subscribers.size());
+}
+
+static bool is_stream_route(const Route& r) { return r.handler == on_subscribe; }
+
+// ---- Write --------------------------------------------------------------------------
+
+// Writes as much pending output as the kernel takes, up to the per-turn
+// budget. May mark the connection for closing (write error, or done and
+// close_after_write).
+static void conn_flush(int fd) {
+  Conn& c = srv.conns[fd];
+  c.in_flush_list = false;
+  if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
+  size_t budget = WRITE_BUDGET_BYTES;
+  while (pending(c) > 0 && budget > 0) {
+    ssize_t n = write(fd, c.out.data() + c.out_off, std::min(pending(c), budget));
+    if (n > 0) {
+      c.out_off += size_t(n);
+      budget -= size_t(n);
+      srv.metrics.bytes_written += uint64_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;  // the kernel's buffer is full: EPOLLOUT will tell us
+    return conn_close_later(fd);          // EPIPE, ECONNRESET: SIGPIPE is ignored, so we learn it here
+  }
+  if (c.out_off > c.out_replaceable) c.out_replaceable = std::string::npos;  // a snapshot began to leave
+  if (c.out_off >= KEEP_CAPACITY_BYTES && c.out_off > pending(c)) {  // compact, lazily: the front is sent
+    c.out.erase(0, c.out_off);
+    if (c.out_replaceable != std::string::npos) c.out_replaceable -= c.out_off;
+    c.out_off = 0;
+  }
+  if (pending(c) == 0) {
+    c.out.clear();
+    c.out_off = 0;
+    if (c.out.capacity() > KEEP_CAPACITY_BYTES || c.state == ConnState::Stream) std::string().swap(c.out);
+    if (c.close_after_write) return conn_close_later(fd);
+    if (c.reading_paused) {
+      c.reading_paused = false;
+      if (!c.stash.empty()) srv.resume_list.push_back(fd);
+    }
+  }
+  conn_set_interest(fd);
+}
+
+// A broadcast's send function: write to the subscriber now if it has nothing
+// queued; otherwise queue, replacing a queued snapshot nothing of which has
+// left yet (snapshots are whole state: only the newest matters). Heartbeats go
+// only to idle subscribers. Over --sse-max-pending the subscriber is dropped.
+static void sse_send(int fd, std::string_view bytes, bool snapshot) {
+  Conn& c = srv.conns[fd];
+  if (c.state != ConnState::Stream) return;  // closing already
+  if (pending(c) == 0) {
+    ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n == ssize_t(bytes.size())) {
+      srv.metrics.bytes_written += uint64_t(n);
+      return;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return conn_close_later(fd);
+    n = std::max<ssize_t>(n, 0);
+    srv.metrics.bytes_written += uint64_t(n);
+    c.out.assign(bytes.substr(size_t(n)));
+    c.out_off = 0;
+    c.out_replaceable = n == 0 && snapshot ? 0 : std::string::npos;
+    return conn_set_interest(fd);
+  }
+  if (!snapshot) return;
+  if (c.out_replaceable == std::string::npos) c.out_replaceable = c.out.size();
+  c.out.resize(c.out_replaceable);
+  if (pending(c) + bytes.size() > srv.cfg.sse_max_pending) {
+    srv.metrics.slow_consumers_dropped++;
+    log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), pending(c));
+    return conn_close_later(fd);
+  }
+  c.out.append(bytes);
+}
+
+// ---- Close --------------------------------------------------------------------------
+
+static void conn_close(int fd) {
+  Conn& c = srv.conns[fd];
+  if (c.stream >= 0) {
+    App& app = srv.apps[size_t(c.stream)];
+    int moved = sse_unsubscribe(app.stream, c.sub_pos);
+    if (moved >= 0) srv.conns[moved].sub_pos = c.sub_pos;
+    log_line("sse: - %s %s (%zu subscribers)", app.path, peer_name(fd).c_str(), app.stream.subscribers.size());
+    c.stream = -1;
+  }
+  timer_unlink(fd);
+  close(fd);  // also removes it from epoll: no other process shares this socket
+  c.state = ConnState::Free;
+  c.in_flush_list = false;
+  if (c.out.capacity() > KEEP_CAPACITY_BYTES) std::string().swap(c.out);
+  if (c.stash.capacity() > KEEP_CAPACITY_BYTES) std::string().swap(c.stash);
+  srv.conns_open--;
+  if (srv.accept_paused_until_ms >= 0 && srv.stop_deadline_ms < 0) accept_pause(false);  // an fd is free again
+}
+
+static void close_marked() {
+  for (size_t i = 0; i < srv.close_list.size(); i++) conn_close(srv.close_list[i]);
+  srv.close_list.clear();
+}
+
+// ---- Tick: streams and the clock -----------------------------------------------------
+
+static std::string render_clock(int64_t wall_ms) {
+  time_t secs = time_t(wall_ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char iso[32];
+  strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+  char json[96];
+  snprintf(json, sizeof json, "{\"time\":\"%s.%03dZ\",\"epoch_ms\":%" PRId64 "}", iso, int(wall_ms % 1000), wall_ms);
+  return json;
+}
+
+// Pushes every stream that is due: a new snapshot (leading or trailing edge
+// of a change, or its period) or a heartbeat.
+static void streams_push() {
+  for (App& app : srv.apps) {
+    SseStream& s = app.stream;
+    SseDue due = sse_due(s, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
+    if (due == SseDue::Nothing) continue;
+    bool snapshot = due == SseDue::Snapshot;
+    if (snapshot) {
+      int64_t wall = clock_ms(CLOCK_REALTIME);
+      std::string json = app.render(wall);
+      if (json != s.json) sse_set_snapshot(s, json, wall);
+    }
+    timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
+                  [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (snapshot) {
+      srv.metrics.broadcasts++;
+      srv.metrics.last_broadcast_seconds = double(b.tv_sec - a.tv_sec) + double(b.tv_nsec - a.tv_nsec) / 1e9;
+    }
+    sse_sent(s, srv.now_ms, snapshot);
+  }
+}
+
+// The next moment something is due: a stream, a timeout, a paused accept.
+static int64_t next_deadline_ms() {
+  int64_t t = srv.now_ms + 1000;
+  for (const App& app : srv.apps) t = std::min(t, sse_next_due_ms(app.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
+  for (const TimerList& l : srv.timers)
+    if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
+  if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
+  if (srv.stop_deadline_ms >= 0) t = std::min(t, srv.stop_deadline_ms);
+  return std::max(t, srv.now_ms + 1);
+}
+
+// Sets the timerfd to fire at the next deadline (absolute, monotonic clock).
+static void timer_arm() {
+  int64_t t = next_deadline_ms();
+  if (t == srv.timer_armed_ms) return;
+  srv.timer_armed_ms = t;
+  itimerspec its{};
+  its.it_value.tv_sec = t / 1000;
+  its.it_value.tv_nsec = (t % 1000) * 1'000'000;
+  timerfd_settime(srv.timer_fd, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+static void on_timer() {
+  uint64_t expirations;
+  (void)!read(srv.timer_fd, &expirations, sizeof expirations);  // drain it, or it stays readable
+  srv.timer_armed_ms = -1;
+  if (srv.accept_paused_until_ms >= 0 && srv.now_ms >= srv.accept_paused_until_ms && srv.stop_deadline_ms < 0)
+    accept_pause(false);
+}
+
+// SIGTERM or SIGINT: stop accepting, let queued answers and streams flush,
+// close everything else, and leave within STOP_GRACE_MS.
+static void on_signal() {
+  signalfd_siginfo si;
+  (void)!read(srv.signal_fd, &si, sizeof si);
+  if (srv.stop_deadline_ms >= 0) return;
+  log_line("signal %u: stopping", si.ssi_signo);
+  srv.stop_deadline_ms = srv.now_ms + STOP_GRACE_MS;
+  if (srv.accept_paused_until_ms < 0) epoll_ctl(srv.epoll_fd, EPOLL_CTL_DEL, srv.listen_fd, nullptr);
+  close(srv.listen_fd);
+  for (size_t fd = 0; fd < srv.conns.size(); fd++) {
+    Conn& c = srv.conns[fd];
+    if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
+    if (pending(c) == 0) {
+      conn_close_later(int(fd));
+    } else {
+      c.close_after_write = true;
+      conn_set_interest(int(fd));
+    }
+  }
+}
+
+// ---- Metrics ----------------------------------------------------------------------------
+
+static void on_metrics(int fd, const HttpRequest& req, int) {
+  std::string m;
+  char line[160];
+  auto add = [&](const char* fmt, auto... v) {
+    snprintf(line, sizeof line, fmt, v...);
+    m += line;
+  };
+  m += "# HELP sse_connections_open Client connections open now.\n# TYPE sse_connections_open gauge\n";
+  add("sse_connections_open %d\n", srv.conns_open);
+  m += "# HELP sse_connections_accepted_total Connections accepted since start.\n# TYPE sse_connections_accepted_total counter\n";
+  add("sse_connections_accepted_total %" PRIu64 "\n", srv.metrics.accepted);
+  m += "# HELP sse_subscribers SSE subscribers per stream.\n# TYPE sse_subscribers gauge\n";
+  for (const App& app : srv.apps) add("sse_subscribers{stream=\"%s\"} %zu\n", app.stream.name.c_str(), app.stream.subscribers.size());
+  m += "# HELP sse_http_requests_total Responses sent, by status code.\n# TYPE sse_http_requests_total counter\n";
+  srv.metrics.requests_by_status[200]++;  // count this very answer
+  for (int code = 100; code < 600; code++)
+    if (srv.metrics.requests_by_status[code])
+      add("sse_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, srv.metrics.requests_by_status[code]);
+  srv.metrics.requests_by_status[200]--;
+  m += "# HELP sse_bytes_written_total Bytes written to client sockets.\n# TYPE sse_bytes_written_total counter\n";
+  add("sse_bytes_written_total %" PRIu64 "\n", srv.metrics.bytes_written);
+  m += "# HELP sse_slow_consumers_dropped_total Subscribers closed for falling --sse-max-pending behind.\n";
+  m += "# TYPE sse_slow_consumers_dropped_total counter\n";
+  add("sse_slow_consumers_dropped_total %" PRIu64 "\n", srv.metrics.slow_consumers_dropped);
+  size_t queued = 0, stashed = 0;
+  for (const Conn& c : srv.conns) {
+    if (c.state == ConnState::Free) continue;
+    queued += pending(c);
+    stashed += c.stash.size();
+  }
+  m += "# HELP sse_output_queued_bytes Answers and events written that the kernel has not taken yet.\n";
+  m += "# TYPE sse_output_queued_bytes gauge\n";
+  add("sse_output_queued_bytes %zu\n", queued);
+  m += "# HELP sse_input_stashed_bytes Requests received but parked until their client reads its answers.\n";
+  m += "# TYPE sse_input_stashed_bytes gauge\n";
+  add("sse_input_stashed_bytes %zu\n", stashed);
+  m += "# HELP sse_timeouts_total Connections closed by the header or idle timeout.\n# TYPE sse_timeouts_total counter\n";
+  add("sse_timeouts_total %" PRIu64 "\n", srv.metrics.timeouts);
+  m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
+  add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
+  m += "# HELP sse_last_broadcast_seconds How long the last snapshot broadcast took.\n# TYPE sse_last_broadcast_seconds gauge\n";
+  add("sse_last_broadcast_seconds %.9f\n", srv.metrics.last_broadcast_seconds);
+  respond(fd, req, 200, "text/plain; version=0.0.4; charset=utf-8", m);
+}
+
+// ---- The loop -----------------------------------------------------------------------------
+
+static void on_event(const epoll_event& ev) {
+  int fd = ev.data.fd;
+  if (fd == srv.listen_fd) return on_accept();
+  if (fd == srv.timer_fd) return on_timer();
+  if (fd == srv.signal_fd) return on_signal();
+  Conn& c = srv.conns[size_t(fd)];
+  if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
+  // EPOLLHUP and EPOLLERR come whatever we asked for; read() and write()
+  // report the actual error, so both paths simply run.
+  if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(fd);
+  if (ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flush_later(fd);
+}
+
+static void run() {
+  static epoll_event events[EPOLL_BATCH];
+  for (;;) {
+    timer_arm();
+    // Connections with stashed input have work even if no socket is ready.
+    int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, srv.resume_list.empty() ? -1 : 0);
+    if (n < 0 && errno != EINTR) die("epoll_wait");
+    srv.now_ms = clock_ms(CLOCK_MONOTONIC);
+    refresh_date();
+    for (int i = 0; i < n; i++) on_event(events[i]);
+    std::vector<int> resume;
+    resume.swap(srv.resume_list);
+    for (int fd : resume) on_resume(fd);
+    timers_expire();
+    // Every answer of this turn is appended; here is where the one commit goes.
+    streams_push();
+    for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
+    srv.flush_list.clear();
+    close_marked();
+    if (srv.stop_deadline_ms >= 0 && (srv.conns_open == 0 || srv.now_ms >= srv.stop_deadline_ms)) return;
+  }
+}
+
+// ---- Start-up ------------------------------------------------------------------------------
+
+static const char* content_type_for(std::string_view name) {
+  static constexpr std::pair<std::string_view, const char*> types[] = {
+      {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"}, {".json", "application/json"},
+      {".svg", "image/svg+xml"}, {".png", "image/png"}, {".ico", "image/x-icon"},
+      {".txt", "text/plain; charset=utf-8"}, {".webmanifest", "application/manifest+json"}};
+  for (auto& [ext, type] : types)
+    if (name.ends_with(ext)) return type;
+  return "application/octet-stream";
+}
+
+// Reads every regular file directly in `dir` into a prebuilt response and
+// routes "/<name>" to it; "x.html" is also "/x", and index.html is "/". Only
+// these names are ever served: no request path is joined to a directory.
+static void load_public(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) die(("cannot open the public directory " + dir).c_str());
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name, path = dir + "/" + name;
+    struct stat st;
+    if (name[0] == '.' || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) die(("cannot read " + path).c_str());
+    std::string body(size_t(st.st_size), '\0');
+    size_t got = fread(body.data(), 1, body.size(), f);
+    fclose(f);
+    body.resize(got);
+    uint64_t h = 1469598103934665603ull;  // FNV-1a: a content hash is all an ETag needs
+    for (unsigned char ch : body) h = (h ^ ch) * 1099511628211ull;
+    char etag[24];
+    snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", h);
+    StaticFile file;
+    file.etag = etag;
+    file.response = std::string("Content-Type: ") + content_type_for(name) + "\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\nETag: " + etag + "\r\nCache-Control: no-cache\r\n\r\n";
+    file.head_len = file.response.size();
+    file.response += body;
+    int idx = int(srv.files.size());
+    srv.files.push_back(std::move(file));
+    Route route{on_static, "GET, HEAD", idx};
+    srv.routes.emplace("/" + name, route);  // emplace: app routes added earlier win
+    if (name.ends_with(".html")) srv.routes.emplace("/" + name.substr(0, name.size() - 5), route);
+    if (name == "index.html") srv.routes.emplace("/", route);
+  }
+  closedir(d);
+  if (srv.routes.find("/") == srv.routes.end()) {
+    fprintf(stderr, "sse-server: %s has no index.html\n", dir.c_str());
+    exit(1);
+  }
+}
+
+static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t)) {
+  App app{path, SseStream{}, render};
+  app.stream.name = name;
+  app.stream.period_ms = period_ms;
+  srv.routes.emplace(path, Route{on_subscribe, "GET", int(srv.apps.size())});
+  srv.apps.push_back(std::move(app));
+}
+
+static void setup_routes() {
+  srv.routes.emplace("/healthz", Route{on_healthz, "GET, HEAD", 0});
+  srv.routes.emplace("/metrics", Route{on_metrics, "GET, HEAD", 0});
+  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock);
+  load_public(srv.cfg.public_dir);
+}
+
+// Sizes the connection table from the fd limit, raising the soft limit to
+// the hard one (capped at FD_CEILING) first.
+static void setup_fd_table() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) die("getrlimit");
+  rlim_t want = std::min<rlim_t>(rl.rlim_max, FD_CEILING);
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  int fds = int(std::min<rlim_t>(rl.rlim_cur, FD_CEILING));
+  if (fds <= FD_RESERVE + 8) {
+    fprintf(stderr, "sse-server: the fd limit (%d) is too low\n", fds);
+    exit(1);
+  }
+  if (srv.cfg.max_conns == 0 || srv.cfg.max_conns > fds - FD_RESERVE) srv.cfg.max_conns = fds - FD_RESERVE;
+  // Reserving never touches the memory, so the table's RSS follows the
+  // highest fd in use; and since it never reallocates, a Conn never moves.
+  srv.conns.reserve(size_t(fds));
+}
+
+static void setup_listener() {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(srv.cfg.port));
+  if (inet_pton(AF_INET, srv.cfg.bind.c_str(), &addr.sin_addr) != 1) {
+    fprintf(stderr, "sse-server: --bind needs an IPv4 address, got '%s'\n", srv.cfg.bind.c_str());
+    exit(2);
+  }
+  srv.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (srv.listen_fd < 0) die("socket");
+  int one = 1;
+  setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old sockets linger in TIME_WAIT
+  // We always write a whole response at once, so Nagle's algorithm would only
+  // delay it; accepted sockets inherit this option from the listener.
+  setsockopt(srv.listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (bind(srv.listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    fprintf(stderr, "sse-server: cannot listen on %s:%d: %s\n", srv.cfg.bind.c_str(), srv.cfg.port, strerror(errno));
+    exit(1);
+  }
+  if (listen(srv.listen_fd, SOMAXCONN) != 0) die("listen");
+  socklen_t len = sizeof addr;
+  getsockname(srv.listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);  // --port 0: learn which one
+  srv.cfg.port = ntohs(addr.sin_port);
+}
+
+static void setup_loop() {
+  srv.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  srv.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  // SIGINT and SIGTERM are blocked, then read from a signalfd like any other
+  // event: no handler runs in the middle of the loop.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  srv.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (srv.epoll_fd < 0 || srv.timer_fd < 0 || srv.signal_fd < 0) die("epoll, timerfd or signalfd");
+  for (int fd : {srv.listen_fd, srv.timer_fd, srv.signal_fd}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+  }
+  srv.timers[HEADER_TIMER].timeout_ms = srv.cfg.header_timeout_ms;
+  srv.timers[IDLE_TIMER].timeout_ms = srv.cfg.idle_timeout_ms;
+  srv.now_ms = clock_ms(CLOCK_MONOTONIC);
+  for (App& app : srv.apps) app.stream.last_send_ms = srv.now_ms;
+  refresh_date();
+}
+
+// ---- Flags -------------------------------------------------------------------------------
+
+enum class FlagKind { Int, Bytes, Seconds, Millis, Text, Switch };
+
+struct Flag {
+  const char* name;
+  FlagKind kind;
+  void* target;
+  double min, max;
+  const char* help;
+};
+
+static const Flag FLAGS[] = {
+    {"--port", FlagKind::Int, &srv.cfg.port, 0, 65535, "TCP port; 0 picks a free one and prints it"},
+    {"--bind", FlagKind::Text, &srv.cfg.bind, 0, 0, "IPv4 address to listen on"},
+    {"--public", FlagKind::Text, &srv.cfg.public_dir, 0, 0, "directory of pages, read once at start"},
+    {"--max-conns", FlagKind::Int, &srv.cfg.max_conns, 0, FD_CEILING, "connections served before 503 (0: the fd limit - 64)"},
+    {"--header-timeout", FlagKind::Seconds, &srv.cfg.header_timeout_ms, 0.001, 86400, "seconds for a request to arrive whole"},
+    {"--idle-timeout", FlagKind::Seconds, &srv.cfg.idle_timeout_ms, 0.001, 86400, "seconds a keep-alive connection may idle"},
+    {"--max-header-bytes", FlagKind::Bytes, &srv.cfg.limits.max_head_bytes, 256, 1 << 20, "request line + headers limit (431)"},
+    {"--max-url-bytes", FlagKind::Bytes, &srv.cfg.limits.max_url_bytes, 16, 1 << 20, "URL limit (414)"},
+    {"--max-body-bytes", FlagKind::Bytes, &srv.cfg.limits.max_body_bytes, 0, 64 << 20, "request body limit (413)"},
+    {"--sse-max-pending", FlagKind::Bytes, &srv.cfg.sse_max_pending, 64, 1 << 30, "bytes queued for one subscriber before it is dropped"},
+    {"--clock-interval", FlagKind::Seconds, &srv.cfg.clock_interval_ms, 0.001, 86400, "seconds between clock events on /sse"},
+    {"--push-gap-ms", FlagKind::Millis, &srv.cfg.push_gap_ms, 0, 60000, "least ms between two change pushes of a stream"},
+    {"--cors-origin", FlagKind::Text, &srv.cfg.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
+    {"--quiet", FlagKind::Switch, &srv.cfg.quiet, 0, 0, "no log lines on stderr"},
+};
+
+static std::string flag_value(const Flag& f) {
+  char buf[64];
+  switch (f.kind) {
+    case FlagKind::Int: return std::to_string(*static_cast<int*>(f.target));
+    case FlagKind::Bytes: return std::to_string(*static_cast<size_t*>(f.target));
+    case FlagKind::Millis: return std::to_string(*static_cast<int64_t*>(f.target));
+    case FlagKind::Seconds: snprintf(buf, sizeof buf, "%g", double(*static_cast<int64_t*>(f.target)) / 1000); return buf;
+    case FlagKind::Text: return "'" + *static_cast<std::string*>(f.target) + "'";
+    case FlagKind::Switch: return *static_cast<bool*>(f.target) ? "on" : "off";
+  }
+  return "";
+}
+
+static void usage(FILE* to) {
+  fprintf(to, "usage: sse-server [flags]\n\nflags (default in brackets):\n");
+  for (const Flag& f : FLAGS) fprintf(to, "  %-20s %s [%s]\n", f.name, f.help, flag_value(f).c_str());
+  fprintf(to, "  %-20s %s\n", "--help", "show this and exit");
+}
+
+[[noreturn]] static void bad_flag(const char* fmt, const char* a, const char* b = "") {
+  fprintf(stderr, "sse-server: ");
+  fprintf(stderr, fmt, a, b);
+  fprintf(stderr, "\nrun 'sse-server --help' for the list of flags\n");
+  exit(2);
+}
+
+// Stores `text` into the flag's target; exits 2 with a message when it does not fit.
+static void flag_set(const Flag& f, const char* text) {
+  if (f.kind == FlagKind::Text) {
+    *static_cast<std::string*>(f.target) = text;
+    return;
+  }
+  char* end = nullptr;
+  errno = 0;
+  double v = strtod(text, &end);
+  bool whole = f.kind != FlagKind::Seconds && v != std::floor(v);
+  if (*text == '\0' || *end != '\0' || errno != 0 || whole || !(v >= f.min && v <= f.max)) {
+    char range[96];
+    snprintf(range, sizeof range, "%s from %g to %g", f.kind == FlagKind::Seconds ? "seconds" : "a whole number", f.min, f.max);
+    fprintf(stderr, "sse-server: %s needs %s, got '%s'\n", f.name, range, text);
+    fprintf(stderr, "run 'sse-server --help' for the list of flags\n");
+    exit(2);
+  }
+  switch (f.kind) {
+    case FlagKind::Int: *static_cast<int*>(f.target) = int(v); break;
+    case FlagKind::Bytes: *static_cast<size_t*>(f.target) = size_t(v); break;
+    case FlagKind::Millis: *static_cast<int64_t*>(f.target) = int64_t(v); break;
+    case FlagKind::Seconds: *static_cast<int64_t*>(f.target) = std::max<int64_t>(1, std::llround(v * 1000)); break;
+    default: break;
+  }
+}
+
+// Accepts "--name value" and "--name=value".
+static void parse_flags(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      exit(0);
+    }
+    size_t eq = arg.find('=');
+    std::string name = arg.substr(0, eq);
+    const Flag* flag = nullptr;
+    for (const Flag& f : FLAGS)
+      if (name == f.name) flag = &f;
+    if (!flag) bad_flag("unknown flag '%s'", argv[i]);
+    if (flag->kind == FlagKind::Switch) {
+      if (eq != arg.npos) bad_flag("%s takes no value", flag->name);
+      *static_cast<bool*>(flag->target) = true;
+      continue;
+    }
+    if (eq != arg.npos) {
+      flag_set(*flag, argv[i] + eq + 1);
+    } else {
+      if (i + 1 >= argc) bad_flag("%s needs a value", flag->name);
+      flag_set(*flag, argv[++i]);
+    }
+  }
+}
+
+int main(int argc, char** argv) {
+  std::set_new_handler([] {
+    fputs("sse-server: out of memory\n", stderr);  // nothing sensible to limp on with
+    abort();
+  });
+  parse_flags(argc, argv);
+  // A write to a socket the peer has closed raises SIGPIPE, which kills the
+  // process by default. We ignore it and read EPIPE from write() instead.
+  signal(SIGPIPE, SIG_IGN);
+  setup_fd_table();
+  setup_routes();
+  setup_listener();
+  setup_loop();
+  printf("sse-server listening on http://%s:%d\n", srv.cfg.bind.c_str(), srv.cfg.port);
+  fflush(stdout);
+  run();
+  log_line("stopped");
+  return 0;
+}
