@@ -1,0 +1,295 @@
+// test/harness.hpp — start the real server and talk to it over real sockets.
+//
+// Integration tests run ./sse-server (or $SSE_SERVER) on --port 0, bound to
+// 127.0.0.1, read the port from its first line of output, and stop it by PID.
+// Every wait here has a deadline, so a broken server fails a test instead of
+// hanging the suite. Responses are read with a small HTTP/1.1 client that
+// understands Content-Length bodies and keeps extra bytes for the next
+// response, which is what pipelining needs.
+#pragma once
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+inline int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Polls `cond` every few ms until it holds or `timeout_ms` passes.
+inline bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    if (cond()) return true;
+    if (now_ms() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// A running server. The constructor waits (at most 5 s) for it to listen.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args = {}, rlim_t fd_limit = 0) {
+    const char* bin = getenv("SSE_SERVER");
+    std::vector<std::string> argv = {bin ? bin : "./sse-server", "--port", "0", "--bind", "127.0.0.1"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    char log_template[] = "/tmp/sse-test-log-XXXXXX";
+    int log_fd = mkstemp(log_template);
+    log_path = log_template;
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      dup2(log_fd, STDERR_FILENO);
+      close(out[0]);
+      if (fd_limit) {
+        rlimit rl{fd_limit, fd_limit};
+        setrlimit(RLIMIT_NOFILE, &rl);
+      }
+      std::vector<char*> cargv;
+      for (auto& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      execv(cargv[0], cargv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    close(log_fd);
+    stdout_fd = out[0];
+    std::string first = read_line(stdout_fd, 5000);
+    auto at = first.rfind(':');
+    REQUIRE_MESSAGE(at != std::string::npos, "server did not start; said: " << first << log());
+    port = std::atoi(first.c_str() + at + 1);
+    REQUIRE(port > 0);
+  }
+  ~ServerProcess() {
+    if (pid > 0) CHECK(stop(SIGTERM, 2000) == 0);  // every test ends with a clean shutdown
+    std::string l = log();  // and a sanitizer build must have found nothing
+    CHECK_MESSAGE(l.find("Sanitizer") == std::string::npos, l);
+    CHECK_MESSAGE(l.find("runtime error") == std::string::npos, l);
+    if (stdout_fd >= 0) close(stdout_fd);
+    unlink(log_path.c_str());
+  }
+
+  // Sends `sig` and waits up to timeout_ms. Returns the exit code, 128+signal
+  // when killed by a signal, or -1 if it was still running (then killed).
+  int stop(int sig = SIGTERM, int timeout_ms = 2000) {
+    if (pid <= 0) return exit_status;
+    kill(pid, sig);
+    int64_t end = now_ms() + timeout_ms;
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (now_ms() >= end) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        pid = -1;
+        return exit_status = -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    pid = -1;
+    exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_status;
+  }
+
+  // The server's stderr so far (its log), for assertions and failure messages.
+  std::string log() const {
+    std::string s;
+    FILE* f = fopen(log_path.c_str(), "r");
+    if (!f) return s;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    fclose(f);
+    return s;
+  }
+
+  // User + system CPU seconds the server has used so far.
+  double cpu_seconds() const {
+    FILE* f = fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+    if (!f) return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char* p = strrchr(buf, ')');  // the command name may hold spaces
+    unsigned long utime = 0, stime = 0;
+    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+    return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+  }
+
+  // Resident set size in KiB, from /proc.
+  long rss_kib() const {
+    FILE* f = fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+  }
+
+  pid_t pid = -1;
+  int port = 0;
+  int exit_status = -1;
+  std::string log_path;
+
+ private:
+  static std::string read_line(int fd, int timeout_ms) {
+    std::string line;
+    int64_t end = now_ms() + timeout_ms;
+    char ch;
+    while (now_ms() < end) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, int(end - now_ms())) <= 0) break;
+      if (read(fd, &ch, 1) != 1 || ch == '\n') break;
+      line += ch;
+    }
+    return line;
+  }
+  int stdout_fd = -1;
+};
+
+inline int tcp_connect(int port, int rcvbuf = 0) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+inline void send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    REQUIRE(n > 0);
+    data.remove_prefix(size_t(n));
+  }
+}
+
+struct Response {
+  int status = 0;
+  std::string head;  // status line and headers, without the blank line
+  std::string body;
+  std::optional<std::string> header(std::string name) const {
+    for (auto& c : name) c = char(tolower(c));
+    size_t pos = 0;
+    while ((pos = head.find("\r\n", pos)) != std::string::npos) {
+      pos += 2;
+      size_t colon = head.find(':', pos), end = head.find("\r\n", pos);
+      if (colon == std::string::npos || colon > end) continue;
+      std::string field = head.substr(pos, colon - pos);
+      for (auto& c : field) c = char(tolower(c));
+      if (field == name) {
+        size_t v = head.find_first_not_of(' ', colon + 1);
+        return head.substr(v, (end == std::string::npos ? head.size() : end) - v);
+      }
+    }
+    return std::nullopt;
+  }
+};
+
+// One connection. Reads are bounded by a deadline.
+class Client {
+ public:
+  explicit Client(int port, int rcvbuf = 0) : fd(tcp_connect(port, rcvbuf)) {}
+  ~Client() {
+    if (fd >= 0) close(fd);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send(std::string_view data) { send_all(fd, data); }
+
+  // Reads more into buf; false on EOF, error or timeout.
+  bool fill(int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return false;
+    char tmp[65536];
+    ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) {
+      eof = true;
+      return false;
+    }
+    buf.append(tmp, size_t(n));
+    return true;
+  }
+
+  // Reads until buf contains `needle`; returns whether it did in time.
+  bool read_until(std::string_view needle, int timeout_ms = 2000) {
+    int64_t end = now_ms() + timeout_ms;
+    while (buf.find(needle) == std::string::npos) {
+      int64_t left = end - now_ms();
+      if (left <= 0 || !fill(int(left))) return buf.find(needle) != std::string::npos;
+    }
+    return true;
+  }
+
+  // Reads one whole response (status 0 if none came in time).
+  Response response(int timeout_ms = 2000, bool head_request = false) {
+    Response r;
+    if (!read_until("\r\n\r\n", timeout_ms)) return r;
+    size_t head_end = buf.find("\r\n\r\n");
+    r.head = buf.substr(0, head_end);
+    r.status = std::atoi(r.head.c_str() + 9);
+    size_t length = 0;
+    if (auto cl = r.header("content-length"); cl && !head_request && r.status != 304) length = std::stoul(*cl);
+    int64_t end = now_ms() + timeout_ms;
+    while (buf.size() < head_end + 4 + length && now_ms() < end) fill(int(end - now_ms()));
+    r.body = buf.substr(head_end + 4, length);
+    buf.erase(0, std::min(buf.size(), head_end + 4 + length));
+    return r;
+  }
+
+  // True when the server closes the connection within timeout_ms (bytes
+  // that arrive before the close are kept in buf).
+  bool closed_within(int timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    while (!eof && now_ms() < end) fill(int(end - now_ms()));
+    return eof;
+  }
+
+  int fd;
+  std::string buf;
+  bool eof = false;
+};
+
+inline std::string get_request(std::string_view path, std::string_view extra = "") {
+  return std::string("GET ") + std::string(path) + " HTTP/1.1\r\nHost: t\r\n" + std::string(extra) + "\r\n";
+}
+
+// One GET on a fresh connection.
+inline Response http_get(int port, std::string_view path, std::string_view extra = "") {
+  Client c(port);
+  c.send(get_request(path, extra));
+  return c.response();
+}
+
+// The value of one sample line in /metrics ("name{labels} value"), or -1.
+inline double metric(int port, std::string_view sample) {
+  Response r = http_get(port, "/metrics");
+  std::string key = std::string("\n") + std::string(sample) + " ";
+  size_t at = r.body.find(key);
+  return at == std::string::npos ? -1 : std::atof(r.body.c_str() + at + key.size());
+}

@@ -1,0 +1,436 @@
+// The real binary over real sockets: pages, errors, keep-alive, pipelining,
+// the clock stream, slow consumers, timeouts, capacity and shutdown.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "harness.hpp"
+
+namespace {
+
+// The ids of the events in an SSE body, in order.
+std::vector<uint64_t> event_ids(const std::string& stream) {
+  std::vector<uint64_t> ids;
+  for (size_t at = stream.find("\nid: "); at != std::string::npos; at = stream.find("\nid: ", at + 1))
+    ids.push_back(std::stoull(stream.substr(at + 5)));
+  return ids;
+}
+
+// Opens /sse and reads its response head; the body so far stays in c.buf.
+Response open_stream(Client& c, std::string_view path = "/sse", std::string_view extra = "") {
+  c.send(get_request(path, extra));
+  REQUIRE(c.read_until("\r\n\r\n"));
+  size_t end = c.buf.find("\r\n\r\n");
+  Response r;
+  r.head = c.buf.substr(0, end);
+  r.status = std::atoi(r.head.c_str() + 9);
+  c.buf.erase(0, end + 4);
+  return r;
+}
+
+}  // namespace
+
+TEST_SUITE("server") {
+
+TEST_CASE("pages: every file in public/, the app paths, HEAD, ETag and 304") {
+  ServerProcess srv({"--quiet"});
+  Response index = http_get(srv.port, "/");
+  CHECK(index.status == 200);
+  CHECK(index.header("content-type") == "text/html; charset=utf-8");
+  CHECK(index.body.find("liveStream('/sse'") != std::string::npos);  // the page follows the clock stream
+  CHECK(http_get(srv.port, "/index.html").body == index.body);
+  CHECK(http_get(srv.port, "/style.css").header("content-type") == "text/css; charset=utf-8");
+  CHECK(http_get(srv.port, "/live.js").header("content-type") == "text/javascript; charset=utf-8");
+  for (const char* app : {"/redpacket", "/cinema", "/vote"}) {
+    CAPTURE(app);
+    Response page = http_get(srv.port, app);
+    CHECK(page.status == 200);
+    CHECK(page.body.find("<html") != std::string::npos);
+  }
+
+  Client head(srv.port);
+  head.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+  Response h = head.response(2000, true);
+  CHECK(h.status == 200);
+  CHECK(h.header("content-length") == std::to_string(index.body.size()));
+  CHECK(head.buf.empty());  // no body followed the head
+
+  auto etag = index.header("etag");
+  REQUIRE(etag);
+  Client cond(srv.port);
+  cond.send(get_request("/", "If-None-Match: " + *etag + "\r\n"));
+  Response not_modified = cond.response();
+  CHECK(not_modified.status == 304);
+  CHECK(not_modified.header("etag") == *etag);
+  CHECK(not_modified.header("content-length") == std::nullopt);
+  cond.send(get_request("/", "If-None-Match: W/" + *etag + ", \"other\"\r\n"));
+  CHECK(cond.response().status == 304);
+  cond.send(get_request("/", "If-None-Match: \"stale\"\r\n"));
+  CHECK(cond.response().body == index.body);
+}
+
+TEST_CASE("nothing outside public/ is served") {
+  ServerProcess srv({"--quiet"});
+  for (const char* path : {"/../server.cpp", "/%2e%2e/server.cpp", "/public/index.html", "//etc/passwd", "/server.cpp"}) {
+    CAPTURE(path);
+    CHECK(http_get(srv.port, path).status == 404);
+  }
+}
+
+TEST_CASE("healthz and metrics") {
+  ServerProcess srv({"--quiet"});
+  Response ok = http_get(srv.port, "/healthz");
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "ok\n");
+  double before = metric(srv.port, "sse_http_requests_total{code=\"404\"}");
+  for (int i = 0; i < 3; i++) http_get(srv.port, "/missing");
+  CHECK(metric(srv.port, "sse_http_requests_total{code=\"404\"}") == (before < 0 ? 0 : before) + 3);
+  Response m = http_get(srv.port, "/metrics");
+  CHECK(m.header("content-type")->starts_with("text/plain; version=0.0.4"));
+  for (const char* name : {"sse_connections_open ", "sse_subscribers{stream=\"clock\"} ", "sse_bytes_written_total ",
+                           "sse_slow_consumers_dropped_total ", "sse_broadcasts_total ", "sse_last_broadcast_seconds "}) {
+    CAPTURE(name);
+    CHECK(m.body.find(std::string("\n") + name) != std::string::npos);
+  }
+  CHECK(metric(srv.port, "sse_bytes_written_total") > 0);
+}
+
+TEST_CASE("errors: each status, a message, and the connection closed") {
+  ServerProcess srv({"--quiet"});
+  struct Case {
+    std::string request;
+    int status;
+  };
+  const Case cases[] = {
+      {get_request("/nope"), 404},
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 405},
+      {"DELETE /sse HTTP/1.1\r\nHost: t\r\n\r\n", 405},
+      {"GET /" + std::string(3000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
+      {get_request("/", "X-Big: " + std::string(9000, 'b') + "\r\n"), 431},
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n", 413},  // no body sent: decided on the head
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+      {"GET / HTTP/1.1\r\n\r\n", 400},
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505},
+  };
+  for (const Case& k : cases) {
+    CAPTURE(k.request.substr(0, 60));
+    Client c(srv.port);
+    c.send(k.request);
+    Response r = c.response();
+    CHECK(r.status == k.status);
+    CHECK(r.header("connection") == "close");
+    CHECK(r.body.find(std::to_string(k.status)) == 0);  // "405 Method Not Allowed: ..."
+    CHECK(c.closed_within(2000));
+  }
+  Client c(srv.port);
+  c.send("PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  CHECK(c.response().header("allow") == "GET, HEAD");
+  CHECK(http_get(srv.port, "/healthz").status == 200);  // and everyone else is still served
+}
+
+TEST_CASE("100 pipelined requests in one write get 100 answers in order") {
+  ServerProcess srv({"--quiet"});
+  const char* paths[] = {"/healthz", "/style.css", "/metrics"};
+  std::string wire;
+  for (int i = 0; i < 100; i++) wire += get_request(paths[i % 3]);
+  Client c(srv.port);
+  c.send(wire);
+  for (int i = 0; i < 100; i++) {
+    CAPTURE(i);
+    Response r = c.response();
+    REQUIRE(r.status == 200);
+    if (i % 3 == 0) CHECK(r.body == "ok\n");
+    if (i % 3 == 1) CHECK(r.header("content-type") == "text/css; charset=utf-8");
+    if (i % 3 == 2) CHECK(r.body.find("sse_connections_open") != std::string::npos);
+  }
+  CHECK(c.buf.empty());
+}
+
+TEST_CASE("a client pipelining without reading is paused, not buffered without bound") {
+  ServerProcess srv({"--quiet"});
+  // 20,000 requests for the home page, never reading: several MiB of answers.
+  Client c(srv.port, 4096);
+  std::string wire;
+  for (int i = 0; i < 20000; i++) wire += get_request("/");
+  int flags = fcntl(c.fd, F_GETFL);
+  fcntl(c.fd, F_SETFL, flags | O_NONBLOCK);
+  size_t sent = 0;
+  int64_t end = now_ms() + 3000;
+  while (sent < wire.size() && now_ms() < end) {
+    ssize_t n = ::send(c.fd, wire.data() + sent, wire.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) sent += size_t(n);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Answers not taken would be ~78 MiB; the server holds one high-water
+  // mark of output (256 KiB) and one read of input (64 KiB), at most.
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_output_queued_bytes") > 0; }, 3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(metric(srv.port, "sse_output_queued_bytes") <= 256 * 1024 + 8 * 1024);
+  CHECK(metric(srv.port, "sse_input_stashed_bytes") <= 64 * 1024);
+  CHECK(http_get(srv.port, "/healthz").status == 200);
+  // Reading now gets every answer, in order.
+  fcntl(c.fd, F_SETFL, flags);
+  size_t answers = 0;
+  while (answers < sent / get_request("/").size()) {
+    Response r = c.response(3000);
+    if (r.status != 200) break;
+    answers++;
+  }
+  CHECK(answers == sent / get_request("/").size());
+}
+
+TEST_CASE("one keep-alive connection serves 1,000 requests") {
+  ServerProcess srv({"--quiet"});
+  double accepted = metric(srv.port, "sse_connections_accepted_total");
+  Client c(srv.port);
+  int ok = 0;
+  for (int i = 0; i < 1000; i++) {
+    c.send(get_request("/healthz"));
+    ok += c.response().status == 200;
+  }
+  CHECK(ok == 1000);
+  // Two more connections: this one, and the /metrics request below.
+  CHECK(metric(srv.port, "sse_connections_accepted_total") == accepted + 2);
+}
+
+TEST_CASE("HTTP/1.0: closed after the answer unless keep-alive was asked for") {
+  ServerProcess srv({"--quiet"});
+  Client a(srv.port);
+  a.send("GET /healthz HTTP/1.0\r\n\r\n");
+  CHECK(a.response().body == "ok\n");
+  CHECK(a.closed_within(2000));
+  Client b(srv.port);
+  b.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  Response r = b.response();
+  CHECK(r.header("connection") == "keep-alive");
+  b.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  CHECK(b.response().status == 200);
+}
+
+TEST_CASE("Expect: 100-continue gets the interim answer before the body is sent") {
+  ServerProcess srv({"--quiet"});
+  Client c(srv.port);
+  c.send("POST /healthz HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  CHECK(c.read_until("HTTP/1.1 100 Continue\r\n\r\n"));
+  c.buf.clear();
+  c.send("body");
+  CHECK(c.response().status == 405);
+}
+
+TEST_CASE("/sse: headers, retry, then events with increasing ids") {
+  ServerProcess srv({"--quiet", "--clock-interval", "0.1"});
+  Client c(srv.port);
+  Response head = open_stream(c);
+  CHECK(head.status == 200);
+  CHECK(head.header("content-type") == "text/event-stream");
+  CHECK(head.header("cache-control") == "no-cache");
+  CHECK(head.header("x-accel-buffering") == "no");
+  CHECK(head.header("connection") == "keep-alive");
+  CHECK(head.header("content-length") == std::nullopt);
+  CHECK(head.header("content-encoding") == std::nullopt);
+  CHECK(wait_for([&] { c.fill(50); return event_ids(c.buf).size() >= 3; }, 3000));
+  CHECK(c.buf.starts_with("retry: 3000\n\n"));
+  auto ids = event_ids(c.buf);
+  for (size_t i = 1; i < ids.size(); i++) CHECK(ids[i] > ids[i - 1]);
+  // Each event's data is the server time as JSON.
+  size_t data = c.buf.find("data: {\"time\":\"");
+  REQUIRE(data != std::string::npos);
+  CHECK(c.buf.substr(data + 15, 2) == "20");
+  CHECK(c.buf[data + 38] == 'Z');
+  CHECK(c.buf.find("\"epoch_ms\":", data) != std::string::npos);
+  CHECK(metric(srv.port, "sse_subscribers{stream=\"clock\"}") == 1);
+}
+
+TEST_CASE("/sse: a client that has the current snapshot is not sent it again") {
+  ServerProcess srv({"--quiet", "--clock-interval", "60"});
+  Client first(srv.port);
+  open_stream(first);
+  REQUIRE(first.read_until("\n\n", 2000));
+  REQUIRE(first.read_until("data: ", 2000));
+  REQUIRE(first.read_until("}\n\n", 2000));
+  auto ids = event_ids("\n" + first.buf);
+  REQUIRE(ids.size() == 1);
+  std::string id = std::to_string(ids[0]);
+
+  Client again(srv.port);
+  open_stream(again, "/sse", "Last-Event-ID: " + id + "\r\n");
+  CHECK(again.read_until("retry: 3000\n\n"));
+  CHECK_FALSE(again.read_until("data:", 300));
+
+  Client by_query(srv.port);
+  open_stream(by_query, "/sse?lastEventId=" + id);
+  CHECK_FALSE(by_query.read_until("data:", 300));
+
+  for (const std::string& bad : std::vector<std::string>{"x" + id, id + "0", "-1", std::string(40, '9'), "1"}) {
+    CAPTURE(bad);
+    Client other(srv.port);
+    open_stream(other, "/sse", "Last-Event-ID: " + bad + "\r\n");
+    CHECK(other.read_until("id: " + id + "\n"));  // an unknown id gets the snapshot
+  }
+}
+
+TEST_CASE("a subscriber that never reads is dropped at the cap; the others keep receiving") {
+  ServerProcess srv({"--quiet", "--clock-interval", "0.002", "--sse-max-pending", "64"});
+  Client reader(srv.port);
+  open_stream(reader);
+  Client stuck(srv.port, 2048);  // a small receive window: the kernel fills up fast
+  open_stream(stuck);
+  CHECK(wait_for([&] {
+    while (reader.fill(0)) {}
+    reader.buf.clear();  // keep reading, keep nothing
+    return metric(srv.port, "sse_slow_consumers_dropped_total") >= 1;
+  }, 20000));
+  reader.buf.clear();
+  REQUIRE(reader.read_until("id: ", 2000));
+  REQUIRE(reader.read_until("}\n\n", 2000));
+  uint64_t id1 = event_ids("\n" + reader.buf.substr(reader.buf.find("id: "))).front();
+  reader.buf.clear();
+  REQUIRE(reader.read_until("}\n\n", 2000));
+  REQUIRE(reader.read_until("id: ", 2000));
+  CHECK(event_ids("\n" + reader.buf.substr(reader.buf.find("id: "))).front() > id1);
+  CHECK(stuck.closed_within(5000));  // all it had, then the end
+  CHECK(metric(srv.port, "sse_subscribers{stream=\"clock\"}") == 1);
+}
+
+TEST_CASE("a stalled subscriber below the cap holds at most the newest snapshot") {
+  ServerProcess srv({"--quiet", "--clock-interval", "0.002", "--sse-max-pending", "4096"});
+  Client stuck(srv.port, 2048);
+  open_stream(stuck);
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_output_queued_bytes") > 0; }, 20000));
+  // Hundreds of events a second keep coming; the queue stays one partial
+  // event plus the newest snapshot, never a backlog.
+  double most = 0;
+  for (int i = 0; i < 20; i++) {
+    most = std::max(most, metric(srv.port, "sse_output_queued_bytes"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  CHECK(most > 0);
+  CHECK(most <= 2 * 100);  // a clock event is about 90 bytes
+  CHECK(metric(srv.port, "sse_slow_consumers_dropped_total") == 0);
+}
+
+TEST_CASE("header timeout closes a slow sender; idle timeout an idle connection") {
+  ServerProcess srv({"--quiet", "--header-timeout", "0.4", "--idle-timeout", "0.6"});
+  Client slow(srv.port);
+  int64_t start = now_ms();
+  bool closed = false;
+  std::string request = get_request("/healthz");
+  for (size_t i = 0; i < request.size() - 1 && !closed; i++) {  // one byte every 50 ms, never the last
+    slow.send(request.substr(i, 1));
+    closed = slow.closed_within(50);
+  }
+  closed = closed || slow.closed_within(2000);
+  CHECK(closed);
+  CHECK(slow.buf.empty());
+  CHECK(now_ms() - start < 1500);
+
+  Client silent(srv.port);  // connected, never a byte
+  CHECK(silent.closed_within(2000));
+
+  Client idle(srv.port);
+  idle.send(get_request("/healthz"));
+  CHECK(idle.response().status == 200);
+  int64_t answered = now_ms();
+  CHECK(idle.closed_within(3000));
+  CHECK(now_ms() - answered >= 500);
+  CHECK(metric(srv.port, "sse_timeouts_total") >= 3);
+
+  Client stream(srv.port);  // streams are exempt
+  open_stream(stream);
+  CHECK_FALSE(stream.closed_within(1200));
+}
+
+TEST_CASE("past --max-conns: 503 for a request, a plain close for a stream") {
+  ServerProcess srv({"--quiet", "--max-conns", "2"});
+  Client a(srv.port), b(srv.port);
+  a.send(get_request("/healthz"));
+  CHECK(a.response().status == 200);
+  b.send(get_request("/healthz"));
+  CHECK(b.response().status == 200);
+  Client over(srv.port);
+  over.send(get_request("/healthz"));
+  Response r = over.response();
+  CHECK(r.status == 503);
+  CHECK(r.header("retry-after") == "1");
+  CHECK(over.closed_within(2000));
+  Client over_stream(srv.port);
+  over_stream.send(get_request("/sse"));
+  CHECK(over_stream.closed_within(2000));
+  CHECK(over_stream.buf.empty());
+  // Once a slot frees up, service resumes.
+  close(a.fd);
+  a.fd = -1;
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").status == 200; }, 2000));
+}
+
+TEST_CASE("out of file descriptors: no busy loop, and service resumes") {
+  // 200 fds: 136 connections served, then 503s, then accept() fails EMFILE.
+  ServerProcess srv({"--quiet"}, 200);
+  std::vector<std::unique_ptr<Client>> flood;
+  for (int i = 0; i < 260; i++) flood.push_back(std::make_unique<Client>(srv.port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  double cpu0 = srv.cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  double busy = srv.cpu_seconds() - cpu0;
+  CHECK(busy < 0.2);  // a spinning loop would burn the whole second
+  flood.clear();
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").status == 200; }, 3000));
+}
+
+TEST_CASE("SIGTERM: streams end, the process exits 0 within a second") {
+  ServerProcess srv({"--clock-interval", "0.05"});
+  Client stream(srv.port);
+  open_stream(stream);
+  REQUIRE(stream.read_until("data:", 2000));
+  Client idle(srv.port);
+  idle.send(get_request("/healthz"));
+  REQUIRE(idle.response().status == 200);
+  int64_t start = now_ms();
+  CHECK(srv.stop(SIGTERM, 2000) == 0);
+  CHECK(now_ms() - start < 1000);
+  CHECK(stream.closed_within(1000));
+  CHECK(idle.closed_within(1000));
+  std::string log = srv.log();
+  CHECK(log.find("sse: + /sse") != std::string::npos);  // connects and disconnects are logged
+  CHECK(log.find("sse: - /sse") != std::string::npos);
+}
+
+TEST_CASE("SIGINT stops it too, and --quiet keeps stderr empty") {
+  ServerProcess srv({"--quiet"});
+  Client stream(srv.port);
+  open_stream(stream);
+  CHECK(srv.stop(SIGINT, 2000) == 0);
+  CHECK(srv.log().empty());
+}
+
+TEST_CASE("flags: --help lists every flag; a bad flag is exit 2 with a message") {
+  auto run = [](const std::string& args) {
+    std::string cmd = std::string(getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server") + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    return std::make_pair(WEXITSTATUS(status), out);
+  };
+  auto [code, help] = run("--help");
+  CHECK(code == 0);
+  for (const char* flag : {"--port", "--bind", "--max-conns", "--header-timeout", "--idle-timeout", "--sse-max-pending",
+                           "--clock-interval", "--push-gap-ms", "--quiet", "--public"})
+    CHECK(help.find(flag) != std::string::npos);
+  CHECK(help.find("[8080]") != std::string::npos);
+  auto [c1, m1] = run("--port 99999");
+  CHECK(c1 == 2);
+  CHECK(m1.find("--port") != std::string::npos);
+  auto [c2, m2] = run("--frobnicate");
+  CHECK(c2 == 2);
+  CHECK(m2.find("unknown flag '--frobnicate'") != std::string::npos);
+  auto [c3, m3] = run("--clock-interval");
+  CHECK(c3 == 2);
+  CHECK(m3.find("needs a value") != std::string::npos);
+}
+
+}  // TEST_SUITE
