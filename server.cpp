@@ -164,6 +164,13 @@ struct Metrics {
   double last_broadcast_seconds = 0;
 };
 
+// Routes are looked up by the request's path, a string_view into the
+// parser's buffer: a transparent hash finds it without building a string.
+struct PathHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 struct Server {
   Config cfg;
   int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
@@ -172,7 +179,7 @@ struct Server {
   TimerList timers[TIMER_KINDS];
   std::vector<int> flush_list, close_list, resume_list;
   std::vector<StaticFile> files;
-  std::unordered_map<std::string, Route> routes;
+  std::unordered_map<std::string, Route, PathHash, std::equal_to<>> routes;
   std::vector<App> apps;
   Metrics metrics;
   int64_t now_ms = 0;          // monotonic, read once per turn
@@ -458,7 +465,7 @@ static bool is_stream_route(const Route& r);
 // answer to the connection's output.
 static void on_request(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
-  auto it = srv.routes.find(std::string(req.path));
+  auto it = srv.routes.find(req.path);
   if (it == srv.routes.end()) return respond_error(fd, 404, "no such page");
   const Route& route = it->second;
   if (c.over_capacity) {
@@ -492,7 +499,7 @@ static void respond(int fd, const HttpRequest& req, int status, std::string_view
 // we cannot know where the next one would start.
 static void respond_error(int fd, int status, std::string_view message, std::string_view extra) {
   Conn& c = srv.conns[fd];
-  std::string body = std::to_string(status) + " " + http_status_text(status) + ": " + std::string(message) + "\n";
+  std::string body = std::to_string(status) + " " + std::string(http_status_text(status)) + ": " + std::string(message) + "\n";
   http_respond(c.out, status, date_line(), false, false, "text/plain; charset=utf-8", body, extra);
   srv.metrics.requests_by_status[status]++;
   c.close_after_write = true;
