@@ -699,8 +699,9 @@ static void streams_push() {
 }
 
 // The next moment something is due: a stream, a timeout, a paused accept.
+// (Every stream has a heartbeat due within HEARTBEAT_MS, so there always is one.)
 static int64_t next_deadline_ms() {
-  int64_t t = srv.now_ms + 1000;
+  int64_t t = srv.now_ms + HEARTBEAT_MS;
   for (const App& app : srv.apps) t = std::min(t, sse_next_due_ms(app.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
   for (const TimerList& l : srv.timers)
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
@@ -710,9 +711,12 @@ static int64_t next_deadline_ms() {
 }
 
 // Sets the timerfd to fire at the next deadline (absolute, monotonic clock).
+// Deadlines move later all the time (every answer restarts an idle clock),
+// so a later one is left alone: the timer fires a little early, once, and
+// is armed again then. That keeps timerfd_settime out of the request path.
 static void timer_arm() {
   int64_t t = next_deadline_ms();
-  if (t == srv.timer_armed_ms) return;
+  if (srv.timer_armed_ms >= 0 && t >= srv.timer_armed_ms) return;
   srv.timer_armed_ms = t;
   itimerspec its{};
   its.it_value.tv_sec = t / 1000;
@@ -738,6 +742,7 @@ static void on_signal() {
   srv.stop_deadline_ms = srv.now_ms + STOP_GRACE_MS;
   if (srv.accept_paused_until_ms < 0) epoll_ctl(srv.epoll_fd, EPOLL_CTL_DEL, srv.listen_fd, nullptr);
   close(srv.listen_fd);
+  srv.listen_fd = -1;
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
@@ -822,9 +827,8 @@ static void run() {
     srv.now_ms = clock_ms(CLOCK_MONOTONIC);
     refresh_date();
     for (int i = 0; i < n; i++) on_event(events[i]);
-    std::vector<int> resume;
-    resume.swap(srv.resume_list);
-    for (int fd : resume) on_resume(fd);
+    for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
+    srv.resume_list.clear();
     timers_expire();
     // Every answer of this turn is appended; here is where the one commit goes.
     streams_push();
