@@ -479,7 +479,8 @@ static void on_request(int fd, const HttpRequest& req) {
     return respond_error(fd, 405, "method not allowed here", allow);
   }
   route.handler(fd, req, route.arg);
-  if (req.upgrade || !req.keep_alive) c.close_after_write = true;
+  // A stream ends when the connection does, whatever the request asked for.
+  if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
 
 // ---- Respond ------------------------------------------------------------------------

@@ -243,6 +243,18 @@ TEST_CASE("/sse: headers, retry, then events with increasing ids") {
   CHECK(metric(srv.port, "sse_subscribers{stream=\"clock\"}") == 1);
 }
 
+TEST_CASE("/sse over HTTP/1.0 or with Connection: close still streams") {
+  ServerProcess srv({"--quiet", "--clock-interval", "0.05"});
+  for (const char* request : {"GET /sse HTTP/1.0\r\n\r\n", "GET /sse HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"}) {
+    CAPTURE(request);
+    Client c(srv.port);
+    c.send(request);
+    CHECK(wait_for([&] { c.fill(50); return event_ids(c.buf).size() >= 3; }, 3000));
+    CHECK(c.buf.find("Connection: keep-alive") == std::string::npos);
+    CHECK_FALSE(c.eof);
+  }
+}
+
 TEST_CASE("/sse: a client that has the current snapshot is not sent it again") {
   ServerProcess srv({"--quiet", "--clock-interval", "60"});
   Client first(srv.port);
