@@ -408,6 +408,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
     c.http.next();
     completed = true;
   }
+  if (c.state == ConnState::Stream) c.http.release();  // a subscriber sends no more requests
   if (c.state != ConnState::Http || c.close_after_write) return;
   // A request that has begun must be whole within the header timeout; a
   // connection between requests may idle for the idle timeout.
@@ -538,13 +539,13 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
   if (!srv.cfg.cors_origin.empty()) c.out.append("Access-Control-Allow-Origin: ").append(srv.cfg.cors_origin).append("\r\n");
   c.out += "\r\n";
-  // The browser sends Last-Event-ID when it reconnects; a page can pass the
-  // id it already has as ?lastEventId= on its first connect.
   // A subscriber may fall at most --sse-max-pending bytes behind in our
   // queue; its kernel send buffer gets the same bound, or the kernel would
   // hold megabytes for a client that stopped reading before we noticed.
   int sndbuf = int(std::min<size_t>(srv.cfg.sse_max_pending, INT32_MAX / 2));
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  // The browser sends Last-Event-ID when it reconnects; a page can pass the
+  // id it already has as ?lastEventId= on its first connect.
   std::string_view last = req.fields[LAST_EVENT_ID];
   std::string from_query;
   if (last.empty() && http_form_value(req.query, "lastEventId", &from_query)) last = from_query;
@@ -553,7 +554,6 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   c.state = ConnState::Stream;
   c.stream = app;
   c.sub_pos = sse_subscribe(s, fd);
-  c.http.release();
   timer_unlink(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
   log_line("sse: + %s %s (%zu subscribers)", srv.apps[size_t(app)].path, peer_name(fd).c_str(), s.subscribers.size());
