@@ -17,7 +17,7 @@ LLHTTP_INC   := /usr/share/include/llhttp
 CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
 REL_OPT      := -O2
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-HEADERS      := http_parse.hpp sse.hpp
+HEADERS      := http_parse.hpp sse.hpp app.hpp store.hpp
 TESTS        := $(wildcard test/*.cpp) test/harness.hpp
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
 
@@ -34,16 +34,16 @@ endif
 all: sse-server
 
 sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel)
+	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3
 
 build/san/sse-server: server.cpp $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3
 
 build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel)
+	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3
 
 build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3
 
 build/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -1,0 +1,227 @@
+// app.hpp — the domain: red-packet rounds (and, as they arrive, the poll and
+// the cinema schedule), as plain C++ with no sockets and no SQL.
+//
+// Everything here is a value the server owns and mutates from its one
+// thread, so there are no locks: "never over-granted, whatever the
+// concurrency" holds because grabs are applied one at a time, in the order
+// the loop reads them. The store (store.hpp) makes each change durable; the
+// server (server.cpp) decodes requests, calls in here and encodes answers.
+//
+// Money is integer cents throughout; "1.23" strings are made only for display.
+// JSON is written by hand with proper escaping, since the shapes are small
+// and fixed; input strings are checked to be UTF-8 at the boundary
+// (valid_user), so every JSON we write is valid.
+#pragma once
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+// ---- Small shared pieces ---------------------------------------------------------
+
+// splitmix64: tiny, fast, and seedable, so tests can replay a split exactly.
+// Not for secrets: identities and tokens come from getrandom() in the server.
+struct Rng {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [lo, hi]; rejection sampling, so no value is favoured.
+  int64_t uniform(int64_t lo, int64_t hi) {
+    uint64_t span = uint64_t(hi - lo) + 1;
+    uint64_t limit = UINT64_MAX - UINT64_MAX % span;
+    uint64_t r;
+    do r = next();
+    while (r >= limit);
+    return lo + int64_t(r % span);
+  }
+};
+
+// Appends `s` as a JSON string literal, quotes included.
+inline void json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(char(c));
+    } else if (c < 0x20) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      out.append(esc);
+    } else {
+      out.push_back(char(c));
+    }
+  }
+  out.push_back('"');
+}
+
+// Appends a whole number in decimal.
+inline void json_number(std::string& out, int64_t v) {
+  char buf[24];
+  out.append(buf, size_t(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
+}
+
+// 123 cents → "1.23". (Digits by hand: it is on every grab's answer, and
+// snprintf costs more than the rest of that answer.)
+inline std::string cents_text(int64_t cents) {
+  uint64_t v = cents < 0 ? 0 - uint64_t(cents) : uint64_t(cents);
+  char buf[32];
+  char* p = buf + sizeof buf;
+  for (int digits = 0; digits < 3 || v > 0; digits++) {
+    if (digits == 2) *--p = '.';
+    *--p = char('0' + v % 10);
+    v /= 10;
+  }
+  if (cents < 0) *--p = '-';
+  return std::string(p, size_t(buf + sizeof buf - p));
+}
+
+// Epoch milliseconds → "2026-11-22T02:31:45.617Z".
+inline std::string iso_time(int64_t epoch_ms) {
+  time_t secs = time_t(epoch_ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, sizeof buf - n, ".%03dZ", int(epoch_ms % 1000));
+  return buf;
+}
+
+// True when `s` is well-formed UTF-8 with no control characters.
+inline bool valid_text(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > s.size() || c < 0x20 || c == 0x7f) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+    for (size_t k = 1; k < len; k++) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;  // overlong, surrogate
+    i += len;
+  }
+  return true;
+}
+
+constexpr size_t MAX_USER_BYTES = 64;
+
+// An identity, from a form field or the uid cookie: 1 to 64 bytes of text.
+inline bool valid_user(std::string_view user) {
+  return !user.empty() && user.size() <= MAX_USER_BYTES && valid_text(user);
+}
+
+// ---- Red packets ------------------------------------------------------------------
+
+constexpr int64_t MAX_PACKETS = 1'000'000;
+constexpr int64_t MAX_TOTAL_CENTS = 100'000'000'000;  // 10^11 cents: a billion in money
+
+// Why a round of `total_cents` split into `count` packets cannot be made, or
+// nothing when it can.
+inline std::optional<std::string> round_refusal(int64_t total_cents, int64_t count) {
+  if (count < 1) return "count must be at least 1";
+  if (count > MAX_PACKETS) return "count must be at most 1000000";
+  if (total_cents > MAX_TOTAL_CENTS) return "total_cents must be at most 100000000000";
+  if (total_cents < count) return "total_cents must be at least count: every packet holds at least 1 cent";
+  return std::nullopt;
+}
+
+// The double-mean split: with R cents and n packets left, the next packet is
+// uniform in [1, 2R/n - 1], so its expected size is the mean R/n and the
+// leftover always keeps at least 1 cent per packet; the last takes the rest.
+// Precondition: round_refusal(total_cents, count) is empty.
+inline std::vector<int64_t> split_double_mean(int64_t total_cents, int64_t count, Rng& rng) {
+  std::vector<int64_t> amounts;
+  amounts.reserve(size_t(count));
+  int64_t left = total_cents;
+  for (int64_t n = count; n > 1; n--) {
+    int64_t amount = rng.uniform(1, 2 * left / n - 1);
+    amounts.push_back(amount);
+    left -= amount;
+  }
+  amounts.push_back(left);
+  return amounts;
+}
+
+struct Grant {
+  std::string user;
+  int64_t amount_cents;
+  int64_t at_ms;  // epoch milliseconds
+};
+
+// Packets are handed out in split order: packet i goes to the i-th grabber,
+// so the granted packets are always a prefix of `amounts`.
+struct Round {
+  int64_t id = 0;
+  int64_t total_cents = 0;
+  std::vector<int64_t> amounts;               // the split, fixed at creation
+  std::vector<Grant> grants;                  // grants[i] holds packet i
+  std::unordered_map<std::string, size_t> by_user;  // who holds which packet
+  int64_t count() const { return int64_t(amounts.size()); }
+  int64_t remaining() const { return count() - int64_t(grants.size()); }
+};
+
+inline Round round_new(int64_t id, int64_t total_cents, std::vector<int64_t> amounts) {
+  Round r;
+  r.id = id;
+  r.total_cents = total_cents;
+  r.amounts = std::move(amounts);
+  return r;
+}
+
+enum class GrabOutcome { Granted, Already, Empty };
+
+struct GrabResult {
+  GrabOutcome outcome;
+  size_t packet = 0;  // which packet the user holds (Granted or Already)
+  int64_t amount_cents = 0;
+};
+
+// One user's grab: the next packet, the packet they already hold, or Empty.
+inline GrabResult round_grab(Round& r, const std::string& user, int64_t now_ms) {
+  if (auto it = r.by_user.find(user); it != r.by_user.end())
+    return {GrabOutcome::Already, it->second, r.amounts[it->second]};
+  if (r.remaining() == 0) return {GrabOutcome::Empty};
+  size_t packet = r.grants.size();
+  r.grants.push_back({user, r.amounts[packet], now_ms});
+  r.by_user.emplace(user, packet);
+  return {GrabOutcome::Granted, packet, r.amounts[packet]};
+}
+
+// What the page shows for an identity: a uid cookie (32 hex digits, which the
+// server makes) becomes "guest-" and its first 6 digits; a name stays a name.
+inline std::string display_name(std::string_view user) {
+  bool uid = user.size() == 32 && user.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  return uid ? "guest-" + std::string(user.substr(0, 6)) : std::string(user);
+}
+
+constexpr size_t RECENT_WINNERS = 10;
+
+// The stream's snapshot: the round, what is left, and the last winners, newest first.
+inline std::string round_json(const Round& r) {
+  std::string j = "{\"round\":" + std::to_string(r.id) + ",\"total_cents\":" + std::to_string(r.total_cents) +
+                  ",\"total\":\"" + cents_text(r.total_cents) + "\",\"count\":" + std::to_string(r.count()) +
+                  ",\"remaining\":" + std::to_string(r.remaining()) + ",\"winners\":[";
+  size_t shown = std::min(r.grants.size(), RECENT_WINNERS);
+  for (size_t k = 0; k < shown; k++) {
+    const Grant& g = r.grants[r.grants.size() - 1 - k];
+    if (k) j += ',';
+    j += "{\"packet\":" + std::to_string(r.grants.size() - 1 - k) + ",\"user\":";
+    json_string(j, display_name(g.user));
+    j += ",\"amount_cents\":" + std::to_string(g.amount_cents) + ",\"amount\":\"" + cents_text(g.amount_cents) +
+         "\",\"at\":\"" + iso_time(g.at_ms) + "\"}";
+  }
+  return j + "]}";
+}

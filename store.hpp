@@ -1,0 +1,228 @@
+// store.hpp — SQLite persistence, one transaction per loop turn.
+//
+// The server keeps its state in memory (app.hpp) and answers from there; the
+// database is what makes that state survive a crash. Every change a handler
+// makes is also written here, inside a transaction that opens with the first
+// write of a loop turn and commits once at the end of the turn, before any
+// reply of that turn is written to a socket (group commit). So a client that
+// was told "you got 1.23" can rely on it: after kill -9 and a restart the
+// grant is loaded back. A thousand grabs in one turn cost one commit.
+//
+// Durability: WAL mode with synchronous=NORMAL makes a commit survive the
+// process dying (the WAL is in the OS's page cache once write() returns);
+// --fsync (synchronous=FULL) also survives power loss, at the cost of an
+// fsync per commit.
+//
+// Left out on purpose: migrations beyond creating the schema (user_version
+// records it), and reading while the loop runs — everything is loaded once
+// at start-up.
+#pragma once
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "app.hpp"
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  ~Store() { close(); }
+
+  // Opens or creates the database and its schema. A file that is not a
+  // database, or cannot be opened, is an error (the caller exits): never a
+  // silent fresh start over someone's data.
+  bool open(const std::string& path, bool fsync) {
+    // One thread uses SQLite, so it needs no locks; and no allocation
+    // statistics (each one takes a global mutex). Must precede first use.
+    static const bool configured = sqlite3_config(SQLITE_CONFIG_SINGLETHREAD) == SQLITE_OK &&
+                                   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+    (void)configured;
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK)
+      return fail("cannot open");
+    sqlite3_busy_timeout(db_, 2000);  // another process (the sqlite3 tool) may hold the lock briefly
+    bool memory = path == ":memory:";
+    return exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
+           exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") &&
+           exec(SCHEMA) && quick_check() &&
+           prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
+           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)") &&
+           prepare(&insert_grant_, "INSERT INTO grants (id, user, amount_cents, at) VALUES (?, ?, ?, ?)");
+  }
+
+  void close() {
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_grant_}) {
+      sqlite3_finalize(*s);
+      *s = nullptr;
+    }
+    if (db_) sqlite3_close(db_);
+    db_ = nullptr;
+  }
+
+  const std::string& error() const { return error_; }
+  uint64_t commits = 0;       // transactions committed: at most one per loop turn
+  uint64_t rows_written = 0;  // grants, votes, showtimes written
+
+  // ---- The turn's transaction -----------------------------------------------
+
+  // Commits what this turn wrote; a turn that wrote nothing costs nothing.
+  bool commit() {
+    if (!in_txn_) return true;
+    in_txn_ = false;
+    commits++;
+    if (step(commit_)) return true;
+    step(rollback_);
+    return false;
+  }
+
+  // ---- Red packets -----------------------------------------------------------
+  //
+  // A round's split is one row: its amounts as a BLOB of little-endian int64s,
+  // written once (a million packets is 8 MB in one write, not a million
+  // inserts holding the loop for seconds). Each grant is one row whose rowid
+  // is round * 2^20 + packet (a round has at most 10^6 < 2^20 packets): the
+  // key makes a second grant of one packet impossible, and since it only
+  // grows, SQLite appends at the right edge of its B-tree without searching,
+  // the cheapest write it has. round_id and idx are computed columns, there
+  // for people querying with the sqlite3 tool.
+
+  // The newest round with its grants, or nothing when there is none yet.
+  // Returns false (with error()) when the rows do not make a valid round.
+  bool load_round(std::optional<Round>* out) {
+    sqlite3_stmt* s = nullptr;
+    if (!prepare(&s, "SELECT id, total_cents, count, amounts FROM rounds ORDER BY id DESC LIMIT 1")) return false;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+      sqlite3_finalize(s);
+      return rc == SQLITE_DONE || fail("reading rounds");
+    }
+    Round r = round_new(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1), {});
+    int64_t count = sqlite3_column_int64(s, 2);
+    const unsigned char* blob = static_cast<const unsigned char*>(sqlite3_column_blob(s, 3));
+    int64_t bytes = sqlite3_column_bytes(s, 3), sum = 0;
+    bool ok = count >= 1 && bytes == count * 8;
+    for (int64_t i = 0; ok && i < count; i++) {
+      int64_t amount = 0;
+      for (int b = 7; b >= 0; b--) amount = (amount << 8) | blob[i * 8 + b];
+      ok = amount >= 1;
+      sum += amount;
+      r.amounts.push_back(amount);
+    }
+    sqlite3_finalize(s);
+    if (!ok || sum != r.total_cents) return inconsistent(r.id, "its packets do not add up to its total");
+    if (!prepare(&s, "SELECT idx, user, amount_cents, at FROM grants WHERE id BETWEEN ?1 << 20 AND (?1 << 20) + 1048575 ORDER BY id"))
+      return false;
+    sqlite3_bind_int64(s, 1, r.id);
+    while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      size_t idx = size_t(sqlite3_column_int64(s, 0));
+      std::string user(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+      // Packets go out in order, each to a different user, for its amount.
+      ok = idx == r.grants.size() && idx < r.amounts.size() && sqlite3_column_int64(s, 2) == r.amounts[idx] &&
+           r.by_user.emplace(user, idx).second;
+      if (ok) r.grants.push_back({std::move(user), r.amounts[idx], sqlite3_column_int64(s, 3)});
+    }
+    sqlite3_finalize(s);
+    if (!ok || rc != SQLITE_DONE) return inconsistent(r.id, "its grants are out of order, duplicated or do not match its packets");
+    *out = std::move(r);
+    return true;
+  }
+
+  // A new round and the amounts of its split.
+  bool insert_round(const Round& r, int64_t now_ms) {
+    if (!begin()) return false;
+    std::string blob(r.amounts.size() * 8, '\0');
+    for (size_t i = 0; i < r.amounts.size(); i++)
+      for (int b = 0; b < 8; b++) blob[i * 8 + size_t(b)] = char(uint64_t(r.amounts[i]) >> (8 * b));
+    sqlite3_bind_int64(insert_round_, 1, r.id);
+    sqlite3_bind_int64(insert_round_, 2, r.total_cents);
+    sqlite3_bind_int64(insert_round_, 3, r.count());
+    sqlite3_bind_blob64(insert_round_, 4, blob.data(), blob.size(), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_round_, 5, now_ms);
+    return step(insert_round_);
+  }
+
+  // Packet `packet` of round `round_id` now belongs to g.user.
+  bool insert_grant(int64_t round_id, size_t packet, const Grant& g) {
+    if (!begin()) return false;
+    rows_written++;
+    sqlite3_bind_int64(insert_grant_, 1, round_id << 20 | int64_t(packet));
+    sqlite3_bind_text(insert_grant_, 2, g.user.data(), int(g.user.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_grant_, 3, g.amount_cents);
+    sqlite3_bind_int64(insert_grant_, 4, g.at_ms);
+    return step(insert_grant_);
+  }
+
+ private:
+  static constexpr const char* SCHEMA = R"sql(
+    CREATE TABLE IF NOT EXISTS rounds (
+      id          INTEGER PRIMARY KEY,
+      total_cents INTEGER NOT NULL CHECK (total_cents >= count),
+      count       INTEGER NOT NULL CHECK (count >= 1),
+      amounts     BLOB NOT NULL CHECK (length(amounts) = 8 * count),  -- the split, int64 little-endian
+      created_at  INTEGER NOT NULL                                    -- epoch ms
+    );
+    CREATE TABLE IF NOT EXISTS grants (
+      id           INTEGER PRIMARY KEY,  -- round_id * 2^20 + idx: one row per packet, at most
+      round_id     INTEGER GENERATED ALWAYS AS (id >> 20) VIRTUAL,
+      idx          INTEGER GENERATED ALWAYS AS (id & 1048575) VIRTUAL,  -- packets go out in split order
+      user         TEXT NOT NULL,
+      amount_cents INTEGER NOT NULL CHECK (amount_cents >= 1),
+      at           INTEGER NOT NULL     -- epoch ms
+    );
+    PRAGMA user_version = 1;
+  )sql";
+
+  bool fail(const char* what) {
+    error_ = std::string(what) + ": " + (db_ ? sqlite3_errmsg(db_) : "out of memory");
+    return false;
+  }
+  bool exec(const char* sql) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    error_ = msg ? msg : "unknown error";
+    sqlite3_free(msg);
+    return false;
+  }
+  bool prepare(sqlite3_stmt** s, const char* sql) {
+    return sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, s, nullptr) == SQLITE_OK || fail("preparing");
+  }
+  // Runs a write statement once and resets it for the next use (every
+  // caller binds every parameter, so old bindings need no clearing).
+  bool step(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || fail("writing");
+  }
+  // Opens the turn's transaction on its first write.
+  bool begin() {
+    if (!in_txn_) in_txn_ = step(begin_);
+    return in_txn_;
+  }
+  bool inconsistent(int64_t round, const char* why) {
+    error_ = "round " + std::to_string(round) + " in the database is inconsistent: " + why;
+    return false;
+  }
+  // SQLite opens a damaged file without complaint; this reads it through.
+  bool quick_check() {
+    sqlite3_stmt* s = nullptr;
+    if (!prepare(&s, "PRAGMA quick_check")) return false;
+    bool ok = sqlite3_step(s) == SQLITE_ROW && std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) == "ok";
+    if (!ok) error_ = std::string("the database is damaged: ") + sqlite3_errmsg(db_);
+    sqlite3_finalize(s);
+    return ok;
+  }
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
+  sqlite3_stmt* rollback_ = nullptr;
+  sqlite3_stmt* insert_round_ = nullptr;
+  sqlite3_stmt* insert_grant_ = nullptr;
+  bool in_txn_ = false;
+  std::string error_;
+};

@@ -1,0 +1,113 @@
+// store.hpp against real SQLite files: what is committed comes back, what is
+// not does not, and a file that is not a sound database is refused.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <numeric>
+
+#include "../store.hpp"
+#include "harness.hpp"
+
+TEST_CASE("a round and its grants survive closing and reopening") {
+  TempDir dir;
+  std::string db = dir.file("s.db");
+  Rng rng{5};
+  {
+    Store s;
+    REQUIRE(s.open(db, false));
+    std::optional<Round> none;
+    REQUIRE(s.load_round(&none));
+    CHECK_FALSE(none);
+    Round r = round_new(1, 1000, split_double_mean(1000, 10, rng));
+    REQUIRE(s.insert_round(r, 1));
+    REQUIRE(s.commit());
+    Round r2 = round_new(2, 500, split_double_mean(500, 5, rng));
+    REQUIRE(s.insert_round(r2, 2));
+    round_grab(r2, "alice", 100);
+    round_grab(r2, "bob", 200);
+    REQUIRE(s.insert_grant(2, 0, r2.grants[0]));
+    REQUIRE(s.insert_grant(2, 1, r2.grants[1]));
+    REQUIRE(s.commit());
+    round_grab(r2, "carol", 300);
+    REQUIRE(s.insert_grant(2, 2, r2.grants[2]));  // never committed
+  }
+  Store s;
+  REQUIRE(s.open(db, false));
+  std::optional<Round> r;
+  REQUIRE(s.load_round(&r));
+  REQUIRE(r);
+  CHECK(r->id == 2);
+  CHECK(r->total_cents == 500);
+  CHECK(r->count() == 5);
+  CHECK(std::accumulate(r->amounts.begin(), r->amounts.end(), int64_t(0)) == 500);
+  REQUIRE(r->grants.size() == 2);
+  CHECK(r->grants[1].user == "bob");
+  CHECK(r->grants[1].at_ms == 200);
+  CHECK(round_grab(*r, "alice", 400).outcome == GrabOutcome::Already);
+  CHECK(round_grab(*r, "carol", 400).outcome == GrabOutcome::Granted);
+}
+
+TEST_CASE("the database refuses a packet granted twice") {
+  TempDir dir;
+  Store s;
+  REQUIRE(s.open(dir.file("s.db"), false));
+  REQUIRE(s.insert_round(round_new(1, 30, {10, 10, 10}), 1));
+  REQUIRE(s.insert_grant(1, 0, Grant{"alice", 10, 1}));
+  CHECK_FALSE(s.insert_grant(1, 0, Grant{"bob", 10, 3}));
+}
+
+TEST_CASE("rows that do not make a valid round are refused at load") {
+  auto load_after = [](const char* sql) {
+    TempDir dir;
+    std::string db = dir.file("s.db");
+    {
+      Store s;
+      REQUIRE(s.open(db, false));
+      REQUIRE(s.insert_round(round_new(1, 30, {10, 10, 10}), 1));
+      REQUIRE(s.insert_grant(1, 0, Grant{"alice", 10, 1}));
+      REQUIRE(s.insert_grant(1, 1, Grant{"bob", 10, 2}));
+      REQUIRE(s.commit());
+    }
+    sqlite3* raw = nullptr;
+    sqlite3_open(db.c_str(), &raw);
+    REQUIRE(sqlite3_exec(raw, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    Store s;
+    REQUIRE(s.open(db, false));
+    std::optional<Round> r;
+    bool ok = s.load_round(&r);
+    return ok ? std::string() : s.error();
+  };
+  CHECK(load_after("SELECT 1").empty());
+  CHECK(load_after("UPDATE grants SET user = 'alice' WHERE idx = 1").find("inconsistent") != std::string::npos);
+  CHECK(load_after("DELETE FROM grants WHERE idx = 0").find("inconsistent") != std::string::npos);
+  CHECK(load_after("UPDATE grants SET amount_cents = 11 WHERE idx = 1").find("inconsistent") != std::string::npos);
+  CHECK(load_after("UPDATE rounds SET total_cents = 31").find("add up") != std::string::npos);
+}
+
+TEST_CASE("a file that is not a database is an error, not a fresh start") {
+  TempDir dir;
+  std::string db = dir.file("junk.db");
+  std::ofstream(db) << std::string(8192, 'x');
+  Store s;
+  CHECK_FALSE(s.open(db, false));
+  CHECK(s.error().find("not a database") != std::string::npos);
+  std::ifstream in(db);
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == std::string(8192, 'x'));  // untouched
+}
+
+TEST_CASE("a directory that does not exist cannot be opened") {
+  Store s;
+  CHECK_FALSE(s.open("/nonexistent-dir/x.db", false));
+  CHECK_FALSE(s.error().empty());
+}
+
+TEST_CASE(":memory: works and keeps nothing") {
+  Store s;
+  REQUIRE(s.open(":memory:", true));
+  REQUIRE(s.insert_round(round_new(1, 1, {1}), 1));
+  REQUIRE(s.commit());
+  std::optional<Round> r;
+  REQUIRE(s.load_round(&r));
+  CHECK(r->id == 1);
+}
