@@ -28,6 +28,7 @@
 #include <llhttp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -147,8 +148,8 @@ class HttpParser {
   }
   static int on_field(llhttp_t* p, const char* at, size_t n) {
     HttpParser& h = self(p);
-    if (std::string_view(at, n).find_first_of(" \t") != std::string_view::npos)
-      return h.refuse(400, "whitespace before a header's colon");
+    for (size_t i = 0; i < n; i++)
+      if (at[i] == ' ' || at[i] == '\t') return h.refuse(400, "whitespace before a header's colon");
     size_t keep = std::min(n, sizeof h.name_ - h.name_len_);
     std::memcpy(h.name_ + h.name_len_, at, keep);
     h.name_len_ += keep;
@@ -340,8 +341,10 @@ inline void http_respond(std::string& out, int status, std::string_view date_lin
                          std::string_view content_type, std::string_view body, std::string_view extra = {},
                          bool head_only = false) {
   http_begin(out, status, date_line, keep_alive, http10);
+  char length[24];
+  size_t digits = size_t(std::to_chars(length, length + sizeof length, body.size()).ptr - length);
   out.append("Content-Type: ").append(content_type).append("\r\nContent-Length: ");
-  out.append(std::to_string(body.size())).append("\r\n").append(extra).append("\r\n");
+  out.append(length, digits).append("\r\n").append(extra).append("\r\n");
   if (!head_only) out.append(body);
 }
 
@@ -364,10 +367,12 @@ inline bool http_etag_matches(std::string_view if_none_match, std::string_view e
   return false;
 }
 
+enum class FormLookup { Absent, Found, Malformed };
+
 // Finds `key` in a query string or an application/x-www-form-urlencoded body
-// and decodes its value ('+' is a space, %XX a byte) into *value. Returns
-// false when the key is absent or its value is badly encoded.
-inline bool http_form_value(std::string_view form, std::string_view key, std::string* value) {
+// and decodes its value ('+' is a space, %XX a byte) into *value. A value
+// with a broken %-escape is Malformed, which the caller answers with 400.
+inline FormLookup http_form_value(std::string_view form, std::string_view key, std::string* value) {
   auto hex = [](char c) {
     if (c >= '0' && c <= '9') return c - '0';
     c = char(c | 0x20);
@@ -382,16 +387,30 @@ inline bool http_form_value(std::string_view form, std::string_view key, std::st
     std::string_view raw = eq == pair.npos ? std::string_view() : pair.substr(eq + 1);
     value->clear();
     for (size_t i = 0; i < raw.size(); i++) {
-      if (raw[i] == '+') value->push_back(' ');
-      else if (raw[i] != '%') value->push_back(raw[i]);
-      else if (i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+      if (raw[i] == '+') {
+        value->push_back(' ');
+      } else if (raw[i] != '%') {
+        value->push_back(raw[i]);
+      } else if (i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
         value->push_back(char(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
         i += 2;
       } else {
-        return false;
+        return FormLookup::Malformed;
       }
     }
-    return true;
+    return FormLookup::Found;
   }
-  return false;
+  return FormLookup::Absent;
+}
+
+// The value of cookie `name` in a Cookie header ("a=1; uid=f00"), or empty.
+inline std::string_view http_cookie(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    size_t semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    header.remove_prefix(semi == header.npos ? header.size() : semi + 1);
+    while (pair.starts_with(' ')) pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') return pair.substr(name.size() + 1);
+  }
+  return {};
 }

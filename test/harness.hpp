@@ -42,12 +42,30 @@ inline bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
   }
 }
 
+// A directory under /tmp, removed with everything in it at the end.
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/sse-test-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { (void)!system(("rm -rf '" + path + "'").c_str()); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::string path;
+};
+
 // A running server. The constructor waits (at most 5 s) for it to listen.
+// Unless `args` names a --db, it gets a fresh database of its own.
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> args = {}, rlim_t fd_limit = 0) {
     const char* bin = getenv("SSE_SERVER");
     std::vector<std::string> argv = {bin ? bin : "./sse-server", "--port", "0", "--bind", "127.0.0.1"};
+    bool has_db = false;
+    for (auto& a : args) has_db = has_db || a == "--db" || a.starts_with("--db=");
+    if (!has_db) argv.insert(argv.end(), {"--db", own_dir.file("sse.db")});
     argv.insert(argv.end(), args.begin(), args.end());
     char log_template[] = "/tmp/sse-test-log-XXXXXX";
     int log_fd = mkstemp(log_template);
@@ -78,6 +96,9 @@ class ServerProcess {
     REQUIRE_MESSAGE(at != std::string::npos, "server did not start; said: " << first << log());
     port = std::atoi(first.c_str() + at + 1);
     REQUIRE(port > 0);
+    // A generated admin token, if none was given, comes in the same write.
+    std::string second = read_line(stdout_fd, 0);
+    if (auto t = second.rfind(": "); second.starts_with("admin token") && t != std::string::npos) admin_token = second.substr(t + 2);
   }
   ~ServerProcess() {
     if (pid > 0) CHECK(stop(SIGTERM, 2000) == 0);  // every test ends with a clean shutdown
@@ -151,15 +172,17 @@ class ServerProcess {
   int port = 0;
   int exit_status = -1;
   std::string log_path;
+  std::string admin_token;  // the one the server printed, if it made one
 
  private:
+  TempDir own_dir;  // members are built before the constructor's body runs
   static std::string read_line(int fd, int timeout_ms) {
     std::string line;
     int64_t end = now_ms() + timeout_ms;
     char ch;
-    while (now_ms() < end) {
+    for (;;) {
       pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, int(end - now_ms())) <= 0) break;
+      if (poll(&p, 1, int(std::max<int64_t>(0, end - now_ms()))) <= 0) break;
       if (read(fd, &ch, 1) != 1 || ch == '\n') break;
       line += ch;
     }
@@ -292,4 +315,22 @@ inline double metric(int port, std::string_view sample) {
   std::string key = std::string("\n") + std::string(sample) + " ";
   size_t at = r.body.find(key);
   return at == std::string::npos ? -1 : std::atof(r.body.c_str() + at + key.size());
+}
+
+inline std::string post_request(std::string_view path, std::string_view form, std::string_view extra = "") {
+  return std::string("POST ") + std::string(path) + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+         std::string(extra) + "Content-Length: " + std::to_string(form.size()) + "\r\n\r\n" + std::string(form);
+}
+
+// One form POST on a fresh connection.
+inline Response http_post(int port, std::string_view path, std::string_view form, std::string_view extra = "") {
+  Client c(port);
+  c.send(post_request(path, form, extra));
+  return c.response();
+}
+
+// The integer after "\"key\":" in a JSON text, or -1.
+inline long long json_int(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\":");
+  return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + key.size() + 3);
 }

@@ -243,16 +243,26 @@ TEST_CASE("mid_request tells a started request from an idle connection") {
 
 TEST_CASE("form values: found, decoded, or refused") {
   std::string v;
-  CHECK(http_form_value("a=1&user=J%C3%BCrgen+K&b=", "user", &v));
+  CHECK(http_form_value("a=1&user=J%C3%BCrgen+K&b=", "user", &v) == FormLookup::Found);
   CHECK(v == "J\xC3\xBCrgen K");
-  CHECK(http_form_value("a=1&b=", "b", &v));
+  CHECK(http_form_value("a=1&b=", "b", &v) == FormLookup::Found);
   CHECK(v.empty());
-  CHECK(http_form_value("flag", "flag", &v));
-  CHECK_FALSE(http_form_value("a=1", "user", &v));
-  CHECK_FALSE(http_form_value("user=%zz", "user", &v));
-  CHECK_FALSE(http_form_value("user=%4", "user", &v));
-  CHECK(http_form_value("users=1&user=2", "user", &v));
+  CHECK(http_form_value("flag", "flag", &v) == FormLookup::Found);
+  CHECK(http_form_value("a=1", "user", &v) == FormLookup::Absent);
+  CHECK(http_form_value("", "user", &v) == FormLookup::Absent);
+  CHECK(http_form_value("user=%zz", "user", &v) == FormLookup::Malformed);
+  CHECK(http_form_value("user=%4", "user", &v) == FormLookup::Malformed);
+  CHECK(http_form_value("users=1&user=2", "user", &v) == FormLookup::Found);
   CHECK(v == "2");
+}
+
+TEST_CASE("cookies") {
+  CHECK(http_cookie("uid=abc", "uid") == "abc");
+  CHECK(http_cookie("a=1; uid=abc; b=2", "uid") == "abc");
+  CHECK(http_cookie("xuid=1; uid=2", "uid") == "2");
+  CHECK(http_cookie("a=1", "uid").empty());
+  CHECK(http_cookie("uid=", "uid").empty());
+  CHECK(http_cookie("", "uid").empty());
 }
 
 TEST_CASE("If-None-Match matching, weak and listed") {
