@@ -40,6 +40,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -58,8 +59,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "app.hpp"
 #include "http_parse.hpp"
 #include "sse.hpp"
+#include "store.hpp"
 
 // ---- Limits -------------------------------------------------------------------
 //
@@ -95,6 +98,11 @@ struct Config {
   int64_t push_gap_ms = 100;
   std::string cors_origin;
   bool quiet = false;
+  std::string db_path = "sse.db";
+  bool fsync = false;
+  std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
+  int64_t redpacket_total_cents = 10000;
+  int64_t redpacket_count = 100;
 };
 
 // ---- Types ----------------------------------------------------------------------
@@ -136,6 +144,7 @@ struct StaticFile {
   std::string response;  // headers after the Connection line, blank line, body
   size_t head_len = 0;   // response[0..head_len) is what HEAD sends
   std::string etag;
+  bool is_page = false;  // HTML: hands out the uid cookie
 };
 
 struct Server;
@@ -146,6 +155,9 @@ struct Route {
   const char* allow;  // methods, as the Allow header lists them
   int arg;            // which static file, or which stream
 };
+
+// The live apps, in the order they are set up; an App's index is its id.
+enum AppId { CLOCK_APP, REDPACKET_APP };
 
 // A live app's stream: the SSE plumbing plus how to render its snapshot.
 struct App {
@@ -182,7 +194,12 @@ struct Server {
   std::unordered_map<std::string, Route, PathHash, std::equal_to<>> routes;
   std::vector<App> apps;
   Metrics metrics;
+  Store store;
+  Round round;                 // the red-packet round being grabbed
+  Rng rng{0};                  // seeded from getrandom() at start
+  std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
+  int64_t wall_ms = 0;         // epoch ms, read once per turn
   int64_t timer_armed_ms = -1;
   int64_t accept_paused_until_ms = -1;  // -1: accepting
   int64_t stop_deadline_ms = -1;        // -1: running
@@ -249,6 +266,27 @@ static std::string peer_name(int fd) {
 }
 
 static size_t pending(const Conn& c) { return c.out.size() - c.out_off; }
+
+// `bytes` random bytes from the kernel as lowercase hex: identities and tokens.
+static std::string random_hex(size_t bytes) {
+  unsigned char raw[32];
+  if (getrandom(raw, bytes, 0) != ssize_t(bytes)) die("getrandom");
+  std::string hex;
+  for (size_t i = 0; i < bytes; i++) {
+    hex.push_back("0123456789abcdef"[raw[i] >> 4]);
+    hex.push_back("0123456789abcdef"[raw[i] & 15]);
+  }
+  return hex;
+}
+
+// The store is the truth: if it cannot take a write, no answer of this turn
+// may claim the change. Exiting before the turn's writes does exactly that
+// (nothing was sent yet); restarting loads the last committed state.
+[[noreturn]] static void die_store(const char* what) {
+  fprintf(stderr, "sse-server: database %s failed: %s; exiting before any answer claims it\n", what,
+          srv.store.error().c_str());
+  exit(1);
+}
 
 // The only place that calls epoll_ctl for a client, and only when the wanted
 // mask differs from the registered one: a request answered in one write
@@ -513,15 +551,15 @@ static void on_static(int fd, const HttpRequest& req, int file) {
   Conn& c = srv.conns[fd];
   const StaticFile& f = srv.files[size_t(file)];
   bool keep = req.keep_alive && !req.upgrade;
-  if (!req.fields[IF_NONE_MATCH].empty() && http_etag_matches(req.fields[IF_NONE_MATCH], f.etag)) {
-    http_begin(c.out, 304, date_line(), keep, req.http10);
-    c.out.append("ETag: ").append(f.etag).append("\r\n\r\n");
-    srv.metrics.requests_by_status[304]++;
-  } else {
-    http_begin(c.out, 200, date_line(), keep, req.http10);
-    c.out.append(f.response, 0, req.method == HTTP_HEAD ? f.head_len : f.response.size());
-    srv.metrics.requests_by_status[200]++;
-  }
+  bool fresh = !req.fields[IF_NONE_MATCH].empty() && http_etag_matches(req.fields[IF_NONE_MATCH], f.etag);
+  http_begin(c.out, fresh ? 304 : 200, date_line(), keep, req.http10);
+  srv.metrics.requests_by_status[fresh ? 304 : 200]++;
+  // A page load is where a browser gets its identity for grabs and votes:
+  // 128 random bits, out of reach of scripts (HttpOnly).
+  if (f.is_page && !valid_user(http_cookie(req.fields[COOKIE], "uid")))
+    c.out.append("Set-Cookie: uid=").append(random_hex(16)).append("; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n");
+  if (fresh) c.out.append("ETag: ").append(f.etag).append("\r\n\r\n");
+  else c.out.append(f.response, 0, req.method == HTTP_HEAD ? f.head_len : f.response.size());
   flush_later(fd);
 }
 
@@ -529,11 +567,16 @@ static void on_healthz(int fd, const HttpRequest& req, int) { respond(fd, req, 2
 
 static void on_metrics(int fd, const HttpRequest& req, int);
 
+static void app_refresh(App& app);
+
 // Turns the connection into a subscriber of app `app`: the SSE headers, the
 // reconnect delay and the current snapshot go out at once.
 static void on_subscribe(int fd, const HttpRequest& req, int app) {
   Conn& c = srv.conns[fd];
   SseStream& s = srv.apps[size_t(app)].stream;
+  // A change may be waiting for the end of its push gap: a newcomer gets the
+  // state as it is now (the others get it when the gap ends).
+  if (s.dirty) app_refresh(srv.apps[size_t(app)]);
   http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
   if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
   c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
@@ -548,7 +591,7 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   // id it already has as ?lastEventId= on its first connect.
   std::string_view last = req.fields[LAST_EVENT_ID];
   std::string from_query;
-  if (last.empty() && http_form_value(req.query, "lastEventId", &from_query)) last = from_query;
+  if (last.empty() && http_form_value(req.query, "lastEventId", &from_query) == FormLookup::Found) last = from_query;
   sse_open(c.out, s, sse_parse_id(last), SSE_RETRY_MS);
   srv.metrics.requests_by_status[200]++;
   c.state = ConnState::Stream;
@@ -560,6 +603,155 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
 }
 
 static bool is_stream_route(const Route& r) { return r.handler == on_subscribe; }
+
+// ---- The apps' handlers -------------------------------------------------------------
+//
+// Thin on purpose: decode the form, call app.hpp, write the change to the
+// store (committed at the end of the turn), mark the stream dirty, answer.
+
+static void respond_json(int fd, const HttpRequest& req, int status, std::string_view json, std::string_view extra = {}) {
+  respond(fd, req, status, "application/json", json, extra);
+}
+
+static void respond_json_error(int fd, const HttpRequest& req, int status, std::string_view message,
+                               std::string_view extra = {}) {
+  std::string j = "{\"ok\":false,\"message\":";
+  json_string(j, message);
+  respond_json(fd, req, status, j + "}", extra);
+}
+
+// Reads form field `key` from the body. Answers 415 or 400 itself and
+// returns Malformed when the body is not a well-formed form.
+static FormLookup form_field(int fd, const HttpRequest& req, std::string_view key, std::string* value) {
+  std::string_view type = req.fields[CONTENT_TYPE];
+  if (!type.empty() && !http_iequals(type.substr(0, type.find(';')), "application/x-www-form-urlencoded")) {
+    respond_json_error(fd, req, 415, "send the body as application/x-www-form-urlencoded");
+    return FormLookup::Malformed;
+  }
+  FormLookup found = http_form_value(req.body, key, value);
+  if (found == FormLookup::Malformed) respond_json_error(fd, req, 400, "the form body has a broken %-escape");
+  return found;
+}
+
+// Who is asking: form field `key` (load tools, scripts), else the uid cookie
+// a page load set. Answers 400 itself and returns false when neither is usable.
+static bool request_user(int fd, const HttpRequest& req, std::string_view key, std::string* user) {
+  FormLookup found = form_field(fd, req, key, user);
+  if (found == FormLookup::Malformed) return false;
+  if (found == FormLookup::Absent) user->assign(http_cookie(req.fields[COOKIE], "uid"));
+  if (user->empty()) {
+    respond_json_error(fd, req, 400, "who are you? send a '" + std::string(key) + "' field, or load a page first for a uid cookie");
+    return false;
+  }
+  if (!valid_user(*user)) {
+    respond_json_error(fd, req, 400, "'" + std::string(key) + "' must be 1 to 64 bytes of UTF-8 text without control characters");
+    return false;
+  }
+  return true;
+}
+
+// Compares in time that depends only on the expected token's length, so
+// response timing does not reveal how much of a guess was right.
+static bool token_equal(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); i++) diff |= uint8_t(expected[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+// True for the admin token, as "Authorization: Bearer <token>" or form field
+// `token`; otherwise answers 401 itself.
+static bool admin_ok(int fd, const HttpRequest& req) {
+  std::string_view auth = req.fields[AUTHORIZATION];
+  std::string token;
+  if (auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ")) token.assign(auth.substr(7));
+  else if (form_field(fd, req, "token", &token) == FormLookup::Malformed) return false;
+  if (token_equal(token, srv.admin_token)) return true;
+  respond_json_error(fd, req, 401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n");
+  return false;
+}
+
+// A whole decimal number in [lo, hi] from form field `key`; answers 400 itself otherwise.
+static bool form_int(int fd, const HttpRequest& req, std::string_view key, int64_t lo, int64_t hi, int64_t* out) {
+  std::string text;
+  FormLookup found = form_field(fd, req, key, &text);
+  if (found == FormLookup::Malformed) return false;
+  bool digits = !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
+  if (found == FormLookup::Found && digits && std::stoll(text) >= lo && std::stoll(text) <= hi) {
+    *out = std::stoll(text);
+    return true;
+  }
+  respond_json_error(fd, req, 400, "'" + std::string(key) + "' must be a whole number from " + std::to_string(lo) +
+                                       " to " + std::to_string(hi));
+  return false;
+}
+
+static void on_grab(int fd, const HttpRequest& req, int) {
+  std::string user;
+  if (!request_user(fd, req, "user", &user)) return;
+  Round& r = srv.round;
+  GrabResult g = round_grab(r, user, srv.wall_ms);
+  if (g.outcome == GrabOutcome::Empty) return respond_json_error(fd, req, 410, "all red packets have been taken");
+  if (g.outcome == GrabOutcome::Granted) {
+    if (!srv.store.insert_grant(r.id, g.packet, r.grants[g.packet])) die_store("write");
+    srv.apps[REDPACKET_APP].stream.dirty = true;
+  }
+  static std::string j;  // reused: its capacity outlives the request
+  j.clear();
+  j += g.outcome == GrabOutcome::Already ? "{\"ok\":true,\"already\":true,\"amount_cents\":" : "{\"ok\":true,\"amount_cents\":";
+  json_number(j, g.amount_cents);
+  j.append(",\"amount\":\"").append(cents_text(g.amount_cents)).append("\",\"remaining\":");
+  json_number(j, r.remaining());
+  j += ",\"round\":";
+  json_number(j, r.id);
+  j += ",\"packet\":";
+  json_number(j, int64_t(g.packet));
+  j += ",\"user\":";
+  json_string(j, display_name(user));
+  j += '}';
+  respond_json(fd, req, 200, j);
+}
+
+// What this browser holds in the current round, so a reloaded page can show
+// it: identity from the uid cookie (or a `user` query parameter).
+static void on_redpacket_me(int fd, const HttpRequest& req, int) {
+  std::string user;
+  FormLookup found = http_form_value(req.query, "user", &user);
+  if (found != FormLookup::Found) user.assign(http_cookie(req.fields[COOKIE], "uid"));
+  if (!valid_user(user)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
+  const Round& r = srv.round;
+  std::string j = "{\"ok\":true,\"round\":" + std::to_string(r.id) + ",\"user\":";
+  json_string(j, display_name(user));
+  auto it = r.by_user.find(user);
+  if (it == r.by_user.end()) return respond_json(fd, req, 200, j + ",\"grabbed\":false}");
+  int64_t cents = r.amounts[it->second];
+  respond_json(fd, req, 200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(it->second) + ",\"amount_cents\":" +
+                                 std::to_string(cents) + ",\"amount\":\"" + cents_text(cents) + "\"}");
+}
+
+// Splits a new round and makes it the current one. Returns false (with
+// store.error()) if the store refused it.
+static bool start_round(int64_t total_cents, int64_t count) {
+  Round r = round_new(srv.round.id + 1, total_cents, split_double_mean(total_cents, count, srv.rng));
+  if (!srv.store.insert_round(r, srv.wall_ms)) return false;
+  srv.round = std::move(r);
+  srv.apps[REDPACKET_APP].stream.dirty = true;
+  return true;
+}
+
+static void on_new_round(int fd, const HttpRequest& req, int) {
+  if (!admin_ok(fd, req)) return;
+  int64_t total = 0, count = 0;
+  if (!form_int(fd, req, "total_cents", 1, MAX_TOTAL_CENTS, &total) || !form_int(fd, req, "count", 1, MAX_PACKETS, &count))
+    return;
+  if (auto why = round_refusal(total, count)) return respond_json_error(fd, req, 400, *why);
+  if (!start_round(total, count)) die_store("write");
+  log_line("redpacket: round %lld started: %lld cents in %lld packets", (long long)srv.round.id, (long long)total,
+           (long long)count);
+  respond_json(fd, req, 200, "{\"ok\":true,\"round\":" + std::to_string(srv.round.id) + ",\"total_cents\":" +
+                                 std::to_string(total) + ",\"count\":" + std::to_string(count) + "}");
+}
+
+static std::string render_redpacket(int64_t) { return round_json(srv.round); }
 
 // ---- Write --------------------------------------------------------------------------
 
@@ -673,6 +865,13 @@ static std::string render_clock(int64_t wall_ms) {
   return json;
 }
 
+// Renders the app's state; a new version only if it differs from the last.
+static void app_refresh(App& app) {
+  int64_t wall = clock_ms(CLOCK_REALTIME);
+  std::string json = app.render(wall);
+  if (json != app.stream.json) sse_set_snapshot(app.stream, json, wall);
+}
+
 // Pushes every stream that is due: a new snapshot (leading or trailing edge
 // of a change, or its period) or a heartbeat.
 static void streams_push() {
@@ -681,11 +880,7 @@ static void streams_push() {
     SseDue due = sse_due(s, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
     if (due == SseDue::Nothing) continue;
     bool snapshot = due == SseDue::Snapshot;
-    if (snapshot) {
-      int64_t wall = clock_ms(CLOCK_REALTIME);
-      std::string json = app.render(wall);
-      if (json != s.json) sse_set_snapshot(s, json, wall);
-    }
+    if (snapshot) app_refresh(app);
     timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
@@ -796,6 +991,12 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   add("sse_input_stashed_bytes %zu\n", stashed);
   m += "# HELP sse_timeouts_total Connections closed by the header or idle timeout.\n# TYPE sse_timeouts_total counter\n";
   add("sse_timeouts_total %" PRIu64 "\n", srv.metrics.timeouts);
+  m += "# HELP sse_store_commits_total Database transactions committed (one per loop turn that wrote).\n";
+  m += "# TYPE sse_store_commits_total counter\n";
+  add("sse_store_commits_total %" PRIu64 "\n", srv.store.commits);
+  m += "# HELP sse_store_rows_written_total Rows written to the database (grants, votes, showtimes).\n";
+  m += "# TYPE sse_store_rows_written_total counter\n";
+  add("sse_store_rows_written_total %" PRIu64 "\n", srv.store.rows_written);
   m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
   add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
   m += "# HELP sse_last_broadcast_seconds How long the last snapshot broadcast took.\n# TYPE sse_last_broadcast_seconds gauge\n";
@@ -826,12 +1027,15 @@ static void run() {
     int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, srv.resume_list.empty() ? -1 : 0);
     if (n < 0 && errno != EINTR) die("epoll_wait");
     srv.now_ms = clock_ms(CLOCK_MONOTONIC);
+    srv.wall_ms = clock_ms(CLOCK_REALTIME);
     refresh_date();
     for (int i = 0; i < n; i++) on_event(events[i]);
     for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
     srv.resume_list.clear();
     timers_expire();
-    // Every answer of this turn is appended; here is where the one commit goes.
+    // Every answer of this turn is appended but none is sent: commit now, so
+    // that whatever a reply reports is on disk before the reply leaves.
+    if (!srv.store.commit()) die_store("commit");
     streams_push();
     for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
     srv.flush_list.clear();
@@ -875,6 +1079,7 @@ static void load_public(const std::string& dir) {
     snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", h);
     StaticFile file;
     file.etag = etag;
+    file.is_page = name.ends_with(".html");
     file.response = std::string("Content-Type: ") + content_type_for(name) + "\r\nContent-Length: " +
                     std::to_string(body.size()) + "\r\nETag: " + etag + "\r\nCache-Control: no-cache\r\n\r\n";
     file.head_len = file.response.size();
@@ -904,7 +1109,11 @@ static void add_app(const char* path, const char* name, int64_t period_ms, std::
 static void setup_routes() {
   srv.routes.emplace("/healthz", Route{on_healthz, "GET, HEAD", 0});
   srv.routes.emplace("/metrics", Route{on_metrics, "GET, HEAD", 0});
-  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock);
+  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock);  // CLOCK_APP
+  add_app("/redpacket/events", "redpacket", 1000, render_redpacket);   // REDPACKET_APP
+  srv.routes.emplace("/redpacket/grab", Route{on_grab, "POST", 0});
+  srv.routes.emplace("/redpacket/rounds", Route{on_new_round, "POST", 0});
+  srv.routes.emplace("/redpacket/me", Route{on_redpacket_me, "GET, HEAD", 0});
   load_public(srv.cfg.public_dir);
 }
 
@@ -928,6 +1137,39 @@ static void setup_fd_table() {
   // Reserving never touches the memory, so the table's RSS follows the
   // highest fd in use; and since it never reallocates, a Conn never moves.
   srv.conns.reserve(size_t(fds));
+}
+
+// Opens the database and loads the state back; on first start, makes the
+// round the flags describe. Any failure is a message and exit 1 (or 2 for a
+// round the flags cannot describe): never a silent fresh start.
+static void setup_store() {
+  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync)) {
+    fprintf(stderr, "sse-server: cannot use database %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+    exit(1);
+  }
+  std::optional<Round> round;
+  if (!srv.store.load_round(&round)) {
+    fprintf(stderr, "sse-server: cannot load %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+    exit(1);
+  }
+  uint64_t seed;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) die("getrandom");
+  srv.rng = Rng{seed};
+  srv.wall_ms = clock_ms(CLOCK_REALTIME);
+  if (round) {
+    srv.round = std::move(*round);
+  } else {
+    if (auto why = round_refusal(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count)) {
+      fprintf(stderr, "sse-server: --redpacket-total/--redpacket-count: %s\n", why->c_str());
+      exit(2);
+    }
+    if (!start_round(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count) || !srv.store.commit()) {
+      fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+      exit(1);
+    }
+  }
+  srv.admin_token = srv.cfg.admin_token;
+  if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");
 }
 
 static void setup_listener() {
@@ -982,7 +1224,7 @@ static void setup_loop() {
 
 // ---- Flags -------------------------------------------------------------------------------
 
-enum class FlagKind { Int, Bytes, Seconds, Millis, Text, Switch };
+enum class FlagKind { Int, Int64, Bytes, Seconds, Millis, Text, Switch };
 
 struct Flag {
   const char* name;
@@ -1007,6 +1249,11 @@ static const Flag FLAGS[] = {
     {"--push-gap-ms", FlagKind::Millis, &srv.cfg.push_gap_ms, 0, 60000, "least ms between two change pushes of a stream"},
     {"--cors-origin", FlagKind::Text, &srv.cfg.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
     {"--quiet", FlagKind::Switch, &srv.cfg.quiet, 0, 0, "no log lines on stderr"},
+    {"--db", FlagKind::Text, &srv.cfg.db_path, 0, 0, "SQLite file (':memory:' keeps nothing)"},
+    {"--fsync", FlagKind::Switch, &srv.cfg.fsync, 0, 0, "fsync every commit (synchronous=FULL): survives power loss"},
+    {"--admin-token", FlagKind::Text, &srv.cfg.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"},
+    {"--redpacket-total", FlagKind::Int64, &srv.cfg.redpacket_total_cents, 1, 1e11, "cents in the round made on first start"},
+    {"--redpacket-count", FlagKind::Int64, &srv.cfg.redpacket_count, 1, 1e6, "packets in the round made on first start"},
 };
 
 static std::string flag_value(const Flag& f) {
@@ -1014,6 +1261,7 @@ static std::string flag_value(const Flag& f) {
   switch (f.kind) {
     case FlagKind::Int: return std::to_string(*static_cast<int*>(f.target));
     case FlagKind::Bytes: return std::to_string(*static_cast<size_t*>(f.target));
+    case FlagKind::Int64:
     case FlagKind::Millis: return std::to_string(*static_cast<int64_t*>(f.target));
     case FlagKind::Seconds: snprintf(buf, sizeof buf, "%g", double(*static_cast<int64_t*>(f.target)) / 1000); return buf;
     case FlagKind::Text: return "'" + *static_cast<std::string*>(f.target) + "'";
@@ -1055,6 +1303,7 @@ static void flag_set(const Flag& f, const char* text) {
   switch (f.kind) {
     case FlagKind::Int: *static_cast<int*>(f.target) = int(v); break;
     case FlagKind::Bytes: *static_cast<size_t*>(f.target) = size_t(v); break;
+    case FlagKind::Int64:
     case FlagKind::Millis: *static_cast<int64_t*>(f.target) = int64_t(v); break;
     case FlagKind::Seconds: *static_cast<int64_t*>(f.target) = std::max<int64_t>(1, std::llround(v * 1000)); break;
     default: break;
@@ -1100,9 +1349,14 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   setup_fd_table();
   setup_routes();
+  setup_store();
   setup_listener();
   setup_loop();
   printf("sse-server listening on http://%s:%d\n", srv.cfg.bind.c_str(), srv.cfg.port);
+  if (srv.admin_token.empty()) {
+    srv.admin_token = random_hex(16);  // printed here only, never logged
+    printf("admin token (set --admin-token or SSE_ADMIN_TOKEN to choose one): %s\n", srv.admin_token.c_str());
+  }
   fflush(stdout);
   run();
   log_line("stopped");
