@@ -692,7 +692,7 @@ static void on_grab(int fd, const HttpRequest& req, int) {
   GrabResult g = round_grab(r, user, srv.wall_ms);
   if (g.outcome == GrabOutcome::Empty) return respond_json_error(fd, req, 410, "all red packets have been taken");
   if (g.outcome == GrabOutcome::Granted) {
-    if (!srv.store.insert_grant(r.id, g.packet, r.grants[g.packet])) die_store("write");
+    srv.store.insert_grant(r.id, g.packet, r.grants[g.packet]);  // written by this turn's commit
     srv.apps[REDPACKET_APP].stream.dirty = true;
   }
   static std::string j;  // reused: its capacity outlives the request

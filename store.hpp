@@ -19,10 +19,12 @@
 #pragma once
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "app.hpp"
 
@@ -51,14 +53,17 @@ class Store {
            exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") &&
            exec(SCHEMA) && quick_check() &&
            prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
-           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)") &&
-           prepare(&insert_grant_, "INSERT INTO grants (id, user, amount_cents, at) VALUES (?, ?, ?, ?)");
+           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)");
   }
 
   void close() {
-    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_grant_}) {
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_}) {
       sqlite3_finalize(*s);
       *s = nullptr;
+    }
+    for (sqlite3_stmt*& s : insert_grants_) {
+      sqlite3_finalize(s);
+      s = nullptr;
     }
     if (db_) sqlite3_close(db_);
     db_ = nullptr;
@@ -72,10 +77,11 @@ class Store {
 
   // Commits what this turn wrote; a turn that wrote nothing costs nothing.
   bool commit() {
-    if (!in_txn_) return true;
+    bool ok = flush_grants();
+    if (!in_txn_) return ok;
     in_txn_ = false;
     commits++;
-    if (step(commit_)) return true;
+    if (ok && step(commit_)) return true;
     step(rollback_);
     return false;
   }
@@ -146,15 +152,12 @@ class Store {
     return step(insert_round_);
   }
 
-  // Packet `packet` of round `round_id` now belongs to g.user.
-  bool insert_grant(int64_t round_id, size_t packet, const Grant& g) {
-    if (!begin()) return false;
+  // Packet `packet` of round `round_id` now belongs to g.user. The row is
+  // written by this turn's commit, with the turn's other grants in as few
+  // INSERT statements as possible (see flush_grants).
+  void insert_grant(int64_t round_id, size_t packet, const Grant& g) {
+    pending_.push_back({round_id << 20 | int64_t(packet), g});
     rows_written++;
-    sqlite3_bind_int64(insert_grant_, 1, round_id << 20 | int64_t(packet));
-    sqlite3_bind_text(insert_grant_, 2, g.user.data(), int(g.user.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(insert_grant_, 3, g.amount_cents);
-    sqlite3_bind_int64(insert_grant_, 4, g.at_ms);
-    return step(insert_grant_);
   }
 
  private:
@@ -198,6 +201,35 @@ class Store {
     sqlite3_reset(s);
     return rc == SQLITE_DONE || fail("writing");
   }
+  // Writes the turn's grants, up to GRANTS_PER_INSERT rows per statement:
+  // a statement's fixed cost (about half of a one-row insert) is paid once
+  // per batch instead of once per grant. A statement for n rows is prepared
+  // the first time a batch of n comes along, then kept.
+  bool flush_grants() {
+    if (pending_.empty()) return true;
+    bool ok = begin();
+    for (size_t at = 0; ok && at < pending_.size(); at += GRANTS_PER_INSERT) {
+      size_t n = std::min(pending_.size() - at, GRANTS_PER_INSERT);
+      sqlite3_stmt*& st = insert_grants_[n - 1];
+      if (!st) {
+        std::string sql = "INSERT INTO grants (id, user, amount_cents, at) VALUES (?, ?, ?, ?)";
+        for (size_t k = 1; k < n; k++) sql += ", (?, ?, ?, ?)";
+        if (!(ok = prepare(&st, sql.c_str()))) break;
+      }
+      for (size_t k = 0; k < n; k++) {
+        const PendingGrant& p = pending_[at + k];
+        int col = int(4 * k);
+        sqlite3_bind_int64(st, col + 1, p.id);
+        sqlite3_bind_text(st, col + 2, p.grant.user.data(), int(p.grant.user.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, col + 3, p.grant.amount_cents);
+        sqlite3_bind_int64(st, col + 4, p.grant.at_ms);
+      }
+      ok = step(st);
+    }
+    pending_.clear();
+    return ok;
+  }
+
   // Opens the turn's transaction on its first write.
   bool begin() {
     if (!in_txn_) in_txn_ = step(begin_);
@@ -222,7 +254,13 @@ class Store {
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
   sqlite3_stmt* insert_round_ = nullptr;
-  sqlite3_stmt* insert_grant_ = nullptr;
+  static constexpr size_t GRANTS_PER_INSERT = 64;  // 256 parameters, well under SQLite's limit
+  struct PendingGrant {
+    int64_t id;
+    Grant grant;
+  };
+  std::vector<PendingGrant> pending_;                   // this turn's grants, written at commit
+  sqlite3_stmt* insert_grants_[GRANTS_PER_INSERT] = {};  // [n-1] inserts n rows
   bool in_txn_ = false;
   std::string error_;
 };

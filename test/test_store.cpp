@@ -25,11 +25,11 @@ TEST_CASE("a round and its grants survive closing and reopening") {
     REQUIRE(s.insert_round(r2, 2));
     round_grab(r2, "alice", 100);
     round_grab(r2, "bob", 200);
-    REQUIRE(s.insert_grant(2, 0, r2.grants[0]));
-    REQUIRE(s.insert_grant(2, 1, r2.grants[1]));
+    s.insert_grant(2, 0, r2.grants[0]);
+    s.insert_grant(2, 1, r2.grants[1]);
     REQUIRE(s.commit());
     round_grab(r2, "carol", 300);
-    REQUIRE(s.insert_grant(2, 2, r2.grants[2]));  // never committed
+    s.insert_grant(2, 2, r2.grants[2]);  // never committed
   }
   Store s;
   REQUIRE(s.open(db, false));
@@ -52,8 +52,11 @@ TEST_CASE("the database refuses a packet granted twice") {
   Store s;
   REQUIRE(s.open(dir.file("s.db"), false));
   REQUIRE(s.insert_round(round_new(1, 30, {10, 10, 10}), 1));
-  REQUIRE(s.insert_grant(1, 0, Grant{"alice", 10, 1}));
-  CHECK_FALSE(s.insert_grant(1, 0, Grant{"bob", 10, 3}));
+  s.insert_grant(1, 0, Grant{"alice", 10, 1});
+  REQUIRE(s.commit());
+  s.insert_grant(1, 0, Grant{"bob", 10, 3});
+  CHECK_FALSE(s.commit());
+  CHECK(s.error().find("UNIQUE") != std::string::npos);
 }
 
 TEST_CASE("rows that do not make a valid round are refused at load") {
@@ -64,8 +67,8 @@ TEST_CASE("rows that do not make a valid round are refused at load") {
       Store s;
       REQUIRE(s.open(db, false));
       REQUIRE(s.insert_round(round_new(1, 30, {10, 10, 10}), 1));
-      REQUIRE(s.insert_grant(1, 0, Grant{"alice", 10, 1}));
-      REQUIRE(s.insert_grant(1, 1, Grant{"bob", 10, 2}));
+      s.insert_grant(1, 0, Grant{"alice", 10, 1});
+      s.insert_grant(1, 1, Grant{"bob", 10, 2});
       REQUIRE(s.commit());
     }
     sqlite3* raw = nullptr;
@@ -100,6 +103,36 @@ TEST_CASE("a directory that does not exist cannot be opened") {
   Store s;
   CHECK_FALSE(s.open("/nonexistent-dir/x.db", false));
   CHECK_FALSE(s.error().empty());
+}
+
+TEST_CASE("a turn's grants are written in batches: all of them, in order") {
+  TempDir dir;
+  std::string db = dir.file("s.db");
+  Rng rng{3};
+  Round r = round_new(1, 100000, split_double_mean(100000, 1000, rng));
+  {
+    Store s;
+    REQUIRE(s.open(db, false));
+    REQUIRE(s.insert_round(r, 1));
+    REQUIRE(s.commit());
+    size_t turn_sizes[] = {1, 2, 63, 64, 65, 129, 300};  // across the 64-row statement boundary
+    for (size_t n : turn_sizes) {
+      for (size_t k = 0; k < n; k++) {
+        round_grab(r, "u" + std::to_string(r.grants.size()), int64_t(k));
+        s.insert_grant(1, r.grants.size() - 1, r.grants.back());
+      }
+      REQUIRE(s.commit());
+    }
+  }
+  Store s;
+  REQUIRE(s.open(db, false));
+  std::optional<Round> back;
+  REQUIRE(s.load_round(&back));
+  REQUIRE(back->grants.size() == 624);
+  for (size_t i = 0; i < 624; i++) {
+    CHECK(back->grants[i].user == "u" + std::to_string(i));
+    CHECK(back->grants[i].amount_cents == r.amounts[i]);
+  }
 }
 
 TEST_CASE(":memory: works and keeps nothing") {
