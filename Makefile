@@ -34,16 +34,16 @@ endif
 all: sse-server
 
 sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3
+	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3 -pthread
 
 build/san/sse-server: server.cpp $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3 -pthread
 
 build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3
+	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3 -pthread
 
 build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -pthread
 
 build/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -27,8 +27,10 @@
 // so a read that leaves bytes behind is simply called again next turn.
 //
 // Left out on purpose: TLS (put a proxy in front), HTTP/2, compression (SSE
-// must not be compressed anyway), more than one thread (one core serves tens
-// of thousands of streams; several processes can share a port later).
+// must not be compressed anyway), more than one thread serving connections
+// (one core serves tens of thousands of streams; several processes can share
+// a port later). The only other thread is store.hpp's WAL checkpointer,
+// which keeps fsync out of the loop and never touches a connection.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -997,6 +999,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   m += "# HELP sse_store_rows_written_total Rows written to the database (grants, votes, showtimes).\n";
   m += "# TYPE sse_store_rows_written_total counter\n";
   add("sse_store_rows_written_total %" PRIu64 "\n", srv.store.rows_written);
+  m += "# HELP sse_store_checkpoints_total WAL checkpoints done by the helper thread.\n";
+  m += "# TYPE sse_store_checkpoints_total counter\n";
+  add("sse_store_checkpoints_total %" PRIu64 "\n", srv.store.checkpoints());
   m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
   add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
   m += "# HELP sse_last_broadcast_seconds How long the last snapshot broadcast took.\n# TYPE sse_last_broadcast_seconds gauge\n";
@@ -1197,17 +1202,26 @@ static void setup_listener() {
   srv.cfg.port = ntohs(addr.sin_port);
 }
 
+// SIGINT and SIGTERM: blocked from the start, then read from a signalfd
+// like any other event, so no handler runs in the middle of the loop. They
+// must be blocked before the store starts its checkpoint thread, which
+// inherits the mask: a thread that left them unblocked would take the
+// signal and die of it.
+static const sigset_t& stop_signals() {
+  static sigset_t mask = [] {
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGINT);
+    sigaddset(&m, SIGTERM);
+    return m;
+  }();
+  return mask;
+}
+
 static void setup_loop() {
   srv.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   srv.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  // SIGINT and SIGTERM are blocked, then read from a signalfd like any other
-  // event: no handler runs in the middle of the loop.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  srv.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  srv.signal_fd = signalfd(-1, &stop_signals(), SFD_NONBLOCK | SFD_CLOEXEC);
   if (srv.epoll_fd < 0 || srv.timer_fd < 0 || srv.signal_fd < 0) die("epoll, timerfd or signalfd");
   for (int fd : {srv.listen_fd, srv.timer_fd, srv.signal_fd}) {
     epoll_event ev{};
@@ -1347,6 +1361,7 @@ int main(int argc, char** argv) {
   // A write to a socket the peer has closed raises SIGPIPE, which kills the
   // process by default. We ignore it and read EPIPE from write() instead.
   signal(SIGPIPE, SIG_IGN);
+  sigprocmask(SIG_BLOCK, &stop_signals(), nullptr);
   setup_fd_table();
   setup_routes();
   setup_store();

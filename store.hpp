@@ -13,6 +13,14 @@
 // --fsync (synchronous=FULL) also survives power loss, at the cost of an
 // fsync per commit.
 //
+// Checkpoints: in WAL mode a commit appends pages to the -wal file, and a
+// checkpoint later copies them into the database file and fsyncs it. SQLite
+// would run that inside a commit every 1000 pages — inside our loop, where
+// an fsync stalls every connection and every stream. So the loop's
+// connection never checkpoints; a helper thread with its own connection
+// does, woken when the WAL grows (see Checkpointer). It is the server's one
+// other thread and it touches nothing but the database file.
+//
 // Left out on purpose: migrations beyond creating the schema (user_version
 // records it), and reading while the loop runs — everything is loaded once
 // at start-up.
@@ -26,7 +34,79 @@
 #include <string_view>
 #include <vector>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "app.hpp"
+
+// The helper thread that checkpoints the WAL, with its own connection.
+// PASSIVE checkpoints never block the loop's writes: they copy what no
+// reader still needs and the loop's next commit starts the WAL over.
+class Checkpointer {
+ public:
+  ~Checkpointer() { stop(); }
+
+  bool start(const std::string& path, std::string* error) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      *error = std::string("checkpointer: ") + sqlite3_errmsg(db_);
+      return false;
+    }
+    // A connection learns the file is in WAL mode when it first reads it;
+    // until then a checkpoint is a silent no-op.
+    if (sqlite3_exec(db_, "PRAGMA schema_version", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      *error = std::string("checkpointer: ") + sqlite3_errmsg(db_);
+      return false;
+    }
+    thread_ = std::thread([this] { run(); });
+    return true;
+  }
+
+  // From the loop: the WAL has grown; checkpoint when you can. Cheap when
+  // a wake-up is already pending.
+  void poke() {
+    if (wanted_.exchange(true)) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_.notify_one();
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+    sqlite3_close(db_);
+    db_ = nullptr;
+  }
+
+  std::atomic<uint64_t> checkpoints{0};
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return wanted_.load() || stopping_; });
+      if (stopping_) return;
+      wanted_ = false;
+      lock.unlock();
+      int wal_pages = 0, copied = 0;
+      if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_pages, &copied) == SQLITE_OK && copied > 0)
+        checkpoints++;
+      lock.lock();
+    }
+  }
+
+  sqlite3* db_ = nullptr;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<bool> wanted_{false};
+  bool stopping_ = false;
+};
 
 class Store {
  public:
@@ -39,9 +119,10 @@ class Store {
   // database, or cannot be opened, is an error (the caller exits): never a
   // silent fresh start over someone's data.
   bool open(const std::string& path, bool fsync) {
-    // One thread uses SQLite, so it needs no locks; and no allocation
-    // statistics (each one takes a global mutex). Must precede first use.
-    static const bool configured = sqlite3_config(SQLITE_CONFIG_SINGLETHREAD) == SQLITE_OK &&
+    // Each connection is used by one thread only, so SQLite needs no
+    // per-connection locks; and no allocation statistics (each allocation
+    // would take a global mutex). Must precede first use.
+    static const bool configured = sqlite3_config(SQLITE_CONFIG_MULTITHREAD) == SQLITE_OK &&
                                    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
     (void)configured;
     if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
@@ -49,14 +130,21 @@ class Store {
       return fail("cannot open");
     sqlite3_busy_timeout(db_, 2000);  // another process (the sqlite3 tool) may hold the lock briefly
     bool memory = path == ":memory:";
-    return exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
-           exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") &&
-           exec(SCHEMA) && quick_check() &&
+    bool ok = exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
+              exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && exec(SCHEMA) && quick_check() &&
+              exec("PRAGMA journal_size_limit=16777216");  // a WAL that grew under a burst shrinks back
+    if (ok && !memory) {
+      sqlite3_wal_autocheckpoint(db_, 0);       // never inside our commits...
+      sqlite3_wal_hook(db_, on_wal, this);      // ...the helper thread does it
+      ok = checkpointer_.start(path, &error_);
+    }
+    return ok &&
            prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
            prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)");
   }
 
   void close() {
+    checkpointer_.stop();
     for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_}) {
       sqlite3_finalize(*s);
       *s = nullptr;
@@ -72,6 +160,7 @@ class Store {
   const std::string& error() const { return error_; }
   uint64_t commits = 0;       // transactions committed: at most one per loop turn
   uint64_t rows_written = 0;  // grants, votes, showtimes written
+  uint64_t checkpoints() const { return checkpointer_.checkpoints; }
 
   // ---- The turn's transaction -----------------------------------------------
 
@@ -180,6 +269,12 @@ class Store {
     PRAGMA user_version = 1;
   )sql";
 
+  // Called by SQLite after each commit with the WAL's size in pages.
+  static int on_wal(void* self, sqlite3*, const char*, int pages) {
+    if (pages >= CHECKPOINT_PAGES) static_cast<Store*>(self)->checkpointer_.poke();
+    return SQLITE_OK;
+  }
+
   bool fail(const char* what) {
     error_ = std::string(what) + ": " + (db_ ? sqlite3_errmsg(db_) : "out of memory");
     return false;
@@ -254,6 +349,8 @@ class Store {
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
   sqlite3_stmt* insert_round_ = nullptr;
+  static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
+  Checkpointer checkpointer_;
   static constexpr size_t GRANTS_PER_INSERT = 64;  // 256 parameters, well under SQLite's limit
   struct PendingGrant {
     int64_t id;

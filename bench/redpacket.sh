@@ -2,13 +2,17 @@
 # redpacket.sh — durable grabs against the cheapest request, in one run.
 #
 # Protocol: starts two servers on 127.0.0.1, one on a fresh SQLite file and
-# one on :memory:. Then, RUNS times, interleaved so drift hits all three:
-# start a fresh 1,000,000-packet round on each (so no run ever finds it
-# empty), run `taskset -c 0 wrk -t1 -c50 -d10s -s bench/wrk/grab.lua` against each, and
-# `taskset -c 0 wrk -t1 -c50 -d10s` on GET /healthz. Prints every figure, the medians,
-# and the ratios grab/healthz computed run by run (median of those). Checks
-# that each grab run really granted packets (the store's row counter grew by
-# at least 90% of the requests wrk counted). Stops both servers by PID.
+# one on :memory:. The servers run on CPU 1 and wrk on CPU 0 (taskset), so
+# the two do not trade places on the cores mid-run. Then, RUNS times,
+# interleaved so drift hits all three: start a fresh 1,000,000-packet round
+# on each (no run ever finds it empty), run
+#   wrk -t1 -c50 -d$DURATION -s bench/wrk/grab.lua   against each, and
+#   wrk -t1 -c50 -d$DURATION                          on GET /healthz.
+# Each figure is printed with the server's CPU use during it (100% = the
+# whole of CPU 1: below that, the client was the limit, not the server).
+# Checks that each grab run really granted packets (the store's row counter
+# grew by at least 90% of the requests wrk counted). Prints the medians and
+# the ratios grab/healthz computed run by run. Stops both servers by PID.
 #
 #   bench/redpacket.sh [RUNS=3] [DURATION=10s]
 set -euo pipefail
@@ -21,34 +25,42 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
-start() {  # start NAME DB: runs a server, sets PORT_<NAME>
+start() {  # start NAME DB: runs a server; sets PORT_<NAME> and PID_<NAME>
   taskset -c 1 ./sse-server --port 0 --quiet --db "$2" --admin-token bench >"$dir/$1.out" 2>&1 &
   pids+=($!)
+  printf -v "PID_$1" '%s' "$!"
   for _ in $(seq 100); do grep -q listening "$dir/$1.out" 2>/dev/null && break; sleep 0.05; done
   printf -v "PORT_$1" '%s' "$(head -1 "$dir/$1.out" | grep -o '[0-9]*$')"
 }
-rps() { awk '/Requests\/sec/ {print $2}'; }
 rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total/ {print $2}'; }
-new_round() { curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000&token=bench' "127.0.0.1:$1/redpacket/rounds"; }
-grab() {  # grab PORT: prints requests/s after checking the grants were real
-  local before after out n
-  new_round "$1"
-  before=$(rows "$1")
-  out=$(taskset -c 0 wrk -t1 -c50 -d"$DURATION" -s bench/wrk/grab.lua "http://127.0.0.1:$1/redpacket/grab")
-  after=$(rows "$1")
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # the server's utime + stime
+load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %>"
+  local port=$1 pid=$2 t0 t1 s0 s1 out n before after; shift 2
+  before=$(rows "$port")
+  t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+  out=$(taskset -c 0 wrk -t1 -c50 -d"$DURATION" "$@")
+  t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
+  after=$(rows "$port")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
-  if [ $((after - before)) -lt $((n * 9 / 10)) ]; then echo "only $((after - before)) grants for $n requests" >&2; exit 1; fi
-  rps <<<"$out"
+  if [[ "$*" == *grab* ]] && [ $((after - before)) -lt $((n * 9 / 10)) ]; then
+    echo "only $((after - before)) grants for $n requests" >&2; exit 1
+  fi
+  awk -v d=$((t1 - t0)) -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" \
+    '/Requests\/sec/ {printf "%s %.0f\n", $2, 100 * d / hz / (b - a)}' <<<"$out"
 }
+new_round() { curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000&token=bench' "127.0.0.1:$1/redpacket/rounds"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 start file "$dir/bench.db"
 start mem ":memory:"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
+echo "commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)"
 for r in $(seq "$RUNS"); do
-  f=$(grab "$PORT_file"); m=$(grab "$PORT_mem")
-  h=$(taskset -c 0 wrk -t1 -c50 -d"$DURATION" "http://127.0.0.1:$PORT_file/healthz" | rps)
-  echo "run $r: grab(file) $f  grab(:memory:) $m  healthz $h  ratios $(awk -v a="$f" -v b="$m" -v h="$h" 'BEGIN {printf "%.2f %.2f", a/h, b/h}')"
+  new_round "$PORT_file"; read -r f fc < <(load "$PORT_file" "$PID_file" -s bench/wrk/grab.lua "http://127.0.0.1:$PORT_file/redpacket/grab")
+  new_round "$PORT_mem"; read -r m mc < <(load "$PORT_mem" "$PID_mem" -s bench/wrk/grab.lua "http://127.0.0.1:$PORT_mem/redpacket/grab")
+  read -r h hc < <(load "$PORT_file" "$PID_file" "http://127.0.0.1:$PORT_file/healthz")
+  printf 'run %d: grab(file) %s (cpu %s%%)  grab(:memory:) %s (cpu %s%%)  healthz %s (cpu %s%%)  ratios %s %s\n' \
+    "$r" "$f" "$fc" "$m" "$mc" "$h" "$hc" "$(awk -v a="$f" -v h="$h" 'BEGIN {printf "%.2f", a/h}')" \
+    "$(awk -v a="$m" -v h="$h" 'BEGIN {printf "%.2f", a/h}')"
   echo "$f" >>"$dir/f"; echo "$m" >>"$dir/m"; echo "$h" >>"$dir/h"
   awk -v a="$f" -v h="$h" 'BEGIN {print a/h}' >>"$dir/rf"; awk -v a="$m" -v h="$h" 'BEGIN {print a/h}' >>"$dir/rm"
 done

@@ -2,6 +2,8 @@
 // durability across kill -9, bad input, admin, identity cookies.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <map>
 #include <set>
@@ -131,6 +133,22 @@ TEST_CASE("durability: every acknowledged grant survives kill -9") {
   Response fresh = http_post(again.port, "/redpacket/grab", "user=newcomer");
   CHECK(fresh.status == 200);
   CHECK(json_int(fresh.body, "remaining") == 399);
+}
+
+TEST_CASE("the WAL is checkpointed off the loop and stays bounded") {
+  TempDir dir;
+  ServerProcess srv({"--quiet", "--db", dir.file("ck.db"), "--redpacket-total", "1000000", "--redpacket-count", "5000"});
+  Client c(srv.port);
+  for (int u = 0; u < 1500; u++) {  // one commit each: 2+ WAL pages each, past the 1000-page mark
+    c.send(post_request("/redpacket/grab", "user=c" + std::to_string(u)));
+    REQUIRE(c.response().status == 200);
+  }
+  CHECK(wait_for([&] { return metric(srv.port, "sse_store_checkpoints_total") >= 1; }, 5000));
+  struct stat db, wal;
+  REQUIRE(stat(dir.file("ck.db").c_str(), &db) == 0);
+  REQUIRE(stat(dir.file("ck.db-wal").c_str(), &wal) == 0);
+  CHECK(db.st_size > 64 * 1024);  // the grants reached the database file itself
+  CHECK(wal.st_size < 16 * 1024 * 1024);
 }
 
 TEST_CASE("bad grab requests get 400 (or 413/415) with a message, and the server keeps serving") {
