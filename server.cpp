@@ -152,10 +152,16 @@ struct StaticFile {
 struct Server;
 using Handler = void (*)(int fd, const HttpRequest& req, int arg);
 
+// What one path answers: a handler per method (a page and a form post may
+// share a path, as GET /vote and POST /vote do).
 struct Route {
-  Handler handler;
-  const char* allow;  // methods, as the Allow header lists them
-  int arg;            // which static file, or which stream
+  struct Entry {
+    llhttp_method_t method;
+    Handler handler;
+    int arg;  // which static file, or which stream
+  };
+  std::vector<Entry> entries;
+  std::string allow;  // the methods, as the Allow header lists them
 };
 
 // The live apps, in the order they are set up; an App's index is its id.
@@ -490,16 +496,6 @@ static void on_readable(int fd) {
 
 // ---- Dispatch ---------------------------------------------------------------------
 
-static bool method_allowed(const char* allow, llhttp_method_t m) {
-  std::string_view list(allow), name(llhttp_method_name(m));
-  for (size_t at = list.find(name); at != list.npos; at = list.find(name, at + 1)) {
-    bool starts = at == 0 || list[at - 1] == ' ';
-    bool ends = at + name.size() == list.size() || list[at + name.size()] == ',';
-    if (starts && ends) return true;
-  }
-  return false;
-}
-
 static bool is_stream_route(const Route& r);
 
 // One whole request: find its route and run the handler, which appends the
@@ -515,11 +511,9 @@ static void on_request(int fd, const HttpRequest& req) {
     if (is_stream_route(route)) return conn_close_later(fd);
     return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n");
   }
-  if (!method_allowed(route.allow, req.method)) {
-    std::string allow = std::string("Allow: ") + route.allow + "\r\n";
-    return respond_error(fd, 405, "method not allowed here", allow);
-  }
-  route.handler(fd, req, route.arg);
+  auto entry = std::find_if(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == req.method; });
+  if (entry == route.entries.end()) return respond_error(fd, 405, "method not allowed here", "Allow: " + route.allow + "\r\n");
+  entry->handler(fd, req, entry->arg);
   // A stream ends when the connection does, whatever the request asked for.
   if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
@@ -604,7 +598,9 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   log_line("sse: + %s %s (%zu subscribers)", srv.apps[size_t(app)].path, peer_name(fd).c_str(), s.subscribers.size());
 }
 
-static bool is_stream_route(const Route& r) { return r.handler == on_subscribe; }
+static bool is_stream_route(const Route& r) {
+  return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.handler == on_subscribe; });
+}
 
 // ---- The apps' handlers -------------------------------------------------------------
 //
@@ -1051,6 +1047,22 @@ static void run() {
 
 // ---- Start-up ------------------------------------------------------------------------------
 
+// Routes `methods` ("GET, HEAD") of `path` to `handler`. A method the path
+// already answers keeps its first handler: app routes, added before the
+// pages, win over a file of the same name.
+static void route_add(const std::string& path, std::string_view methods, Handler handler, int arg) {
+  Route& route = srv.routes[path];
+  while (!methods.empty()) {
+    std::string_view name = methods.substr(0, methods.find(','));
+    methods.remove_prefix(std::min(methods.size(), name.size() + 2));
+    llhttp_method_t method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : HTTP_DELETE;
+    bool taken = std::any_of(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == method; });
+    if (taken) continue;
+    route.entries.push_back({method, handler, arg});
+    route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);
+  }
+}
+
 static const char* content_type_for(std::string_view name) {
   static constexpr std::pair<std::string_view, const char*> types[] = {
       {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
@@ -1091,10 +1103,9 @@ static void load_public(const std::string& dir) {
     file.response += body;
     int idx = int(srv.files.size());
     srv.files.push_back(std::move(file));
-    Route route{on_static, "GET, HEAD", idx};
-    srv.routes.emplace("/" + name, route);  // emplace: app routes added earlier win
-    if (name.ends_with(".html")) srv.routes.emplace("/" + name.substr(0, name.size() - 5), route);
-    if (name == "index.html") srv.routes.emplace("/", route);
+    route_add("/" + name, "GET, HEAD", on_static, idx);
+    if (name.ends_with(".html")) route_add("/" + name.substr(0, name.size() - 5), "GET, HEAD", on_static, idx);
+    if (name == "index.html") route_add("/", "GET, HEAD", on_static, idx);
   }
   closedir(d);
   if (srv.routes.find("/") == srv.routes.end()) {
@@ -1107,18 +1118,18 @@ static void add_app(const char* path, const char* name, int64_t period_ms, std::
   App app{path, SseStream{}, render};
   app.stream.name = name;
   app.stream.period_ms = period_ms;
-  srv.routes.emplace(path, Route{on_subscribe, "GET", int(srv.apps.size())});
+  route_add(path, "GET", on_subscribe, int(srv.apps.size()));
   srv.apps.push_back(std::move(app));
 }
 
 static void setup_routes() {
-  srv.routes.emplace("/healthz", Route{on_healthz, "GET, HEAD", 0});
-  srv.routes.emplace("/metrics", Route{on_metrics, "GET, HEAD", 0});
+  route_add("/healthz", "GET, HEAD", on_healthz, 0);
+  route_add("/metrics", "GET, HEAD", on_metrics, 0);
   add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock);  // CLOCK_APP
   add_app("/redpacket/events", "redpacket", 1000, render_redpacket);   // REDPACKET_APP
-  srv.routes.emplace("/redpacket/grab", Route{on_grab, "POST", 0});
-  srv.routes.emplace("/redpacket/rounds", Route{on_new_round, "POST", 0});
-  srv.routes.emplace("/redpacket/me", Route{on_redpacket_me, "GET, HEAD", 0});
+  route_add("/redpacket/grab", "POST", on_grab, 0);
+  route_add("/redpacket/rounds", "POST", on_new_round, 0);
+  route_add("/redpacket/me", "GET, HEAD", on_redpacket_me, 0);
   load_public(srv.cfg.public_dir);
 }
 
