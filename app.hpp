@@ -225,3 +225,104 @@ inline std::string round_json(const Round& r) {
   }
   return j + "]}";
 }
+
+// ---- The live poll ----------------------------------------------------------------
+
+constexpr size_t MIN_OPTIONS = 2, MAX_OPTIONS = 20;
+constexpr size_t MAX_QUESTION_BYTES = 200, MAX_OPTION_BYTES = 100;
+
+struct Poll {
+  int64_t id = 0;
+  std::string question;
+  std::vector<std::string> options;
+  std::vector<int64_t> counts;                          // counts[i]: votes for options[i]
+  std::unordered_map<std::string, size_t> by_voter;     // who voted for which option
+  int64_t total() const { return int64_t(by_voter.size()); }
+};
+
+// "Red, Green ,Blue" → {"Red", "Green", "Blue"}: split at commas, trimmed.
+inline std::vector<std::string> split_options(std::string_view csv) {
+  std::vector<std::string> out;
+  for (;;) {
+    size_t comma = csv.find(',');
+    std::string_view one = csv.substr(0, comma);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    out.emplace_back(one);
+    if (comma == csv.npos) return out;
+    csv.remove_prefix(comma + 1);
+  }
+}
+
+// Why this question and these options cannot make a poll, or nothing.
+inline std::optional<std::string> poll_refusal(std::string_view question, const std::vector<std::string>& options) {
+  if (question.empty() || question.size() > MAX_QUESTION_BYTES || !valid_text(question))
+    return "question must be 1 to 200 bytes of UTF-8 text";
+  if (options.size() < MIN_OPTIONS || options.size() > MAX_OPTIONS) return "a poll needs 2 to 20 options, separated by commas";
+  for (size_t i = 0; i < options.size(); i++) {
+    if (options[i].empty() || options[i].size() > MAX_OPTION_BYTES || !valid_text(options[i]))
+      return "each option must be 1 to 100 bytes of UTF-8 text";
+    for (size_t k = 0; k < i; k++)
+      if (options[k] == options[i]) return "option '" + options[i] + "' is listed twice";
+  }
+  return std::nullopt;
+}
+
+// Precondition: poll_refusal(question, options) is empty.
+inline Poll poll_new(int64_t id, std::string question, std::vector<std::string> options) {
+  Poll p;
+  p.id = id;
+  p.question = std::move(question);
+  p.counts.assign(options.size(), 0);
+  p.options = std::move(options);
+  return p;
+}
+
+// The option named `name`, or -1.
+inline int poll_option(const Poll& p, std::string_view name) {
+  for (size_t i = 0; i < p.options.size(); i++)
+    if (p.options[i] == name) return int(i);
+  return -1;
+}
+
+enum class VoteOutcome { Counted, Already };
+
+struct VoteResult {
+  VoteOutcome outcome;
+  size_t option;  // the option counted now, or the one voted for before
+};
+
+// One voter's vote for option `option` (a valid index): counted, or refused
+// because this voter has voted in this poll already.
+inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option) {
+  auto [it, fresh] = p.by_voter.emplace(voter, option);
+  if (!fresh) return {VoteOutcome::Already, it->second};
+  p.counts[option]++;
+  return {VoteOutcome::Counted, option};
+}
+
+// 3 of 7 → "42.9": one decimal, rounded half up, in tenths of a percent.
+inline std::string percent_text(int64_t part, int64_t whole) {
+  int64_t tenths = whole == 0 ? 0 : (part * 2000 + whole) / (2 * whole);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
+}
+
+// The poll's snapshot: the question, each option with its count and
+// percentage, and the total.
+inline std::string poll_json(const Poll& p) {
+  std::string j = "{\"poll\":";
+  json_number(j, p.id);
+  j += ",\"question\":";
+  json_string(j, p.question);
+  j += ",\"options\":[";
+  for (size_t i = 0; i < p.options.size(); i++) {
+    j += i ? ",{\"name\":" : "{\"name\":";
+    json_string(j, p.options[i]);
+    j += ",\"count\":";
+    json_number(j, p.counts[i]);
+    j += ",\"percent\":" + percent_text(p.counts[i], p.total()) + "}";
+  }
+  j += "],\"total\":";
+  json_number(j, p.total());
+  return j + "}";
+}

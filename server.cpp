@@ -105,6 +105,9 @@ struct Config {
   std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
   int64_t redpacket_total_cents = 10000;
   int64_t redpacket_count = 100;
+  int64_t vote_interval_ms = 5000;
+  std::string poll_question = "Which live demo should we build next?";
+  std::string poll_options = "Stock ticker,Chat room,Live scores,Auction";
 };
 
 // ---- Types ----------------------------------------------------------------------
@@ -165,7 +168,7 @@ struct Route {
 };
 
 // The live apps, in the order they are set up; an App's index is its id.
-enum AppId { CLOCK_APP, REDPACKET_APP };
+enum AppId { CLOCK_APP, REDPACKET_APP, POLL_APP };
 
 // A live app's stream: the SSE plumbing plus how to render its snapshot.
 struct App {
@@ -204,6 +207,7 @@ struct Server {
   Metrics metrics;
   Store store;
   Round round;                 // the red-packet round being grabbed
+  Poll poll;                   // the poll being voted on
   Rng rng{0};                  // seeded from getrandom() at start
   std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
@@ -751,6 +755,86 @@ static void on_new_round(int fd, const HttpRequest& req, int) {
 
 static std::string render_redpacket(int64_t) { return round_json(srv.round); }
 
+// The answer to a vote: ok, the voter's choice and the new tallies, as
+// counts in option order (names, question and percentages come with the
+// stream; repeating them on every vote cost more than the vote itself).
+static std::string vote_answer(bool ok, std::string_view message, size_t option) {
+  const Poll& p = srv.poll;
+  std::string j = ok ? "{\"ok\":true," : "{\"ok\":false,\"message\":";
+  if (!ok) {
+    json_string(j, message);
+    j += ',';
+  }
+  j += "\"poll\":";
+  json_number(j, p.id);
+  j += ",\"voted_for\":";
+  json_string(j, p.options[option]);
+  j += ",\"counts\":[";
+  for (size_t i = 0; i < p.counts.size(); i++) {
+    if (i) j += ',';
+    json_number(j, p.counts[i]);
+  }
+  j += "],\"total\":";
+  json_number(j, p.total());
+  return j + "}";
+}
+
+static void on_vote(int fd, const HttpRequest& req, int) {
+  std::string voter, option;
+  if (!request_user(fd, req, "voter", &voter)) return;
+  FormLookup found = form_field(fd, req, "option", &option);
+  if (found == FormLookup::Malformed) return;
+  Poll& p = srv.poll;
+  int index = poll_option(p, option);
+  if (index < 0) {
+    std::string valid;
+    for (const std::string& o : p.options) valid += (valid.empty() ? "'" : ", '") + o + "'";
+    std::string what = found == FormLookup::Absent ? "send an 'option' field" : "no option '" + option + "'";
+    return respond_json_error(fd, req, 400, what + "; the options are " + valid);
+  }
+  VoteResult v = poll_vote(p, voter, size_t(index));
+  if (v.outcome == VoteOutcome::Already) return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
+  srv.store.insert_vote(p.id, p.total() - 1, voter, v.option, srv.wall_ms);  // written by this turn's commit
+  srv.apps[POLL_APP].stream.dirty = true;
+  respond_json(fd, req, 200, vote_answer(true, {}, v.option));
+}
+
+// What this browser (uid cookie, or ?voter=) voted for in the current poll.
+static void on_vote_me(int fd, const HttpRequest& req, int) {
+  std::string voter;
+  if (http_form_value(req.query, "voter", &voter) != FormLookup::Found) voter.assign(http_cookie(req.fields[COOKIE], "uid"));
+  if (!valid_user(voter)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
+  std::string j = "{\"ok\":true,\"poll\":" + std::to_string(srv.poll.id);
+  auto it = srv.poll.by_voter.find(voter);
+  if (it == srv.poll.by_voter.end()) return respond_json(fd, req, 200, j + ",\"voted\":false}");
+  j += ",\"voted\":true,\"voted_for\":";
+  json_string(j, srv.poll.options[it->second]);
+  respond_json(fd, req, 200, j + "}");
+}
+
+// Makes a new poll the current one. False (with store.error()) if the store refused it.
+static bool start_poll(std::string question, std::vector<std::string> options) {
+  Poll p = poll_new(srv.poll.id + 1, std::move(question), std::move(options));
+  if (!srv.store.insert_poll(p, srv.wall_ms)) return false;
+  srv.poll = std::move(p);
+  srv.apps[POLL_APP].stream.dirty = true;
+  return true;
+}
+
+static void on_new_poll(int fd, const HttpRequest& req, int) {
+  if (!admin_ok(fd, req)) return;
+  std::string question, options;
+  if (form_field(fd, req, "question", &question) == FormLookup::Malformed) return;
+  if (form_field(fd, req, "options", &options) == FormLookup::Malformed) return;
+  std::vector<std::string> list = split_options(options);
+  if (auto why = poll_refusal(question, list)) return respond_json_error(fd, req, 400, *why);
+  if (!start_poll(std::move(question), std::move(list))) die_store("write");
+  log_line("poll: poll %lld started with %zu options", (long long)srv.poll.id, srv.poll.options.size());
+  respond_json(fd, req, 200, "{\"ok\":true," + poll_json(srv.poll).substr(1));
+}
+
+static std::string render_poll(int64_t) { return poll_json(srv.poll); }
+
 // ---- Write --------------------------------------------------------------------------
 
 // Writes as much pending output as the kernel takes, up to the per-turn
@@ -1130,6 +1214,10 @@ static void setup_routes() {
   route_add("/redpacket/grab", "POST", on_grab, 0);
   route_add("/redpacket/rounds", "POST", on_new_round, 0);
   route_add("/redpacket/me", "GET, HEAD", on_redpacket_me, 0);
+  add_app("/vote/result-sse", "poll", srv.cfg.vote_interval_ms, render_poll);  // POLL_APP
+  route_add("/vote", "POST", on_vote, 0);
+  route_add("/vote/me", "GET, HEAD", on_vote_me, 0);
+  route_add("/vote/polls", "POST", on_new_poll, 0);
   load_public(srv.cfg.public_dir);
 }
 
@@ -1180,6 +1268,24 @@ static void setup_store() {
       exit(2);
     }
     if (!start_round(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count) || !srv.store.commit()) {
+      fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+      exit(1);
+    }
+  }
+  std::optional<Poll> poll;
+  if (!srv.store.load_poll(&poll)) {
+    fprintf(stderr, "sse-server: cannot load %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+    exit(1);
+  }
+  if (poll) {
+    srv.poll = std::move(*poll);
+  } else {
+    std::vector<std::string> options = split_options(srv.cfg.poll_options);
+    if (auto why = poll_refusal(srv.cfg.poll_question, options)) {
+      fprintf(stderr, "sse-server: --poll-question/--poll-options: %s\n", why->c_str());
+      exit(2);
+    }
+    if (!start_poll(srv.cfg.poll_question, std::move(options)) || !srv.store.commit()) {
       fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
       exit(1);
     }
@@ -1279,6 +1385,9 @@ static const Flag FLAGS[] = {
     {"--admin-token", FlagKind::Text, &srv.cfg.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"},
     {"--redpacket-total", FlagKind::Int64, &srv.cfg.redpacket_total_cents, 1, 1e11, "cents in the round made on first start"},
     {"--redpacket-count", FlagKind::Int64, &srv.cfg.redpacket_count, 1, 1e6, "packets in the round made on first start"},
+    {"--vote-interval", FlagKind::Seconds, &srv.cfg.vote_interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
+    {"--poll-question", FlagKind::Text, &srv.cfg.poll_question, 0, 0, "question of the poll made on first start"},
+    {"--poll-options", FlagKind::Text, &srv.cfg.poll_options, 0, 0, "its options, comma-separated"},
 };
 
 static std::string flag_value(const Flag& f) {

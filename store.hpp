@@ -108,6 +108,79 @@ class Checkpointer {
   bool stopping_ = false;
 };
 
+// Rows for one table, collected during a turn and written at its commit in
+// multi-row INSERTs of up to ROWS_PER_INSERT rows: a statement's fixed cost
+// (about half of a one-row insert) is paid once per batch instead of once
+// per row. The statement for n rows is prepared the first time a batch of n
+// comes along, then kept.
+class RowBatch {
+ public:
+  RowBatch(const char* table, const char* columns, int width) : table_(table), columns_(columns), width_(width) {}
+  ~RowBatch() { finalize(); }
+  RowBatch(const RowBatch&) = delete;
+  RowBatch& operator=(const RowBatch&) = delete;
+
+  // A row is `width` calls of add(), in column order.
+  void add(int64_t number) { cells_.push_back({number, {}, false}); }
+  void add(std::string_view text) { cells_.push_back({0, std::string(text), true}); }
+
+  // Writes and forgets the collected rows. On failure *error says why.
+  bool flush(sqlite3* db, std::string* error) {
+    size_t rows = cells_.size() / size_t(width_);
+    bool ok = true;
+    for (size_t at = 0; ok && at < rows; at += ROWS_PER_INSERT) {
+      size_t n = std::min(rows - at, ROWS_PER_INSERT);
+      sqlite3_stmt* st = statement(db, n);
+      ok = st != nullptr;
+      for (size_t i = 0; ok && i < n * size_t(width_); i++) {
+        const Cell& c = cells_[at * size_t(width_) + i];
+        if (c.is_text) sqlite3_bind_text(st, int(i + 1), c.text.data(), int(c.text.size()), SQLITE_STATIC);
+        else sqlite3_bind_int64(st, int(i + 1), c.number);
+      }
+      ok = ok && sqlite3_step(st) == SQLITE_DONE;
+      if (st) sqlite3_reset(st);
+    }
+    if (!ok) *error = std::string("writing ") + table_ + ": " + sqlite3_errmsg(db);
+    cells_.clear();
+    return ok;
+  }
+
+  void clear() { cells_.clear(); }
+
+  void finalize() {
+    for (sqlite3_stmt*& st : statements_) {
+      sqlite3_finalize(st);
+      st = nullptr;
+    }
+  }
+
+ private:
+  static constexpr size_t ROWS_PER_INSERT = 64;  // at most 64 x 5 = 320 parameters, far under SQLite's limit
+  struct Cell {
+    int64_t number;
+    std::string text;
+    bool is_text;
+  };
+
+  sqlite3_stmt* statement(sqlite3* db, size_t rows) {
+    sqlite3_stmt*& st = statements_[rows - 1];
+    if (st) return st;
+    std::string tuple = "(?";
+    for (int c = 1; c < width_; c++) tuple += ", ?";
+    tuple += ")";
+    std::string sql = std::string("INSERT INTO ") + table_ + " (" + columns_ + ") VALUES " + tuple;
+    for (size_t r = 1; r < rows; r++) sql += ", " + tuple;
+    if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK) st = nullptr;
+    return st;
+  }
+
+  const char* table_;
+  const char* columns_;
+  int width_;
+  std::vector<Cell> cells_;
+  sqlite3_stmt* statements_[ROWS_PER_INSERT] = {};
+};
+
 class Store {
  public:
   Store() = default;
@@ -140,19 +213,18 @@ class Store {
     }
     return ok &&
            prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
-           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)");
+           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)") &&
+           prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)");
   }
 
   void close() {
     checkpointer_.stop();
-    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_}) {
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_poll_}) {
       sqlite3_finalize(*s);
       *s = nullptr;
     }
-    for (sqlite3_stmt*& s : insert_grants_) {
-      sqlite3_finalize(s);
-      s = nullptr;
-    }
+    grants_.finalize();
+    votes_.finalize();
     if (db_) sqlite3_close(db_);
     db_ = nullptr;
   }
@@ -166,7 +238,13 @@ class Store {
 
   // Commits what this turn wrote; a turn that wrote nothing costs nothing.
   bool commit() {
-    bool ok = flush_grants();
+    bool ok = true;
+    if (pending_rows_ > 0) {
+      ok = begin() && grants_.flush(db_, &error_) && votes_.flush(db_, &error_);
+      grants_.clear();  // what a failed write left behind is dropped with its transaction
+      votes_.clear();
+      pending_rows_ = 0;
+    }
     if (!in_txn_) return ok;
     in_txn_ = false;
     commits++;
@@ -243,9 +321,80 @@ class Store {
 
   // Packet `packet` of round `round_id` now belongs to g.user. The row is
   // written by this turn's commit, with the turn's other grants in as few
-  // INSERT statements as possible (see flush_grants).
+  // INSERT statements as possible (see RowBatch).
   void insert_grant(int64_t round_id, size_t packet, const Grant& g) {
-    pending_.push_back({round_id << 20 | int64_t(packet), g});
+    grants_.add(round_id << 20 | int64_t(packet));
+    grants_.add(g.user);
+    grants_.add(g.amount_cents);
+    grants_.add(g.at_ms);
+    pending_rows_++;
+    rows_written++;
+  }
+
+  // ---- The poll ------------------------------------------------------------------
+  //
+  // A poll is one row (its options one per line: option text has no control
+  // characters). Each vote is one row whose rowid is poll * 2^32 + its number
+  // in the poll, so a poll's votes are one contiguous, append-only range.
+
+  // The newest poll with its votes, or nothing when there is none yet.
+  bool load_poll(std::optional<Poll>* out) {
+    sqlite3_stmt* s = nullptr;
+    if (!prepare(&s, "SELECT id, question, options FROM polls ORDER BY id DESC LIMIT 1")) return false;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+      sqlite3_finalize(s);
+      return rc == SQLITE_DONE || fail("reading polls");
+    }
+    int64_t id = sqlite3_column_int64(s, 0);
+    std::string question(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+    std::vector<std::string> options;
+    std::string_view lines(reinterpret_cast<const char*>(sqlite3_column_text(s, 2)));
+    for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
+    options.emplace_back(lines);
+    sqlite3_finalize(s);
+    if (auto why = poll_refusal(question, options)) {
+      error_ = "poll " + std::to_string(id) + " in the database is invalid: " + *why;
+      return false;
+    }
+    Poll p = poll_new(id, std::move(question), std::move(options));
+    if (!prepare(&s, "SELECT id & 4294967295, voter, option FROM votes WHERE id BETWEEN ?1 << 32 AND (?1 << 32) + 4294967295 ORDER BY id"))
+      return false;
+    sqlite3_bind_int64(s, 1, id);
+    bool ok = true;
+    while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      int64_t seq = sqlite3_column_int64(s, 0), option = sqlite3_column_int64(s, 2);
+      std::string voter(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+      ok = seq == p.total() && option >= 0 && option < int64_t(p.options.size()) &&
+           poll_vote(p, voter, size_t(option)).outcome == VoteOutcome::Counted;
+    }
+    sqlite3_finalize(s);
+    if (!ok || rc != SQLITE_DONE) {
+      error_ = "poll " + std::to_string(id) + " in the database is inconsistent: votes out of order, repeated or for no option";
+      return false;
+    }
+    *out = std::move(p);
+    return true;
+  }
+
+  bool insert_poll(const Poll& p, int64_t now_ms) {
+    if (!begin()) return false;
+    std::string options;
+    for (const std::string& o : p.options) options += (options.empty() ? "" : "\n") + o;
+    sqlite3_bind_int64(insert_poll_, 1, p.id);
+    sqlite3_bind_text(insert_poll_, 2, p.question.data(), int(p.question.size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert_poll_, 3, options.data(), int(options.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_poll_, 4, now_ms);
+    return step(insert_poll_);
+  }
+
+  // Vote number `seq` (0, 1, 2... within the poll), written by this turn's commit.
+  void insert_vote(int64_t poll_id, int64_t seq, std::string_view voter, size_t option, int64_t at_ms) {
+    votes_.add(poll_id << 32 | seq);
+    votes_.add(voter);
+    votes_.add(int64_t(option));
+    votes_.add(at_ms);
+    pending_rows_++;
     rows_written++;
   }
 
@@ -265,6 +414,19 @@ class Store {
       user         TEXT NOT NULL,
       amount_cents INTEGER NOT NULL CHECK (amount_cents >= 1),
       at           INTEGER NOT NULL     -- epoch ms
+    );
+    CREATE TABLE IF NOT EXISTS polls (
+      id         INTEGER PRIMARY KEY,
+      question   TEXT NOT NULL,
+      options    TEXT NOT NULL,  -- one per line
+      created_at INTEGER NOT NULL  -- epoch ms
+    );
+    CREATE TABLE IF NOT EXISTS votes (
+      id      INTEGER PRIMARY KEY,  -- poll_id * 2^32 + the vote's number in the poll
+      poll_id INTEGER GENERATED ALWAYS AS (id >> 32) VIRTUAL,
+      voter   TEXT NOT NULL,
+      option  INTEGER NOT NULL,     -- index into the poll's options
+      at      INTEGER NOT NULL      -- epoch ms
     );
     PRAGMA user_version = 1;
   )sql";
@@ -296,35 +458,6 @@ class Store {
     sqlite3_reset(s);
     return rc == SQLITE_DONE || fail("writing");
   }
-  // Writes the turn's grants, up to GRANTS_PER_INSERT rows per statement:
-  // a statement's fixed cost (about half of a one-row insert) is paid once
-  // per batch instead of once per grant. A statement for n rows is prepared
-  // the first time a batch of n comes along, then kept.
-  bool flush_grants() {
-    if (pending_.empty()) return true;
-    bool ok = begin();
-    for (size_t at = 0; ok && at < pending_.size(); at += GRANTS_PER_INSERT) {
-      size_t n = std::min(pending_.size() - at, GRANTS_PER_INSERT);
-      sqlite3_stmt*& st = insert_grants_[n - 1];
-      if (!st) {
-        std::string sql = "INSERT INTO grants (id, user, amount_cents, at) VALUES (?, ?, ?, ?)";
-        for (size_t k = 1; k < n; k++) sql += ", (?, ?, ?, ?)";
-        if (!(ok = prepare(&st, sql.c_str()))) break;
-      }
-      for (size_t k = 0; k < n; k++) {
-        const PendingGrant& p = pending_[at + k];
-        int col = int(4 * k);
-        sqlite3_bind_int64(st, col + 1, p.id);
-        sqlite3_bind_text(st, col + 2, p.grant.user.data(), int(p.grant.user.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(st, col + 3, p.grant.amount_cents);
-        sqlite3_bind_int64(st, col + 4, p.grant.at_ms);
-      }
-      ok = step(st);
-    }
-    pending_.clear();
-    return ok;
-  }
-
   // Opens the turn's transaction on its first write.
   bool begin() {
     if (!in_txn_) in_txn_ = step(begin_);
@@ -349,15 +482,12 @@ class Store {
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
   sqlite3_stmt* insert_round_ = nullptr;
+  sqlite3_stmt* insert_poll_ = nullptr;
   static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
   Checkpointer checkpointer_;
-  static constexpr size_t GRANTS_PER_INSERT = 64;  // 256 parameters, well under SQLite's limit
-  struct PendingGrant {
-    int64_t id;
-    Grant grant;
-  };
-  std::vector<PendingGrant> pending_;                   // this turn's grants, written at commit
-  sqlite3_stmt* insert_grants_[GRANTS_PER_INSERT] = {};  // [n-1] inserts n rows
+  RowBatch grants_{"grants", "id, user, amount_cents, at", 4};
+  RowBatch votes_{"votes", "id, voter, option, at", 4};
+  size_t pending_rows_ = 0;  // rows in the batches, written by the next commit
   bool in_txn_ = false;
   std::string error_;
 };

@@ -144,3 +144,60 @@ TEST_CASE(":memory: works and keeps nothing") {
   REQUIRE(s.load_round(&r));
   CHECK(r->id == 1);
 }
+
+TEST_CASE("a poll and its votes survive reopening; a voter still cannot vote twice") {
+  TempDir dir;
+  std::string db = dir.file("p.db");
+  {
+    Store s;
+    REQUIRE(s.open(db, false));
+    std::optional<Poll> none;
+    REQUIRE(s.load_poll(&none));
+    CHECK_FALSE(none);
+    REQUIRE(s.insert_poll(poll_new(1, "old?", {"x", "y"}), 1));
+    s.insert_vote(1, 0, "a", 0, 1);
+    Poll p = poll_new(2, "Tea or coffee?", {"Tea", "Coffee", "Green tea"});
+    REQUIRE(s.insert_poll(p, 2));
+    REQUIRE(s.commit());
+    for (int v = 0; v < 150; v++) {  // 150 votes in three turns, across the batch size
+      VoteResult r = poll_vote(p, "v" + std::to_string(v), size_t(v % 3));
+      s.insert_vote(2, p.total() - 1, "v" + std::to_string(v), r.option, v);
+      if (v % 50 == 49) REQUIRE(s.commit());
+    }
+    poll_vote(p, "late", 0);
+    s.insert_vote(2, p.total() - 1, "late", 0, 999);  // never committed
+  }
+  Store s;
+  REQUIRE(s.open(db, false));
+  std::optional<Poll> p;
+  REQUIRE(s.load_poll(&p));
+  REQUIRE(p);
+  CHECK(p->id == 2);
+  CHECK(p->question == "Tea or coffee?");
+  CHECK(p->options == std::vector<std::string>{"Tea", "Coffee", "Green tea"});
+  CHECK(p->counts == std::vector<int64_t>{50, 50, 50});
+  CHECK(poll_vote(*p, "v7", 0).outcome == VoteOutcome::Already);
+  CHECK(poll_vote(*p, "late", 0).outcome == VoteOutcome::Counted);
+}
+
+TEST_CASE("votes that do not make a valid poll are refused at load") {
+  TempDir dir;
+  std::string db = dir.file("p.db");
+  {
+    Store s;
+    REQUIRE(s.open(db, false));
+    REQUIRE(s.insert_poll(poll_new(1, "Q", {"A", "B"}), 1));
+    s.insert_vote(1, 0, "a", 0, 1);
+    s.insert_vote(1, 1, "b", 1, 1);
+    REQUIRE(s.commit());
+  }
+  sqlite3* raw = nullptr;
+  sqlite3_open(db.c_str(), &raw);
+  REQUIRE(sqlite3_exec(raw, "UPDATE votes SET voter = 'a' WHERE voter = 'b'", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+  Store s;
+  REQUIRE(s.open(db, false));
+  std::optional<Poll> p;
+  CHECK_FALSE(s.load_poll(&p));
+  CHECK(s.error().find("inconsistent") != std::string::npos);
+}

@@ -1,0 +1,214 @@
+// The live poll through the real binary: exact tallies on the stream under
+// concurrent votes, one vote per voter, durability across kill -9, admin.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "harness.hpp"
+
+namespace {
+
+const std::string TOKEN = "poll-admin-token";
+
+// The count of option `name` in a poll snapshot, or -1.
+long long option_count(const std::string& json, const std::string& name) {
+  size_t at = json.find("{\"name\":\"" + name + "\",\"count\":");
+  return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + name.size() + 19);
+}
+
+// Reads SSE events until one's data satisfies `want`, or the deadline; the
+// matching data is left in *last.
+bool next_event(Client& c, const std::function<bool(const std::string&)>& want, int timeout_ms, std::string* last = nullptr) {
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    size_t at;
+    while ((at = c.buf.find("data: ")) != std::string::npos) {
+      size_t eol = c.buf.find('\n', at);
+      if (eol == std::string::npos) break;
+      std::string data = c.buf.substr(at + 6, eol - at - 6);
+      c.buf.erase(0, eol + 1);
+      if (last) *last = data;
+      if (want(data)) return true;
+    }
+    if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
+  }
+}
+
+const std::vector<std::string> OPTIONS = {"Red", "Green", "Blue", "Gold"};
+
+std::vector<std::string> poll_args() {
+  return {"--quiet", "--poll-question", "Best colour?", "--poll-options", "Red,Green,Blue,Gold"};
+}
+
+}  // namespace
+
+TEST_SUITE("poll") {
+
+TEST_CASE("1,000 voters over 20 connections: exact counts on the stream within a second of the last vote") {
+  ServerProcess srv(poll_args());
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  REQUIRE(next_event(sub, [](const std::string& d) { return d.find("\"total\":0") != std::string::npos; }, 2000));
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int k = 0; k < 20; k++) clients.push_back(std::make_unique<Client>(srv.port));
+  std::map<std::string, long long> want;
+  for (int round = 0; round < 10; round++) {  // 20 connections x 5 pipelined votes x 10 rounds
+    for (int k = 0; k < 20; k++) {
+      std::string wire;
+      for (int j = 0; j < 5; j++) {
+        int voter = round * 100 + k * 5 + j;
+        const std::string& option = OPTIONS[size_t(voter * 7 % 4)];
+        want[option]++;
+        wire += post_request("/vote", "voter=v" + std::to_string(voter) + "&option=" + option);
+      }
+      clients[size_t(k)]->send(wire);
+    }
+    for (auto& c : clients)
+      for (int j = 0; j < 5; j++) REQUIRE(c->response(3000).status == 200);
+  }
+  int64_t last_vote = now_ms();
+  std::string seen;
+  bool exact = next_event(sub, [&](const std::string& d) {
+    for (auto& [name, n] : want)
+      if (option_count(d, name) != n) return false;
+    return d.find("\"total\":1000}") != std::string::npos;
+  }, 1000, &seen);
+  CHECK_MESSAGE(exact, seen);
+  CHECK(now_ms() - last_vote <= 1000);
+  CHECK(seen.find("{\"name\":\"Red\",\"count\":250,\"percent\":25.0}") != std::string::npos);
+}
+
+TEST_CASE("a voter votes once: a second vote is 409 and not counted") {
+  ServerProcess srv(poll_args());
+  Response first = http_post(srv.port, "/vote", "voter=ann&option=Green");
+  CHECK(first.status == 200);
+  CHECK(first.body == "{\"ok\":true,\"poll\":1,\"voted_for\":\"Green\",\"counts\":[0,1,0,0],\"total\":1}");
+  REQUIRE(http_post(srv.port, "/vote", "voter=bo&option=Gold").status == 200);
+  Response again = http_post(srv.port, "/vote", "voter=ann&option=Blue");
+  CHECK(again.status == 409);
+  CHECK(again.body == "{\"ok\":false,\"message\":\"already voted\",\"poll\":1,\"voted_for\":\"Green\",\"counts\":[0,1,0,1],\"total\":2}");
+  CHECK(http_get(srv.port, "/vote/me?voter=ann").body == "{\"ok\":true,\"poll\":1,\"voted\":true,\"voted_for\":\"Green\"}");
+  CHECK(http_get(srv.port, "/vote/me?voter=bob").body == "{\"ok\":true,\"poll\":1,\"voted\":false}");
+}
+
+TEST_CASE("bad votes: unknown option lists the valid ones, no identity, bad encoding") {
+  ServerProcess srv(poll_args());
+  Response unknown = http_post(srv.port, "/vote", "voter=a&option=Purple");
+  CHECK(unknown.status == 400);
+  CHECK(unknown.body.find("no option 'Purple'; the options are 'Red', 'Green', 'Blue', 'Gold'") != std::string::npos);
+  CHECK(http_post(srv.port, "/vote", "voter=a&option=red").status == 400);  // names are exact
+  Response missing = http_post(srv.port, "/vote", "voter=a");
+  CHECK(missing.status == 400);
+  CHECK(missing.body.find("send an 'option' field") != std::string::npos);
+  Response nobody = http_post(srv.port, "/vote", "option=Red");
+  CHECK(nobody.status == 400);
+  CHECK(nobody.body.find("who are you") != std::string::npos);
+  CHECK(http_post(srv.port, "/vote", "voter=a&option=%E0%A4").status == 400);
+  CHECK(http_post(srv.port, "/vote", "voter=a&option=%zz").status == 400);
+  // None of it counted; a good vote still works.
+  Response ok = http_post(srv.port, "/vote", "voter=a&option=Red");
+  CHECK(ok.status == 200);
+  CHECK(ok.body.ends_with("\"total\":1}"));
+}
+
+TEST_CASE("the uid cookie from a page load is a voter") {
+  ServerProcess srv(poll_args());
+  Response page = http_get(srv.port, "/vote");
+  CHECK(page.status == 200);
+  CHECK(page.header("content-type") == "text/html; charset=utf-8");
+  std::string cookie = "Cookie: uid=" + page.header("set-cookie")->substr(4, 32) + "\r\n";
+  CHECK(http_post(srv.port, "/vote", "option=Gold", cookie).status == 200);
+  CHECK(http_post(srv.port, "/vote", "option=Red", cookie).status == 409);
+  CHECK(http_get(srv.port, "/vote/me", cookie).body.find("\"voted_for\":\"Gold\"") != std::string::npos);
+  Response wrong = http_get(srv.port, "/vote/polls");
+  CHECK(wrong.status == 405);
+  CHECK(wrong.header("allow") == "POST");
+}
+
+TEST_CASE("the stream pushes at once, on change, and every --vote-interval") {
+  ServerProcess srv({"--quiet", "--vote-interval", "0.3"});
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  REQUIRE(sub.read_until("\r\n\r\n"));
+  CHECK(sub.buf.find("Content-Type: text/event-stream") != std::string::npos);
+  int64_t start = now_ms();
+  int events = 0;
+  CHECK(next_event(sub, [&](const std::string&) { return ++events == 4; }, 3000));  // the first, then every 0.3 s
+  CHECK(now_ms() - start >= 800);
+  CHECK(sub.buf.find("event:") == std::string::npos);  // default type: addEventListener('message') works
+}
+
+TEST_CASE("durability: every acknowledged vote survives kill -9; voters still cannot vote twice") {
+  TempDir dir;
+  std::vector<std::string> args = poll_args();
+  args.insert(args.end(), {"--db", dir.file("poll.db")});
+  std::map<std::string, long long> want;
+  {
+    ServerProcess srv(args);
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int k = 0; k < 10; k++) clients.push_back(std::make_unique<Client>(srv.port));
+    for (int round = 0; round < 30; round++) {
+      for (int k = 0; k < 10; k++)
+        clients[size_t(k)]->send(post_request("/vote", "voter=d" + std::to_string(round * 10 + k) + "&option=" + OPTIONS[size_t(k % 4)]));
+      for (int k = 0; k < 10; k++) {
+        REQUIRE(clients[size_t(k)]->response(3000).status == 200);
+        want[OPTIONS[size_t(k % 4)]]++;
+      }
+    }
+    CHECK(srv.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  ServerProcess again(args);
+  Client sub(again.port);
+  sub.send(get_request("/vote/result-sse"));
+  std::string seen;
+  CHECK(next_event(sub, [&](const std::string& d) {
+    for (auto& [name, n] : want)
+      if (option_count(d, name) != n) return false;
+    return d.find("\"total\":300}") != std::string::npos;
+  }, 2000, &seen));
+  for (int v = 0; v < 300; v += 37) CHECK(http_post(again.port, "/vote", "voter=d" + std::to_string(v) + "&option=Red").status == 409);
+}
+
+TEST_CASE("admin: a new poll needs the token, is validated, and replaces the current one") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN});
+  REQUIRE(http_post(srv.port, "/vote", "voter=x&option=Auction").status == 200);
+  CHECK(http_post(srv.port, "/vote/polls", "question=Q&options=A,B").status == 401);
+  CHECK(http_post(srv.port, "/vote/polls", "question=Q&options=A,B&token=nope").status == 401);
+  const std::pair<std::string, std::string> bad[] = {
+      {"question=Q&options=A", "2 to 20"},        {"question=Q&options=A,A", "twice"},
+      {"question=&options=A,B", "question"},      {"options=A,B", "question"},
+      {"question=Q&options=A,,B", "1 to 100"},    {"question=Q&options=" + std::string(21 * 2, ','), "2 to 20"},
+  };
+  for (auto& [form, says] : bad) {
+    CAPTURE(form);
+    Response r = http_post(srv.port, "/vote/polls", form + "&token=" + TOKEN);
+    CHECK(r.status == 400);
+    CHECK(r.body.find(says) != std::string::npos);
+  }
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  Response made = http_post(srv.port, "/vote/polls", "question=Tea+or+coffee%3F&options=Tea,+Coffee", "Authorization: Bearer " + TOKEN + "\r\n");
+  CHECK(made.status == 200);
+  CHECK(made.body.starts_with("{\"ok\":true,\"poll\":2,\"question\":\"Tea or coffee?\""));
+  CHECK(next_event(sub, [](const std::string& d) { return d.starts_with("{\"poll\":2,") && option_count(d, "Coffee") == 0; }, 2000));
+  CHECK(http_post(srv.port, "/vote", "voter=x&option=Coffee").status == 200);  // a new poll: x votes again
+  CHECK(http_post(srv.port, "/vote", "voter=x&option=Auction").status == 400);  // the old options are gone
+}
+
+TEST_CASE("first start makes the poll the flags describe; refuses one they cannot") {
+  ServerProcess srv(poll_args());
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  CHECK(next_event(sub, [](const std::string& d) { return d.find("\"question\":\"Best colour?\"") != std::string::npos; }, 2000));
+  TempDir dir;
+  std::string cmd = std::string(getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server") + " --port 0 --db " +
+                    dir.file("x.db") + " --poll-options Solo 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[512] = {};
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  int status = pclose(p);
+  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(std::string(buf, n).find("2 to 20 options") != std::string::npos);
+}
+
+}  // TEST_SUITE
