@@ -714,11 +714,9 @@ static void on_grab(int fd, const HttpRequest& req, int) {
 }
 
 // What this browser holds in the current round, so a reloaded page can show
-// it: identity from the uid cookie (or a `user` query parameter).
+// it. Identity from the uid cookie only, like /vote/me.
 static void on_redpacket_me(int fd, const HttpRequest& req, int) {
-  std::string user;
-  FormLookup found = http_form_value(req.query, "user", &user);
-  if (found != FormLookup::Found) user.assign(http_cookie(req.fields[COOKIE], "uid"));
+  std::string user(http_cookie(req.fields[COOKIE], "uid"));
   if (!valid_user(user)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
   const Round& r = srv.round;
   std::string j = "{\"ok\":true,\"round\":" + std::to_string(r.id) + ",\"user\":";
@@ -785,6 +783,13 @@ static void on_vote(int fd, const HttpRequest& req, int) {
   FormLookup found = form_field(fd, req, "option", &option);
   if (found == FormLookup::Malformed) return;
   Poll& p = srv.poll;
+  // A page sends the poll it shows: a vote for a poll an admin has just
+  // replaced must not land in the new one under a matching option name.
+  std::string shown;
+  FormLookup has_poll = form_field(fd, req, "poll", &shown);
+  if (has_poll == FormLookup::Malformed) return;
+  if (has_poll == FormLookup::Found && shown != std::to_string(p.id))
+    return respond_json_error(fd, req, 410, "that poll is over; vote in poll " + std::to_string(p.id));
   int index = poll_option(p, option);
   if (index < 0) {
     std::string valid;
@@ -799,10 +804,10 @@ static void on_vote(int fd, const HttpRequest& req, int) {
   respond_json(fd, req, 200, vote_answer(true, {}, v.option));
 }
 
-// What this browser (uid cookie, or ?voter=) voted for in the current poll.
+// What this browser (its uid cookie) voted for in the current poll. Only the
+// cookie: a ?voter= parameter would let anyone look up anyone's vote.
 static void on_vote_me(int fd, const HttpRequest& req, int) {
-  std::string voter;
-  if (http_form_value(req.query, "voter", &voter) != FormLookup::Found) voter.assign(http_cookie(req.fields[COOKIE], "uid"));
+  std::string voter(http_cookie(req.fields[COOKIE], "uid"));
   if (!valid_user(voter)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
   std::string j = "{\"ok\":true,\"poll\":" + std::to_string(srv.poll.id);
   auto it = srv.poll.by_voter.find(voter);

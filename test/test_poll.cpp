@@ -87,8 +87,9 @@ TEST_CASE("a voter votes once: a second vote is 409 and not counted") {
   Response again = http_post(srv.port, "/vote", "voter=ann&option=Blue");
   CHECK(again.status == 409);
   CHECK(again.body == "{\"ok\":false,\"message\":\"already voted\",\"poll\":1,\"voted_for\":\"Green\",\"counts\":[0,1,0,1],\"total\":2}");
-  CHECK(http_get(srv.port, "/vote/me?voter=ann").body == "{\"ok\":true,\"poll\":1,\"voted\":true,\"voted_for\":\"Green\"}");
-  CHECK(http_get(srv.port, "/vote/me?voter=bob").body == "{\"ok\":true,\"poll\":1,\"voted\":false}");
+  CHECK(http_get(srv.port, "/vote/me", "Cookie: uid=ann\r\n").body == "{\"ok\":true,\"poll\":1,\"voted\":true,\"voted_for\":\"Green\"}");
+  CHECK(http_get(srv.port, "/vote/me", "Cookie: uid=bob\r\n").body == "{\"ok\":true,\"poll\":1,\"voted\":false}");
+  CHECK(http_get(srv.port, "/vote/me?voter=ann").status == 400);  // nobody looks up another's vote
 }
 
 TEST_CASE("bad votes: unknown option lists the valid ones, no identity, bad encoding") {
@@ -191,6 +192,10 @@ TEST_CASE("admin: a new poll needs the token, is validated, and replaces the cur
   CHECK(made.status == 200);
   CHECK(made.body.starts_with("{\"ok\":true,\"poll\":2,\"question\":\"Tea or coffee?\""));
   CHECK(next_event(sub, [](const std::string& d) { return d.starts_with("{\"poll\":2,") && option_count(d, "Coffee") == 0; }, 2000));
+  Response stale = http_post(srv.port, "/vote", "voter=y&option=Coffee&poll=1");  // sent from a page still showing poll 1
+  CHECK(stale.status == 410);
+  CHECK(stale.body.find("vote in poll 2") != std::string::npos);
+  CHECK(http_post(srv.port, "/vote", "voter=y&option=Coffee&poll=2").status == 200);
   CHECK(http_post(srv.port, "/vote", "voter=x&option=Coffee").status == 200);  // a new poll: x votes again
   CHECK(http_post(srv.port, "/vote", "voter=x&option=Auction").status == 400);  // the old options are gone
 }

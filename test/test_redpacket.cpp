@@ -262,7 +262,8 @@ TEST_CASE("/redpacket/me tells a page what it holds") {
   CHECK(after.body.find("\"grabbed\":true,\"packet\":1,") != std::string::npos);
   CHECK(json_int(after.body, "amount_cents") == json_int(grab.body, "amount_cents"));
   CHECK(json_int(grab.body, "packet") == 1);
-  CHECK(http_get(srv.port, "/redpacket/me?user=x").body.find("\"packet\":0,") != std::string::npos);
+  CHECK(http_get(srv.port, "/redpacket/me", "Cookie: uid=x\r\n").body.find("\"packet\":0,") != std::string::npos);
+  CHECK(http_get(srv.port, "/redpacket/me?user=x").status == 400);  // only the cookie says who you are
   CHECK(http_get(srv.port, "/redpacket/me").status == 400);
 }
 
