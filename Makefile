@@ -11,7 +11,7 @@
 
 CXX ?= g++
 CC  ?= gcc
-DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev curl wrk
+DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk
 LLHTTP_SRC   := /usr/share/llhttp
 LLHTTP_INC   := /usr/share/include/llhttp
 CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)

@@ -297,6 +297,7 @@ inline std::string_view http_status_line(int status) {
   switch (status) {
     case 100: return "HTTP/1.1 100 Continue\r\n";
     case 200: return "HTTP/1.1 200 OK\r\n";
+    case 201: return "HTTP/1.1 201 Created\r\n";
     case 304: return "HTTP/1.1 304 Not Modified\r\n";
     case 400: return "HTTP/1.1 400 Bad Request\r\n";
     case 401: return "HTTP/1.1 401 Unauthorized\r\n";

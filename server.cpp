@@ -106,6 +106,7 @@ struct Config {
   int64_t redpacket_total_cents = 10000;
   int64_t redpacket_count = 100;
   int64_t vote_interval_ms = 5000;
+  int64_t schedule_interval_ms = 5000;
   std::string poll_question = "Which live demo should we build next?";
   std::string poll_options = "Stock ticker,Chat room,Live scores,Auction";
 };
@@ -168,13 +169,14 @@ struct Route {
 };
 
 // The live apps, in the order they are set up; an App's index is its id.
-enum AppId { CLOCK_APP, REDPACKET_APP, POLL_APP };
+enum AppId { CLOCK_APP, REDPACKET_APP, POLL_APP, CINEMA_APP };
 
 // A live app's stream: the SSE plumbing plus how to render its snapshot.
 struct App {
   const char* path;
   SseStream stream;
   std::string (*render)(int64_t wall_ms);  // the current state as JSON
+  bool repeat;  // the periodic push resends an unchanged snapshot (the tutorials' rhythm)
 };
 
 struct Metrics {
@@ -185,6 +187,7 @@ struct Metrics {
   uint64_t timeouts = 0;
   uint64_t broadcasts = 0;
   double last_broadcast_seconds = 0;
+  int showtime_rows_invalid = 0;  // rows the last read of the schedule had to leave off
 };
 
 // Routes are looked up by the request's path, a string_view into the
@@ -507,6 +510,10 @@ static bool is_stream_route(const Route& r);
 static void on_request(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
   auto it = srv.routes.find(req.path);
+  // "/a/b/42" not found: a route "/a/b/" (ending in a slash, not "/" itself,
+  // which is the home page) answers for everything right under it.
+  std::string_view parent = req.path.substr(0, req.path.rfind('/') + 1);
+  if (it == srv.routes.end() && parent.size() > 1) it = srv.routes.find(parent);
   if (it == srv.routes.end()) return respond_error(fd, 404, "no such page");
   const Route& route = it->second;
   if (c.over_capacity) {
@@ -567,7 +574,7 @@ static void on_healthz(int fd, const HttpRequest& req, int) { respond(fd, req, 2
 
 static void on_metrics(int fd, const HttpRequest& req, int);
 
-static void app_refresh(App& app);
+static bool app_refresh(App& app);
 
 // Turns the connection into a subscriber of app `app`: the SSE headers, the
 // reconnect delay and the current snapshot go out at once.
@@ -840,6 +847,72 @@ static void on_new_poll(int fd, const HttpRequest& req, int) {
 
 static std::string render_poll(int64_t) { return poll_json(srv.poll); }
 
+// The board, read from the database now: the table is the truth, whoever
+// wrote it (the API, or someone with the sqlite3 tool). If the read fails
+// (another process holding a lock past the busy timeout), the board stays
+// as it was and the next re-read tries again.
+static std::string render_cinema(int64_t wall_ms) {
+  std::vector<Showtime> rows;
+  if (!srv.store.load_showtimes(&rows, &srv.metrics.showtime_rows_invalid)) {
+    log_line("cinema: cannot read the schedule: %s", srv.store.error().c_str());
+    return srv.apps[CINEMA_APP].stream.json;
+  }
+  return schedule_json(std::move(rows), wall_ms);
+}
+
+static void on_showtimes_list(int fd, const HttpRequest& req, int) {
+  std::vector<Showtime> rows;
+  int invalid = 0;
+  if (!srv.store.load_showtimes(&rows, &invalid)) return respond_json_error(fd, req, 503, "the schedule cannot be read right now");
+  respond_json(fd, req, 200, schedule_json(std::move(rows), srv.wall_ms));
+}
+
+static void on_showtime_add(int fd, const HttpRequest& req, int) {
+  if (!admin_ok(fd, req)) return;
+  Showtime st;
+  std::string starts_at;
+  for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}})
+    if (form_field(fd, req, key, value) == FormLookup::Malformed) return;
+  if (auto why = showtime_refusal(st.movie, st.hall, starts_at, srv.wall_ms)) return respond_json_error(fd, req, 400, *why);
+  if (!form_int(fd, req, "seats", 1, MAX_SEATS, &st.seats_total)) return;
+  st.seats_left = st.seats_total;
+  st.starts_ms = *parse_iso8601(starts_at);
+  if (!srv.store.insert_showtime(st, &st.id)) die_store("write");
+  srv.apps[CINEMA_APP].stream.dirty = true;
+  std::string j = "{\"ok\":true,\"showtime\":";
+  showtime_json(j, st);
+  respond_json(fd, req, 201, j + "}", "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
+}
+
+// DELETE /cinema/showtimes/{id}
+static void on_showtime_delete(int fd, const HttpRequest& req, int) {
+  if (!admin_ok(fd, req)) return;
+  std::string_view id = req.path.substr(req.path.rfind('/') + 1);
+  bool numeric = !id.empty() && id.size() <= 18 && id.find_first_not_of("0123456789") == std::string_view::npos;
+  bool found = false;
+  if (numeric && !srv.store.delete_showtime(std::stoll(std::string(id)), &found)) die_store("write");
+  if (!found) return respond_json_error(fd, req, 404, "no showtime '" + std::string(id) + "'");
+  srv.apps[CINEMA_APP].stream.dirty = true;
+  respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::string(id) + "}");
+}
+
+// Puts a dozen showtimes over the next days into a new schedule table.
+static bool seed_schedule() {
+  static constexpr std::pair<const char*, const char*> films[] = {
+      {"Spirited Away", "Hall 1"}, {"The Wandering Earth", "IMAX"}, {"In the Mood for Love", "Hall 2"}, {"Hero", "Hall 3"}};
+  int64_t hour_ms = 3600 * 1000, day_ms = 24 * hour_ms;
+  int64_t today = srv.wall_ms - srv.wall_ms % day_ms;
+  int64_t id = 0;
+  for (int day = 1; day <= 3; day++)
+    for (int k = 0; k < 4; k++) {
+      Showtime st{0, films[k].first, films[k].second, today + day * day_ms + (10 + 3 * k) * hour_ms + (k % 2) * 30 * 60000,
+                  k == 1 ? 320 : 120, 0};
+      st.seats_left = st.seats_total - (day * 37 + k * 23) % st.seats_total;
+      if (!srv.store.insert_showtime(st, &id)) return false;
+    }
+  return true;
+}
+
 // ---- Write --------------------------------------------------------------------------
 
 // Writes as much pending output as the kernel takes, up to the per-turn
@@ -953,10 +1026,13 @@ static std::string render_clock(int64_t wall_ms) {
 }
 
 // Renders the app's state; a new version only if it differs from the last.
-static void app_refresh(App& app) {
+// Returns whether it changed.
+static bool app_refresh(App& app) {
   int64_t wall = clock_ms(CLOCK_REALTIME);
   std::string json = app.render(wall);
-  if (json != app.stream.json) sse_set_snapshot(app.stream, json, wall);
+  if (json == app.stream.json) return false;
+  sse_set_snapshot(app.stream, json, wall);
+  return true;
 }
 
 // Pushes every stream that is due: a new snapshot (leading or trailing edge
@@ -967,7 +1043,10 @@ static void streams_push() {
     SseDue due = sse_due(s, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
     if (due == SseDue::Nothing) continue;
     bool snapshot = due == SseDue::Snapshot;
-    if (snapshot) app_refresh(app);
+    if (snapshot && !app_refresh(app) && !app.repeat) {
+      sse_skipped(s, srv.now_ms);
+      continue;
+    }
     timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
@@ -1089,6 +1168,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   add("sse_store_checkpoints_total %" PRIu64 "\n", srv.store.checkpoints());
   m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
   add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
+  m += "# HELP sse_showtime_rows_invalid Rows of the showtimes table the last re-read left off the board.\n";
+  m += "# TYPE sse_showtime_rows_invalid gauge\n";
+  add("sse_showtime_rows_invalid %d\n", srv.metrics.showtime_rows_invalid);
   m += "# HELP sse_last_broadcast_seconds How long the last snapshot broadcast took.\n# TYPE sse_last_broadcast_seconds gauge\n";
   add("sse_last_broadcast_seconds %.9f\n", srv.metrics.last_broadcast_seconds);
   respond(fd, req, 200, "text/plain; version=0.0.4; charset=utf-8", m);
@@ -1203,8 +1285,8 @@ static void load_public(const std::string& dir) {
   }
 }
 
-static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t)) {
-  App app{path, SseStream{}, render};
+static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t), bool repeat) {
+  App app{path, SseStream{}, render, repeat};
   app.stream.name = name;
   app.stream.period_ms = period_ms;
   route_add(path, "GET", on_subscribe, int(srv.apps.size()));
@@ -1214,15 +1296,20 @@ static void add_app(const char* path, const char* name, int64_t period_ms, std::
 static void setup_routes() {
   route_add("/healthz", "GET, HEAD", on_healthz, 0);
   route_add("/metrics", "GET, HEAD", on_metrics, 0);
-  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock);  // CLOCK_APP
-  add_app("/redpacket/events", "redpacket", 1000, render_redpacket);   // REDPACKET_APP
+  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock, true);  // CLOCK_APP
+  add_app("/redpacket/events", "redpacket", 1000, render_redpacket, true);   // REDPACKET_APP
   route_add("/redpacket/grab", "POST", on_grab, 0);
   route_add("/redpacket/rounds", "POST", on_new_round, 0);
   route_add("/redpacket/me", "GET, HEAD", on_redpacket_me, 0);
-  add_app("/vote/result-sse", "poll", srv.cfg.vote_interval_ms, render_poll);  // POLL_APP
+  add_app("/vote/result-sse", "poll", srv.cfg.vote_interval_ms, render_poll, true);  // POLL_APP
   route_add("/vote", "POST", on_vote, 0);
   route_add("/vote/me", "GET, HEAD", on_vote_me, 0);
   route_add("/vote/polls", "POST", on_new_poll, 0);
+  add_app("/events", "cinema", srv.cfg.schedule_interval_ms, render_cinema, false);  // CINEMA_APP
+  route_add("/cinema/events", "GET", on_subscribe, CINEMA_APP);
+  route_add("/cinema/showtimes", "GET, HEAD", on_showtimes_list, 0);
+  route_add("/cinema/showtimes", "POST", on_showtime_add, 0);
+  route_add("/cinema/showtimes/", "DELETE", on_showtime_delete, 0);  // a prefix: /cinema/showtimes/{id}
   load_public(srv.cfg.public_dir);
 }
 
@@ -1294,6 +1381,10 @@ static void setup_store() {
       fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
       exit(1);
     }
+  }
+  if (srv.store.schedule_is_new() && (!seed_schedule() || !srv.store.commit())) {
+    fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+    exit(1);
   }
   srv.admin_token = srv.cfg.admin_token;
   if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");
@@ -1393,6 +1484,7 @@ static const Flag FLAGS[] = {
     {"--vote-interval", FlagKind::Seconds, &srv.cfg.vote_interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
     {"--poll-question", FlagKind::Text, &srv.cfg.poll_question, 0, 0, "question of the poll made on first start"},
     {"--poll-options", FlagKind::Text, &srv.cfg.poll_options, 0, 0, "its options, comma-separated"},
+    {"--schedule-interval", FlagKind::Seconds, &srv.cfg.schedule_interval_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"},
 };
 
 static std::string flag_value(const Flag& f) {

@@ -162,3 +162,10 @@ inline void sse_sent(SseStream& s, int64_t now_ms, bool snapshot) {
   s.dirty = false;
   if (s.period_ms > 0) s.next_period_ms = now_ms + s.period_ms;
 }
+
+// A snapshot came due but nothing had changed, on a stream that does not
+// repeat itself: nothing is sent, and its period starts over.
+inline void sse_skipped(SseStream& s, int64_t now_ms) {
+  s.dirty = false;
+  if (s.period_ms > 0) s.next_period_ms = now_ms + s.period_ms;
+}

@@ -204,7 +204,8 @@ class Store {
     sqlite3_busy_timeout(db_, 2000);  // another process (the sqlite3 tool) may hold the lock briefly
     bool memory = path == ":memory:";
     bool ok = exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
-              exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && exec(SCHEMA) && quick_check() &&
+              exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && read_version() && exec(SCHEMA) &&
+              quick_check() &&
               exec("PRAGMA journal_size_limit=16777216");  // a WAL that grew under a burst shrinks back
     if (ok && !memory) {
       sqlite3_wal_autocheckpoint(db_, 0);       // never inside our commits...
@@ -214,12 +215,16 @@ class Store {
     return ok &&
            prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
            prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)") &&
-           prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)");
+           prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)") &&
+           prepare(&insert_showtime_, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES (?, ?, ?, ?, ?)") &&
+           prepare(&delete_showtime_, "DELETE FROM showtimes WHERE id = ?") &&
+           prepare(&select_showtimes_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes");
   }
 
   void close() {
     checkpointer_.stop();
-    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_poll_}) {
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_poll_, &insert_showtime_, &delete_showtime_,
+                             &select_showtimes_}) {
       sqlite3_finalize(*s);
       *s = nullptr;
     }
@@ -398,6 +403,68 @@ class Store {
     rows_written++;
   }
 
+  // ---- The cinema schedule ------------------------------------------------------
+  //
+  // Unlike grants and votes, showtimes are not held in memory and written
+  // through: the table is read again whenever the board is drawn, so the
+  // database stays the one truth, whoever changed it.
+
+  // True when the file had no showtimes table before this start: the time,
+  // and the only time, to put in a sample schedule.
+  bool schedule_is_new() const { return version_before_ < 2; }
+
+  // Every row of the table that makes a showtime; *invalid counts the rest
+  // (a start time that is not ISO 8601 with a zone, empty text, bad seats).
+  bool load_showtimes(std::vector<Showtime>* out, int* invalid) {
+    out->clear();
+    *invalid = 0;
+    int rc;
+    while ((rc = sqlite3_step(select_showtimes_)) == SQLITE_ROW) {
+      auto text = [&](int col) {
+        const unsigned char* t = sqlite3_column_text(select_showtimes_, col);
+        return std::string(t ? reinterpret_cast<const char*>(t) : "");
+      };
+      Showtime st{sqlite3_column_int64(select_showtimes_, 0), text(1), text(2), 0, sqlite3_column_int64(select_showtimes_, 4),
+                  sqlite3_column_int64(select_showtimes_, 5)};
+      std::optional<int64_t> starts = parse_iso8601(text(3));
+      bool ok = starts && !st.movie.empty() && valid_text(st.movie) && !st.hall.empty() && valid_text(st.hall) &&
+                st.seats_total >= 0 && st.seats_left >= 0 && st.seats_left <= st.seats_total;
+      if (!ok) {
+        ++*invalid;
+        continue;
+      }
+      st.starts_ms = *starts;
+      out->push_back(std::move(st));
+    }
+    sqlite3_reset(select_showtimes_);
+    return rc == SQLITE_DONE || fail("reading showtimes");
+  }
+
+  // A new showtime with every seat free; *id gets its row id.
+  bool insert_showtime(const Showtime& st, int64_t* id) {
+    if (!begin()) return false;
+    std::string starts = iso_utc(st.starts_ms);
+    sqlite3_bind_text(insert_showtime_, 1, st.movie.data(), int(st.movie.size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert_showtime_, 2, st.hall.data(), int(st.hall.size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert_showtime_, 3, starts.data(), int(starts.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_showtime_, 4, st.seats_total);
+    sqlite3_bind_int64(insert_showtime_, 5, st.seats_left);
+    if (!step(insert_showtime_)) return false;
+    *id = sqlite3_last_insert_rowid(db_);
+    rows_written++;
+    return true;
+  }
+
+  // Deletes showtime `id`; *found says whether there was one.
+  bool delete_showtime(int64_t id, bool* found) {
+    if (!begin()) return false;
+    sqlite3_bind_int64(delete_showtime_, 1, id);
+    if (!step(delete_showtime_)) return false;
+    *found = sqlite3_changes(db_) > 0;
+    rows_written += *found;
+    return true;
+  }
+
  private:
   static constexpr const char* SCHEMA = R"sql(
     CREATE TABLE IF NOT EXISTS rounds (
@@ -428,8 +495,24 @@ class Store {
       option  INTEGER NOT NULL,     -- index into the poll's options
       at      INTEGER NOT NULL      -- epoch ms
     );
-    PRAGMA user_version = 1;
+    CREATE TABLE IF NOT EXISTS showtimes (
+      id          INTEGER PRIMARY KEY,
+      movie       TEXT NOT NULL,
+      hall        TEXT NOT NULL,
+      starts_at   TEXT NOT NULL,     -- ISO 8601 with a zone; stored by the server as UTC, ...Z
+      seats_total INTEGER NOT NULL,
+      seats_left  INTEGER NOT NULL
+    );
+    PRAGMA user_version = 2;  -- 1: rounds, grants, polls, votes; 2: showtimes
   )sql";
+
+  bool read_version() {
+    sqlite3_stmt* s = nullptr;
+    if (!prepare(&s, "PRAGMA user_version")) return false;
+    version_before_ = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+    sqlite3_finalize(s);
+    return true;
+  }
 
   // Called by SQLite after each commit with the WAL's size in pages.
   static int on_wal(void* self, sqlite3*, const char*, int pages) {
@@ -483,6 +566,10 @@ class Store {
   sqlite3_stmt* rollback_ = nullptr;
   sqlite3_stmt* insert_round_ = nullptr;
   sqlite3_stmt* insert_poll_ = nullptr;
+  sqlite3_stmt* insert_showtime_ = nullptr;
+  sqlite3_stmt* delete_showtime_ = nullptr;
+  sqlite3_stmt* select_showtimes_ = nullptr;
+  int version_before_ = 0;  // the schema version the file had when opened
   static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
   Checkpointer checkpointer_;
   RowBatch grants_{"grants", "id, user, amount_cents, at", 4};

@@ -134,3 +134,18 @@ TEST_CASE("due: leading edge, trailing edge, period, heartbeat") {
   CHECK(sse_due(clock, 2999, gap, beat) == SseDue::Nothing);
   CHECK(sse_due(clock, 3000, gap, beat) == SseDue::Snapshot);
 }
+
+TEST_CASE("a skipped snapshot restarts the period and sends nothing") {
+  SseStream s;
+  s.period_ms = 5000;
+  s.last_send_ms = 0;
+  sse_sent(s, 0, true);
+  CHECK(sse_due(s, 5000, 100, 15000) == SseDue::Snapshot);
+  sse_skipped(s, 5000);
+  CHECK(sse_due(s, 5000, 100, 15000) == SseDue::Nothing);
+  CHECK(sse_next_due_ms(s, 100, 15000) == 10000);
+  CHECK(s.last_send_ms == 0);  // still quiet since 0: the heartbeat stays due at 15 s
+  CHECK(sse_due(s, 15000, 100, 15000) == SseDue::Snapshot);  // the period comes first...
+  sse_skipped(s, 15000);
+  CHECK(sse_due(s, 15000, 100, 15000) == SseDue::Heartbeat);  // ...then the quiet stream's heartbeat
+}

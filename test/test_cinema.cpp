@@ -1,0 +1,193 @@
+// The cinema board through the real binary: the database is the source of
+// truth, changed through the API or from outside with the sqlite3 tool.
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+
+namespace {
+
+const std::string TOKEN = "cinema-admin-token";
+const std::string AUTH = "Authorization: Bearer " + TOKEN + "\r\n";
+
+// Reads SSE events until one's data satisfies `want`, or the deadline.
+// Every data line read is appended to *seen (if given).
+bool next_board(Client& c, const std::function<bool(const std::string&)>& want, int timeout_ms,
+                std::vector<std::string>* seen = nullptr) {
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    size_t at;
+    while ((at = c.buf.find("data: ")) != std::string::npos) {
+      size_t eol = c.buf.find('\n', at);
+      if (eol == std::string::npos) break;
+      std::string data = c.buf.substr(at + 6, eol - at - 6);
+      c.buf.erase(0, eol + 1);
+      if (seen) seen->push_back(data);
+      if (want(data)) return true;
+    }
+    if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
+  }
+}
+
+// Runs the sqlite3 command-line tool on `db`; returns its exit status.
+int sqlite3_tool(const std::string& db, const std::string& sql) {
+  std::string cmd = "sqlite3 -cmd '.timeout 2000' '" + db + "' \"" + sql + "\" 2>&1";
+  return WEXITSTATUS(system(cmd.c_str()));
+}
+
+// An ISO 8601 UTC time `days` from now.
+std::string in_days(int days) {
+  time_t t = time(nullptr) + days * 86400;
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:00Z", gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+TEST_SUITE("cinema") {
+
+TEST_CASE("first start: a sample schedule, upcoming only, sorted; never again") {
+  TempDir dir;
+  std::vector<std::string> args = {"--quiet", "--db", dir.file("c.db"), "--admin-token", TOKEN};
+  {
+    ServerProcess srv(args);
+    Response list = http_get(srv.port, "/cinema/showtimes");
+    CHECK(list.status == 200);
+    CHECK(list.header("content-type") == "application/json");
+    size_t n = 0;
+    std::string last;
+    for (size_t at = list.body.find("\"starts_at\":\""); at != std::string::npos; at = list.body.find("\"starts_at\":\"", at + 1)) {
+      std::string t = list.body.substr(at + 13, 20);
+      CHECK(t > last);  // sorted (ISO UTC text sorts as time)
+      last = t;
+      n++;
+    }
+    CHECK(n == 12);
+    for (int id = 1; id <= 12; id++) {  // the admin empties it...
+      Client c(srv.port);
+      c.send("DELETE /cinema/showtimes/" + std::to_string(id) + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n");
+      REQUIRE(c.response().status == 200);
+    }
+  }
+  ServerProcess again(args);  // ...and a restart does not refill it
+  CHECK(http_get(again.port, "/cinema/showtimes").body == "{\"showtimes\":[]}");
+}
+
+TEST_CASE("a showtime added through the API reaches a subscriber; a deleted one disappears") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN});
+  Client sub(srv.port);
+  sub.send(get_request("/events"));
+  REQUIRE(sub.read_until("\r\n\r\n"));
+  CHECK(sub.buf.find("Content-Type: text/event-stream") != std::string::npos);
+  REQUIRE(next_board(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
+  int64_t sent = now_ms();
+  Response made = http_post(srv.port, "/cinema/showtimes",
+                            "movie=Jurassic+Fork&hall=Hall+7&starts_at=" + in_days(1) + "&seats=40", AUTH);
+  CHECK(made.status == 201);
+  long long id = json_int(made.body, "id");
+  CHECK(made.header("location") == "/cinema/showtimes/" + std::to_string(id));
+  CHECK(made.body.find("\"seats_total\":40,\"seats_left\":40") != std::string::npos);
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("\"movie\":\"Jurassic Fork\"") != std::string::npos; }, 1000));
+  CHECK(now_ms() - sent < 1000);
+  Client del(srv.port);
+  del.send("DELETE /cinema/showtimes/" + std::to_string(id) + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n");
+  CHECK(del.response().body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("Jurassic Fork") == std::string::npos; }, 1000));
+  // The alias path streams the same board.
+  Client alias(srv.port);
+  alias.send(get_request("/cinema/events"));
+  CHECK(next_board(alias, [](const std::string& d) { return d.starts_with("{\"showtimes\":["); }, 2000));
+}
+
+TEST_CASE("a row inserted with the sqlite3 tool reaches a subscriber within the re-read period") {
+  TempDir dir;
+  std::string db = dir.file("ext.db");
+  ServerProcess srv({"--quiet", "--db", db, "--schedule-interval", "0.5"});
+  Client sub(srv.port);
+  sub.send(get_request("/events"));
+  REQUIRE(next_board(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
+  int64_t inserted = now_ms();
+  REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES "
+                           "('From Outside', 'Hall X', '" + in_days(2) + "', 60, 12)") == 0);
+  CHECK(next_board(sub, [](const std::string& d) {
+    return d.find("\"movie\":\"From Outside\",\"hall\":\"Hall X\"") != std::string::npos &&
+           d.find("\"seats_total\":60,\"seats_left\":12") != std::string::npos;
+  }, 2000));
+  CHECK(now_ms() - inserted < 1500);  // one re-read period, and then some
+  // An edit and a delete from outside show up the same way.
+  REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET seats_left = 0 WHERE movie = 'From Outside'") == 0);
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("\"seats_total\":60,\"seats_left\":0") != std::string::npos; }, 2000));
+  REQUIRE(sqlite3_tool(db, "DELETE FROM showtimes WHERE movie = 'From Outside'") == 0);
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("From Outside") == std::string::npos; }, 2000));
+  // A row that is not a showtime (no time zone) stays off the board, and is counted.
+  REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES "
+                           "('Zoneless', 'H', '2030-01-01 10:00', 5, 5)") == 0);
+  CHECK(wait_for([&] { return metric(srv.port, "sse_showtime_rows_invalid") == 1; }, 3000));
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("Zoneless") == std::string::npos);
+}
+
+TEST_CASE("a re-read of an unchanged table sends nothing new, only heartbeats") {
+  ServerProcess srv({"--quiet", "--schedule-interval", "0.2"});
+  Client sub(srv.port);
+  sub.send(get_request("/events"));
+  std::vector<std::string> boards;
+  REQUIRE(next_board(sub, [](const std::string&) { return true; }, 2000, &boards));
+  CHECK_FALSE(next_board(sub, [](const std::string&) { return true; }, 1500, &boards));  // 7 re-reads, no event
+  CHECK(boards.size() == 1);
+  CHECK(metric(srv.port, "sse_broadcasts_total") >= 1);
+}
+
+TEST_CASE("past showtimes drop off the board on their own") {
+  TempDir dir;
+  std::string db = dir.file("past.db");
+  ServerProcess srv({"--quiet", "--db", db, "--schedule-interval", "0.3"});
+  time_t soon = time(nullptr) + 2;
+  char at[32];
+  strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", gmtime(&soon));
+  REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES ('Starting Now', 'H', '" +
+                               std::string(at) + "', 5, 5)") == 0);
+  Client sub(srv.port);
+  sub.send(get_request("/events"));
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("Starting Now") != std::string::npos; }, 2000));
+  CHECK(next_board(sub, [](const std::string& d) { return d.find("Starting Now") == std::string::npos; }, 4000));
+}
+
+TEST_CASE("bad input: 400 naming the field, 404 for an unknown id, 401 without the token") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN});
+  std::string good_time = in_days(1);
+  const std::pair<std::string, std::string> bad[] = {
+      {"hall=H&starts_at=" + good_time + "&seats=5", "movie"},
+      {"movie=M&starts_at=" + good_time + "&seats=5", "hall"},
+      {"movie=M&hall=H&seats=5", "starts_at"},
+      {"movie=M&hall=H&starts_at=tomorrow&seats=5", "starts_at"},
+      {"movie=M&hall=H&starts_at=2026-11-31T10:00:00Z&seats=5", "starts_at"},
+      {"movie=M&hall=H&starts_at=2001-01-01T10:00:00Z&seats=5", "starts_at is in the past"},
+      {"movie=M&hall=H&starts_at=" + good_time, "seats"},
+      {"movie=M&hall=H&starts_at=" + good_time + "&seats=0", "seats"},
+      {"movie=M&hall=H&starts_at=" + good_time + "&seats=many", "seats"},
+      {"movie=" + std::string(101, 'm') + "&hall=H&starts_at=" + good_time + "&seats=5", "movie"},
+  };
+  for (auto& [form, says] : bad) {
+    CAPTURE(form);
+    Response r = http_post(srv.port, "/cinema/showtimes", form, AUTH);
+    CHECK(r.status == 400);
+    CHECK(r.body.find(says) != std::string::npos);
+  }
+  CHECK(http_post(srv.port, "/cinema/showtimes", "movie=M&hall=H&starts_at=" + good_time + "&seats=5").status == 401);
+  for (const char* path : {"/cinema/showtimes/999", "/cinema/showtimes/abc", "/cinema/showtimes/", "/cinema/showtimes/-1"}) {
+    CAPTURE(path);
+    Client c(srv.port);
+    c.send(std::string("DELETE ") + path + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n");
+    Response r = c.response();
+    CHECK(r.status == 404);
+    CHECK(r.body.find("no showtime") != std::string::npos);
+  }
+  Client noauth(srv.port);
+  noauth.send("DELETE /cinema/showtimes/1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(noauth.response().status == 401);
+  CHECK(http_get(srv.port, "/cinema/showtimes/1").status == 405);
+  CHECK(http_get(srv.port, "/cinema/nothing/here").status == 404);
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"id\":1,") != std::string::npos);  // nothing was deleted
+}
+
+}  // TEST_SUITE
