@@ -871,8 +871,12 @@ static void on_showtime_add(int fd, const HttpRequest& req, int) {
   if (!admin_ok(fd, req)) return;
   Showtime st;
   std::string starts_at;
-  for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}})
+  for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}}) {
     if (form_field(fd, req, key, value) == FormLookup::Malformed) return;
+    // "Hero " and "Hero" must be one movie on the board: no edge spaces.
+    value->erase(0, value->find_first_not_of(' '));
+    value->erase(value->find_last_not_of(' ') + 1);
+  }
   if (auto why = showtime_refusal(st.movie, st.hall, starts_at, srv.wall_ms)) return respond_json_error(fd, req, 400, *why);
   if (!form_int(fd, req, "seats", 1, MAX_SEATS, &st.seats_total)) return;
   st.seats_left = st.seats_total;

@@ -82,7 +82,7 @@ TEST_CASE("a showtime added through the API reaches a subscriber; a deleted one 
   REQUIRE(next_board(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
   int64_t sent = now_ms();
   Response made = http_post(srv.port, "/cinema/showtimes",
-                            "movie=Jurassic+Fork&hall=Hall+7&starts_at=" + in_days(1) + "&seats=40", AUTH);
+                            "movie=+Jurassic+Fork++&hall=Hall+7&starts_at=" + in_days(1) + "&seats=40", AUTH);  // edge spaces dropped
   CHECK(made.status == 201);
   long long id = json_int(made.body, "id");
   CHECK(made.header("location") == "/cinema/showtimes/" + std::to_string(id));
