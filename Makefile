@@ -4,6 +4,7 @@
 #   make run          install missing Debian packages, build, serve on :8080
 #   make test         install missing packages, build, run every test
 #   make test SAN=1   the same, server and tests built with ASan + UBSan
+#   make e2e          browser tests: the pages in Debian's Chromium (make deps-e2e installs it)
 #   make clean
 #
 # llhttp comes as C sources in Debian's node-llhttp package; we compile them
@@ -29,7 +30,9 @@ else
   TEST_BIN    := build/rel/run_tests
 endif
 
-.PHONY: all deps run test clean
+E2E_PACKAGES := chromium fonts-wqy-microhei
+
+.PHONY: all deps deps-e2e run test e2e clean
 
 all: sse-server
 
@@ -62,6 +65,19 @@ deps:
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
 
+# The browser tests' needs: Debian's Chromium (never a downloaded one), a
+# font with Chinese glyphs for the apps' names, Node.js and npm if the
+# machine has none, and playwright-core as pinned in test/e2e's lock file.
+deps-e2e: deps
+	@missing=$$(for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+	cd test/e2e && npm ci --no-audit --no-fund
+
 # Sub-makes, so that nothing is built before deps has installed llhttp.
 run: deps
 	$(MAKE) sse-server
@@ -71,5 +87,9 @@ test: deps
 	$(MAKE) $(TEST_SERVER) $(TEST_BIN)
 	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
 
+e2e: deps-e2e
+	$(MAKE) sse-server
+	cd test/e2e && npm test
+
 clean:
-	rm -rf build sse-server
+	rm -rf build sse-server test/e2e/node_modules test/e2e/screenshots
