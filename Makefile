@@ -34,7 +34,7 @@ E2E_PACKAGES := chromium fonts-wqy-microhei
 
 .PHONY: all deps deps-e2e run test e2e clean
 
-all: sse-server
+all: sse-server bench/ssefan
 
 sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
 	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3 -pthread
@@ -47,6 +47,9 @@ build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
 
 build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
 	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -pthread
+
+bench/ssefan: bench/ssefan.cpp
+	$(CXX) -std=c++20 -Wall -Wextra -Werror $(REL_OPT) -o $@ $<
 
 build/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
@@ -92,4 +95,4 @@ e2e: deps-e2e
 	cd test/e2e && npm test
 
 clean:
-	rm -rf build sse-server test/e2e/node_modules test/e2e/screenshots
+	rm -rf build sse-server bench/ssefan test/e2e/node_modules test/e2e/screenshots
