@@ -5,6 +5,7 @@
 #   make test         install missing packages, build, run every test
 #   make test SAN=1   the same, server and tests built with ASan + UBSan
 #   make e2e          browser tests: the pages in Debian's Chromium (make deps-e2e installs it)
+#   make bench        the load suite against nginx, nchan and the Node reference: bench/RESULTS.md
 #   make clean
 #
 # llhttp comes as C sources in Debian's node-llhttp package; we compile them
@@ -32,7 +33,7 @@ endif
 
 E2E_PACKAGES := chromium fonts-wqy-microhei
 
-.PHONY: all deps deps-e2e run test e2e clean
+.PHONY: all deps deps-e2e deps-bench run test e2e bench clean
 
 all: sse-server bench/ssefan
 
@@ -89,6 +90,23 @@ run: deps
 test: deps
 	$(MAKE) $(TEST_SERVER) $(TEST_BIN)
 	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
+
+# The peers the benchmark measures us against, and what drives them.
+deps-bench: deps
+	@missing=$$(for p in nginx-light libnginx-mod-nchan python3; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+	@# Debian starts nginx as a service when it installs it: the benchmark runs its own.
+	@if command -v systemctl >/dev/null; then systemctl stop nginx 2>/dev/null || true; fi
+	cd bench/node-reference && npm ci --no-audit --no-fund
+
+bench: deps-bench
+	$(MAKE) sse-server bench/ssefan
+	bench/run.sh
 
 e2e: deps-e2e
 	$(MAKE) sse-server

@@ -135,13 +135,13 @@ struct Histogram {
     total++;
     max = std::max(max, us);
   }
-  // The value below which `q` of the samples fall (an upper bound of its bucket).
+  // The value below which `q` of the samples fall (its bucket's upper bound, at most the max seen).
   int64_t quantile(double q) const {
     uint64_t want = uint64_t(q * double(total) + 0.5), seen = 0;
     for (int p = 0; p < 64; p++)
       for (int s = 0; s < 16; s++) {
         seen += counts[p][s];
-        if (seen >= std::max<uint64_t>(want, 1)) return p < 4 ? s : (int64_t(16 + s + 1) << (p - 4));
+        if (seen >= std::max<uint64_t>(want, 1)) return std::min(max, p < 4 ? int64_t(s) : int64_t(16 + s + 1) << (p - 4));
       }
     return max;
   }

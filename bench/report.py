@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""report.py — turns bench/results.tsv (written by bench/run.sh) into RESULTS.md.
+
+Every figure is the median of the runs; every ratio is computed within one
+run (same round of the interleaved schedule) and the median of those ratios
+is shown, so drift between rounds cancels instead of adding up.
+
+    python3 bench/report.py bench/results.tsv "<versions>" "<settings>" > bench/RESULTS.md
+"""
+import csv
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def main():
+    path, versions, settings = sys.argv[1], sys.argv[2], sys.argv[3]
+    rows = list(csv.DictReader(open(path), delimiter="\t"))
+    http = defaultdict(dict)  # (server, target, conc) -> {run: (rps, cpu)}
+    fan = defaultdict(dict)   # (server, size) -> {run: {p99, p50, ...}}
+    for r in rows:
+        if r["kind"] == "http":
+            http[(r["server"], r["target"], r["load"])][r["run"]] = (num(r["value"]), num(r["cpu_pct"]))
+        else:
+            extra = dict(kv.split("=", 1) for kv in r["extra"].split(";") if "=" in kv)
+            extra = {k: num(v) for k, v in extra.items()}
+            extra["p99_ms"] = num(r["value"])
+            fan[(r["server"], int(r["load"]))][r["run"]] = extra
+
+    def rps(server, target, conc):
+        return median([v[0] for v in http[(server, target, conc)].values()])
+
+    def cpu(server, target, conc):
+        return median([v[1] for v in http[(server, target, conc)].values()])
+
+    def ratio(a, b, c=None):  # median over runs of a/b; a, b are (server, target, conc) keys
+        out = []
+        for run, (va, _) in http[a].items():
+            vb = http[b].get(run, (None, None))[0]
+            if va and vb:
+                out.append(va / vb)
+        return median(out)
+
+    print("# Benchmark results")
+    print()
+    print(f"Written by `make bench` (bench/run.sh, bench/report.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    print(f"Machine: {os.cpu_count()} cores, Linux {platform.release()}, {platform.machine()}; client and servers share it "
+          "(servers pinned to CPU 1, load clients to CPU 0), over loopback.")
+    print(f"Versions: {versions}.")
+    print(f"Settings: {settings}. Each figure is the median of the runs; ratios are taken run by run, then the median.")
+    print()
+    print("Commands, per figure: `wrk -t1 -c{50,200} -d$DURATION [-s bench/wrk/grab.lua | vote.lua] URL` and "
+          "`bench/ssefan --port P --subscribers N --changes $FAN_CHANGES --gap-ms 300 ...` (see bench/run.sh for the exact "
+          "peers' configurations). CPU is the server's use of its core during the run: under 100% the client was the limit.")
+    print()
+
+    print("## Requests per second")
+    print()
+    print("| request | conc | sse-server | sse-server :memory: | nginx | Node reference | sse/nginx | sse/Node |")
+    print("|---|---|---|---|---|---|---|---|")
+    for target in ["healthz", "index", "grab", "vote"]:
+        for conc in ["50", "200"]:
+            cells = []
+            for server in ["sse-server", "sse-memory", "nginx", "node"]:
+                v = rps(server, target, conc)
+                cells.append(f"{fmt(v)} ({fmt(cpu(server, target, conc))}%)" if v else "–")
+            r_nginx = ratio(("sse-server", target, conc), ("nginx", target, conc))
+            r_node = ratio(("sse-server", target, conc), ("node", target, conc))
+            name = {"healthz": "GET /healthz", "index": "GET /", "grab": "POST grab", "vote": "POST vote"}[target]
+            print(f"| {name} | {conc} | " + " | ".join(cells) + f" | {fmt(r_nginx, 2)} | {fmt(r_node, 1)} |")
+    print()
+    print("Server CPU in brackets. nginx answers `/healthz` with `return 200` and `/` from `public/` (open + sendfile); "
+          "the Node reference's `/` is a small inline page, its grab and vote keep state in memory only.")
+    print()
+    print("| durable write | conc | sse-server (file) / its /healthz | :memory: / /healthz |")
+    print("|---|---|---|---|")
+    for target in ["grab", "vote"]:
+        for conc in ["50", "200"]:
+            a = ratio(("sse-server", target, conc), ("sse-server", "healthz", conc))
+            b = ratio(("sse-memory", target, conc), ("sse-server", "healthz", conc))
+            print(f"| POST {target} | {conc} | {fmt(a, 2)} | {fmt(b, 2)} |")
+    print()
+
+    print("## SSE fan-out: a vote (or an nchan publish) until every subscriber has it")
+    print()
+    print("| subscribers | server | p50 ms | p99 ms | max ms | delivered | RSS per subscriber | connect ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    sizes = sorted({size for (_, size) in fan})
+    for size in sizes:
+        for server in ["sse-server", "nchan", "node"]:
+            runs = fan.get((server, size), {})
+            if not runs:
+                continue
+            get = lambda k: median([r.get(k) for r in runs.values()])
+            print(f"| {size:,} | {server} | {fmt(get('p50_ms'), 1)} | {fmt(get('p99_ms'), 1)} | {fmt(get('max_ms'), 1)} | "
+                  f"{fmt(get('delivered_pct'), 2)}% | {fmt(get('rss_per_sub_bytes'))} B | {fmt(get('connect_ms'))} |")
+    print()
+    print("| subscribers | p99 sse-server / nchan | p99 sse-server / Node | RSS per subscriber, sse-server / nchan |")
+    print("|---|---|---|---|")
+
+    def fan_ratio(size, other, key):
+        out = []
+        for run, mine in fan.get(("sse-server", size), {}).items():
+            theirs = fan.get((other, size), {}).get(run)
+            if theirs and mine.get(key) and theirs.get(key):
+                out.append(mine[key] / theirs[key])
+        return median(out)
+
+    for size in sizes:
+        print(f"| {size:,} | {fmt(fan_ratio(size, 'nchan', 'p99_ms'), 2)} | {fmt(fan_ratio(size, 'node', 'p99_ms'), 2)} | "
+              f"{fmt(fan_ratio(size, 'nchan', 'rss_per_sub_bytes'), 3)} |")
+    print()
+
+    print("## Goals (issue #7), as measured")
+    print()
+    goals = []
+    for target in ["healthz", "index"]:
+        r = ratio(("sse-server", target, "50"), ("nginx", target, "50"))
+        goals.append((f"GET {'/healthz' if target == 'healthz' else '/'} at least nginx's requests/s (c=50)", fmt(r, 2), r is not None and r >= 1.0))
+    for target in ["grab", "vote"]:
+        r = ratio(("sse-server", target, "50"), ("sse-server", "healthz", "50"))
+        goals.append((f"durable {target} ≥ 0.7× /healthz (c=50)", fmt(r, 2), r is not None and r >= 0.7))
+        r = ratio(("sse-server", target, "50"), ("node", target, "50"))
+        goals.append((f"durable {target} ≥ 10× the Node reference (c=50)", fmt(r, 1), r is not None and r >= 10))
+    runs10 = fan.get(("sse-server", 10000), {})
+    p99 = median([r.get("p99_ms") for r in runs10.values()])
+    goals.append(("fan-out to 10,000: p99 ≤ 40 ms", f"{fmt(p99, 1)} ms", p99 is not None and p99 <= 40))
+    q = fan_ratio(10000, "nchan", "p99_ms")
+    goals.append(("fan-out to 10,000: p99 ≤ ¼ of nchan's", fmt(q, 2), q is not None and q <= 0.25))
+    mem = median([r.get("rss_per_sub_bytes") for r in runs10.values()])
+    goals.append(("≤ 2 KiB of RSS per idle subscriber (10,000)", f"{fmt(mem)} B", mem is not None and mem <= 2048))
+    runs19 = fan.get(("sse-server", 19000), {})
+    d19 = median([r.get("delivered_pct") for r in runs19.values()])
+    goals.append(("19,000 subscribers, every change delivered to all", f"{fmt(d19, 2)}%", d19 == 100.0))
+    print("| goal | measured | met |")
+    print("|---|---|---|")
+    for name, value, met in goals:
+        print(f"| {name} | {value} | {'yes' if met else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()

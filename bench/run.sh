@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# run.sh — sse-server against the peers a user would pick instead, in one run.
+#
+# What it measures (all on 127.0.0.1, servers pinned to CPU 1 and the load
+# clients to CPU 0 with taskset, so the two never trade cores mid-run):
+#
+# 1. Requests per second, `wrk -t1 -c{50,200} -d$DURATION`:
+#      GET /healthz and GET / — sse-server (file db), the Node reference,
+#        and nginx (worker_processes 1, access log off, `return 200` for
+#        /healthz, public/ as its root for /): the ceiling for a tiny answer;
+#      POST grab and POST vote (bench/wrk/grab.lua, vote.lua: a new user or
+#        voter per request) — sse-server with a file database and with
+#        :memory:, and the Node reference. Grab runs start a fresh
+#        1,000,000-packet round first, so no run finds the round empty.
+#    Every figure comes with the server's CPU use (100% = its whole core:
+#    below that the client was the limit, not the server).
+# 2. SSE fan-out with bench/ssefan at each of $FAN_SIZES subscribers (up to
+#    the fd limit): a fresh server each time; $FAN_CHANGES votes (or nchan
+#    publishes) spaced 300 ms apart, wider than the push gap; the latency
+#    from each change to each subscriber having it, and the server's RSS per
+#    idle subscriber. Peers: the Node reference with --push-on-change (its
+#    fastest form; the tutorials' own form waits for a 5 s timer), and nginx
+#    with the nchan module (an EventSource subscriber location and a
+#    publisher location, worker_processes 1).
+#
+# Each figure is the median of $RUNS runs; runs are interleaved (A B C, A B
+# C, ...) so drift hits every server alike, and each ratio is computed within
+# a run, then the median of those taken. Writes bench/RESULTS.md (date,
+# machine, versions, these commands, the tables) via bench/report.py, and
+# keeps the raw figures in bench/results.tsv. Every server it starts is
+# stopped by PID; every wait is bounded.
+#
+#   make bench                    # RUNS=3 DURATION=10s FAN_SIZES="1000 5000 10000 19000"
+#   RUNS=1 DURATION=3s FAN_SIZES=1000 make bench    # a quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+FAN_SIZES=${FAN_SIZES:-"1000 5000 10000 19000"}
+FAN_CHANGES=${FAN_CHANGES:-20}
+TOKEN=bench-token
+
+dir=$(mktemp -d /tmp/sse-bench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+tsv=bench/results.tsv
+printf 'kind\tserver\ttarget\tload\trun\tvalue\tcpu_pct\textra\n' >"$tsv"
+
+# ---- Starting and stopping peers ---------------------------------------------------
+
+wait_line() {  # wait_line FILE REGEX: until FILE has a line matching REGEX (10 s)
+  for _ in $(seq 200); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "bench: gave up waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+# start_sse NAME DB: sets PORT and PID
+start_sse() {
+  taskset -c 1 ./sse-server --port 0 --quiet --db "$2" --admin-token "$TOKEN" >"$dir/$1.out" 2>&1 &
+  PID=$!; pids+=("$PID")
+  wait_line "$dir/$1.out" 'listening on'
+  PORT=$(head -1 "$dir/$1.out" | grep -o '[0-9]*$')
+}
+
+start_node() {  # start_node NAME [flags]: sets PORT and PID
+  local name=$1; shift
+  taskset -c 1 node bench/node-reference/server.js --port 0 --redpacket-count 1000000 --redpacket-total 100000000 "$@" \
+    >"$dir/$name.out" 2>&1 &
+  PID=$!; pids+=("$PID")
+  wait_line "$dir/$name.out" 'listening on'
+  PORT=$(grep -o '[0-9]*$' "$dir/$name.out" | head -1)
+}
+
+# start_nginx NAME CONF_BODY: nginx with one worker; sets PORT and PID (the worker's)
+start_nginx() {
+  local conf="$dir/$1.conf" port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir/$1"
+  cat >"$conf" <<EOF
+${3:-}
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $dir/$1/nginx.pid;
+error_log $dir/$1/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $dir/$1/body;
+  proxy_temp_path $dir/$1/proxy;
+  fastcgi_temp_path $dir/$1/fastcgi;
+  uwsgi_temp_path $dir/$1/uwsgi;
+  scgi_temp_path $dir/$1/scgi;
+  types { text/html html; text/css css; text/javascript js; }
+  server {
+    listen 127.0.0.1:$port;
+    $2
+  }
+}
+EOF
+  taskset -c 1 nginx -c "$conf" >"$dir/$1/stdout" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s "$dir/$1/nginx.pid" ] && break; sleep 0.05; done
+  local master; master=$(cat "$dir/$1/nginx.pid"); pids+=("$master")
+  for _ in $(seq 100); do PID=$(pgrep -P "$master" | head -1) && [ -n "$PID" ] && break; sleep 0.05; done
+  PORT=$port
+}
+
+stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 40); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done; kill -9 "$1" 2>/dev/null || true; }
+
+# ---- Measuring -----------------------------------------------------------------------
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# wrk_run SERVER TARGET CONC RUN PID URL [wrk args]: one wrk run, appended to the tsv
+wrk_run() {
+  local server=$1 target=$2 conc=$3 run=$4 pid=$5 url=$6 t0 t1 s0 s1 out rps cpu; shift 6
+  t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+  out=$(taskset -c 0 wrk -t1 -c"$conc" -d"$DURATION" --timeout 5s "$@" "$url")
+  t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", 100 * d / hz / (b - a)}')
+  if grep -q 'Non-2xx' <<<"$out"; then echo "bench: $server $target answered errors: $(grep Non-2xx <<<"$out")" >&2; fi
+  printf 'http\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$server" "$target" "$conc" "$run" "$rps" "$cpu" >>"$tsv"
+  printf '  %-14s %-9s c=%-4s %10s req/s  cpu %s%%\n' "$server" "$target" "$conc" "$rps" "$cpu"
+}
+
+new_round() { curl -sf -o /dev/null -d "total_cents=100000000&count=1000000&token=$TOKEN" "127.0.0.1:$1/redpacket/rounds"; }
+
+# fan SERVER SIZE RUN: a fresh server, ssefan against it, the result to the tsv
+fan() {
+  local server=$1 size=$2 run=$3 args out
+  case $server in
+    sse-server) start_sse "fan-$run-$size" "$dir/fan-$run-$size.db"
+                args=(--path /vote/result-sse --trigger-path /vote --trigger-body 'voter=fan{k}&option=Auction' --match '"total":{k}}') ;;
+    node)       start_node "fan-node-$run-$size" --push-on-change
+                args=(--path /vote/result-sse --trigger-path /vote --trigger-body 'voter=fan{k}&option=Auction' --match '"total":{k}}') ;;
+    nchan)      start_nginx "nchan-$run-$size" \
+                  'location ~ ^/sub/(\w+)$ { nchan_subscriber eventsource; nchan_channel_id $1; }
+                   location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id $1; }' \
+                  'load_module /usr/lib/nginx/modules/ngx_nchan_module.so;'
+                args=(--path /sub/bench --trigger-path /pub/bench --trigger-body '{"total":{k}}' --match '"total":{k}}') ;;
+  esac
+  local owner=$PID  # what to stop: the server, or for nginx its master (else it starts a new worker)
+  [ "$server" = nchan ] && owner=$(cat "$dir/nchan-$run-$size/nginx.pid")
+  sleep 0.3
+  out=$(taskset -c 0 ./bench/ssefan --port "$PORT" --subscribers "$size" --changes "$FAN_CHANGES" --gap-ms 300 \
+          --timeout-ms 15000 --pid "$PID" "${args[@]}" 2>&1 | grep '^RESULT' || true)
+  stop "$owner"
+  [ -n "$out" ] || out="RESULT delivered_pct=0 p50_ms=NA p99_ms=NA rss_per_sub_bytes=NA"
+  local get; get() { grep -o "$1=[^ ]*" <<<"$out" | cut -d= -f2; }
+  printf 'fanout\t%s\tvote\t%s\t%s\t%s\t\tp50_ms=%s;max_ms=%s;delivered_pct=%s;rss_per_sub_bytes=%s;connect_ms=%s\n' \
+    "$server" "$size" "$run" "$(get p99_ms)" "$(get p50_ms)" "$(get max_ms)" "$(get delivered_pct)" \
+    "$(get rss_per_sub_bytes)" "$(get connect_ms)" >>"$tsv"
+  printf '  %-10s %6s subscribers: %s\n' "$server" "$size" "${out#RESULT }"
+}
+
+# ---- The run ---------------------------------------------------------------------------
+
+make -s sse-server bench/ssefan
+[ -d bench/node-reference/node_modules ] || (cd bench/node-reference && npm ci --no-audit --no-fund >/dev/null)
+echo "sse-server bench: commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)"
+
+start_sse sse-file "$dir/file.db"; SSE_FILE_PORT=$PORT; SSE_FILE_PID=$PID
+start_sse sse-mem ":memory:"; SSE_MEM_PORT=$PORT; SSE_MEM_PID=$PID
+start_node node; NODE_PORT=$PORT; NODE_PID=$PID
+start_nginx nginx "location = /healthz { return 200 \"ok\n\"; } location / { root $PWD/public; index index.html; }"
+NGINX_PORT=$PORT; NGINX_PID=$PID
+
+for run in $(seq "$RUNS"); do
+  echo "http run $run of $RUNS"
+  for conc in 50 200; do
+    for target in healthz index; do
+      path=/healthz; [ $target = index ] && path=/
+      wrk_run sse-server "$target" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT$path"
+      wrk_run nginx "$target" "$conc" "$run" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT$path"
+      wrk_run node "$target" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT$path"
+    done
+    new_round "$SSE_FILE_PORT"
+    wrk_run sse-server "grab" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    new_round "$SSE_MEM_PORT"
+    wrk_run sse-memory "grab" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000' "127.0.0.1:$NODE_PORT/redpacket/rounds"
+    wrk_run node "grab" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    wrk_run sse-server "vote" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/vote" -s bench/wrk/vote.lua
+    wrk_run sse-memory "vote" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/vote" -s bench/wrk/vote.lua
+    wrk_run node "vote" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/vote" -s bench/wrk/vote.lua
+  done
+done
+stop "$SSE_FILE_PID"; stop "$SSE_MEM_PID"; stop "$NODE_PID"; stop "$(cat "$dir/nginx/nginx.pid")"
+
+limit=$(ulimit -Hn)
+for size in $FAN_SIZES; do
+  if [ $((size + 100)) -gt "$limit" ]; then echo "skipping $size subscribers: the fd limit is $limit"; continue; fi
+  for run in $(seq "$RUNS"); do
+    echo "fan-out run $run of $RUNS, $size subscribers"
+    for server in sse-server nchan node; do fan "$server" "$size" "$run"; done
+  done
+done
+
+versions="sse-server $(git rev-parse --short HEAD); $(nginx -v 2>&1 | sed 's/.*: //'); nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null); node $(node --version); express $(node -p 'require("./bench/node-reference/node_modules/express/package.json").version'); $( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $1, $2}')"
+python3 bench/report.py "$tsv" "$versions" "RUNS=$RUNS DURATION=$DURATION FAN_SIZES=\"$FAN_SIZES\" FAN_CHANGES=$FAN_CHANGES" >bench/RESULTS.md
+echo "wrote bench/RESULTS.md"
