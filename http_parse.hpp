@@ -329,10 +329,12 @@ inline size_t http_format_date(time_t t, char out[40]) {
   return strftime(out, 40, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
 }
 
-// Appends the status line, the Date line and, when needed, a Connection line.
-// The caller appends its own headers, the blank line and the body.
+// Appends the status line, the Date line, nosniff (a browser must take
+// every answer as the type it says — JSON that quotes a user's input is
+// never run as HTML) and, when needed, a Connection line. The caller
+// appends its own headers, the blank line and the body.
 inline void http_begin(std::string& out, int status, std::string_view date_line, bool keep_alive, bool http10) {
-  out.append(http_status_line(status)).append(date_line);
+  out.append(http_status_line(status)).append(date_line).append("X-Content-Type-Options: nosniff\r\n");
   if (!keep_alive) out += "Connection: close\r\n";
   else if (http10) out += "Connection: keep-alive\r\n";  // 1.0 closes unless told otherwise
 }

@@ -278,14 +278,14 @@ TEST_CASE("If-None-Match matching, weak and listed") {
 TEST_CASE("responses: status line, Connection header, HEAD without body") {
   std::string out;
   http_respond(out, 200, "Date: X\r\n", true, false, "text/plain", "ok\n");
-  CHECK(out == "HTTP/1.1 200 OK\r\nDate: X\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n");
+  CHECK(out == "HTTP/1.1 200 OK\r\nDate: X\r\nX-Content-Type-Options: nosniff\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n");
   out.clear();
   http_respond(out, 404, "Date: X\r\n", false, false, "text/plain", "no\n", "Allow: GET\r\n", true);
-  CHECK(out == "HTTP/1.1 404 Not Found\r\nDate: X\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+  CHECK(out == "HTTP/1.1 404 Not Found\r\nDate: X\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Type: text/plain\r\n"
                "Content-Length: 3\r\nAllow: GET\r\n\r\n");
   out.clear();
   http_begin(out, 200, "", true, true);
-  CHECK(out == "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n");
+  CHECK(out == "HTTP/1.1 200 OK\r\nX-Content-Type-Options: nosniff\r\nConnection: keep-alive\r\n");
   char date[40];
   CHECK(std::string(date, http_format_date(0, date)) == "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n");
 }
