@@ -55,6 +55,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -102,6 +104,7 @@ struct Config {
   bool quiet = false;
   std::string db_path = "sse.db";
   bool fsync = false;
+  int64_t db_max_mb = 0;  // 0: no cap
   std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
   int64_t redpacket_total_cents = 10000;
   int64_t redpacket_count = 100;
@@ -177,6 +180,16 @@ struct App {
   SseStream stream;
   std::string (*render)(int64_t wall_ms);  // the current state as JSON
   bool repeat;  // the periodic push resends an unchanged snapshot (the tutorials' rhythm)
+  uint64_t snapshots_sent = 0;  // broadcasts of a snapshot (not heartbeats), for /metrics
+};
+
+// A reply that reports a change this turn made, and how to take the change
+// back: if the turn's commit fails, the change is undone and the reply
+// becomes a 503 — a client is never told of something that was not stored.
+struct Provisional {
+  int fd;
+  size_t out_at;              // where the reply begins in the connection's output
+  std::function<void()> undo;  // empty for a reply that changed nothing itself
 };
 
 struct Metrics {
@@ -185,6 +198,7 @@ struct Metrics {
   uint64_t accepted = 0;
   uint64_t slow_consumers_dropped = 0;
   uint64_t timeouts = 0;
+  uint64_t failed_commits = 0;
   uint64_t broadcasts = 0;
   double last_broadcast_seconds = 0;
   int showtime_rows_invalid = 0;  // rows the last read of the schedule had to leave off
@@ -209,6 +223,7 @@ struct Server {
   std::vector<App> apps;
   Metrics metrics;
   Store store;
+  std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
   Round round;                 // the red-packet round being grabbed
   Poll poll;                   // the poll being voted on
   Rng rng{0};                  // seeded from getrandom() at start
@@ -294,13 +309,10 @@ static std::string random_hex(size_t bytes) {
   return hex;
 }
 
-// The store is the truth: if it cannot take a write, no answer of this turn
-// may claim the change. Exiting before the turn's writes does exactly that
-// (nothing was sent yet); restarting loads the last committed state.
-[[noreturn]] static void die_store(const char* what) {
-  fprintf(stderr, "sse-server: database %s failed: %s; exiting before any answer claims it\n", what,
-          srv.store.error().c_str());
-  exit(1);
+// Marks the reply the handler is about to append as depending on this turn's
+// commit, with how to undo its change (see Provisional).
+static void expect_commit(int fd, std::function<void()> undo = {}) {
+  srv.provisional.push_back({fd, srv.conns[fd].out.size(), std::move(undo)});
 }
 
 // The only place that calls epoll_ctl for a client, and only when the wanted
@@ -583,7 +595,7 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   SseStream& s = srv.apps[size_t(app)].stream;
   // A change may be waiting for the end of its push gap: a newcomer gets the
   // state as it is now (the others get it when the gap ends).
-  if (s.dirty) app_refresh(srv.apps[size_t(app)]);
+  if (s.dirty && srv.provisional.empty()) app_refresh(srv.apps[size_t(app)]);  // never show what may be undone
   http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
   if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
   c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
@@ -703,6 +715,13 @@ static void on_grab(int fd, const HttpRequest& req, int) {
   if (g.outcome == GrabOutcome::Granted) {
     srv.store.insert_grant(r.id, g.packet, r.grants[g.packet]);  // written by this turn's commit
     srv.apps[REDPACKET_APP].stream.dirty = true;
+    expect_commit(fd, [] {  // undone in reverse order, so this grant is the round's last
+      Round& round = srv.round;
+      round.by_user.erase(round.grants.back().user);
+      round.grants.pop_back();
+    });
+  } else if (srv.store.uncommitted()) {
+    expect_commit(fd);  // "already" may name a grant this very turn made
   }
   static std::string j;  // reused: its capacity outlives the request
   j.clear();
@@ -735,14 +754,23 @@ static void on_redpacket_me(int fd, const HttpRequest& req, int) {
                                  std::to_string(cents) + ",\"amount\":\"" + cents_text(cents) + "\"}");
 }
 
-// Splits a new round and makes it the current one. Returns false (with
-// store.error()) if the store refused it.
-static bool start_round(int64_t total_cents, int64_t count) {
+// Splits a new round and makes it the current one. Returns the round it
+// replaced, or nullptr (with store.error()) if the store refused the new one.
+static std::shared_ptr<Round> start_round(int64_t total_cents, int64_t count) {
   Round r = round_new(srv.round.id + 1, total_cents, split_double_mean(total_cents, count, srv.rng));
-  if (!srv.store.insert_round(r, srv.wall_ms)) return false;
+  if (!srv.store.insert_round(r, srv.wall_ms)) return nullptr;
+  auto previous = std::make_shared<Round>(std::move(srv.round));
   srv.round = std::move(r);
   srv.apps[REDPACKET_APP].stream.dirty = true;
-  return true;
+  return previous;
+}
+
+// The answer when the database will not take a write (disk full, locked):
+// nothing changed, and the server goes on serving.
+static void respond_store_unavailable(int fd, const HttpRequest& req) {
+  srv.metrics.failed_commits++;
+  log_line("store: write refused: %s", srv.store.error().c_str());
+  respond_json_error(fd, req, 503, "the database cannot take writes right now; nothing was changed", "Retry-After: 1\r\n");
 }
 
 static void on_new_round(int fd, const HttpRequest& req, int) {
@@ -751,7 +779,9 @@ static void on_new_round(int fd, const HttpRequest& req, int) {
   if (!form_int(fd, req, "total_cents", 1, MAX_TOTAL_CENTS, &total) || !form_int(fd, req, "count", 1, MAX_PACKETS, &count))
     return;
   if (auto why = round_refusal(total, count)) return respond_json_error(fd, req, 400, *why);
-  if (!start_round(total, count)) die_store("write");
+  std::shared_ptr<Round> previous = start_round(total, count);
+  if (!previous) return respond_store_unavailable(fd, req);
+  expect_commit(fd, [previous] { srv.round = std::move(*previous); });
   log_line("redpacket: round %lld started: %lld cents in %lld packets", (long long)srv.round.id, (long long)total,
            (long long)count);
   respond_json(fd, req, 200, "{\"ok\":true,\"round\":" + std::to_string(srv.round.id) + ",\"total_cents\":" +
@@ -805,9 +835,16 @@ static void on_vote(int fd, const HttpRequest& req, int) {
     return respond_json_error(fd, req, 400, what + "; the options are " + valid);
   }
   VoteResult v = poll_vote(p, voter, size_t(index));
-  if (v.outcome == VoteOutcome::Already) return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
+  if (v.outcome == VoteOutcome::Already) {
+    if (srv.store.uncommitted()) expect_commit(fd);  // the first vote may be this very turn's
+    return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
+  }
   srv.store.insert_vote(p.id, p.total() - 1, voter, v.option, srv.wall_ms);  // written by this turn's commit
   srv.apps[POLL_APP].stream.dirty = true;
+  expect_commit(fd, [voter, option = v.option] {
+    srv.poll.by_voter.erase(voter);
+    srv.poll.counts[option]--;
+  });
   respond_json(fd, req, 200, vote_answer(true, {}, v.option));
 }
 
@@ -824,13 +861,15 @@ static void on_vote_me(int fd, const HttpRequest& req, int) {
   respond_json(fd, req, 200, j + "}");
 }
 
-// Makes a new poll the current one. False (with store.error()) if the store refused it.
-static bool start_poll(std::string question, std::vector<std::string> options) {
+// Makes a new poll the current one. Returns the poll it replaced, or nullptr
+// (with store.error()) if the store refused the new one.
+static std::shared_ptr<Poll> start_poll(std::string question, std::vector<std::string> options) {
   Poll p = poll_new(srv.poll.id + 1, std::move(question), std::move(options));
-  if (!srv.store.insert_poll(p, srv.wall_ms)) return false;
+  if (!srv.store.insert_poll(p, srv.wall_ms)) return nullptr;
+  auto previous = std::make_shared<Poll>(std::move(srv.poll));
   srv.poll = std::move(p);
   srv.apps[POLL_APP].stream.dirty = true;
-  return true;
+  return previous;
 }
 
 static void on_new_poll(int fd, const HttpRequest& req, int) {
@@ -840,7 +879,9 @@ static void on_new_poll(int fd, const HttpRequest& req, int) {
   if (form_field(fd, req, "options", &options) == FormLookup::Malformed) return;
   std::vector<std::string> list = split_options(options);
   if (auto why = poll_refusal(question, list)) return respond_json_error(fd, req, 400, *why);
-  if (!start_poll(std::move(question), std::move(list))) die_store("write");
+  std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list));
+  if (!previous) return respond_store_unavailable(fd, req);
+  expect_commit(fd, [previous] { srv.poll = std::move(*previous); });
   log_line("poll: poll %lld started with %zu options", (long long)srv.poll.id, srv.poll.options.size());
   respond_json(fd, req, 200, "{\"ok\":true," + poll_json(srv.poll).substr(1));
 }
@@ -881,7 +922,8 @@ static void on_showtime_add(int fd, const HttpRequest& req, int) {
   if (!form_int(fd, req, "seats", 1, MAX_SEATS, &st.seats_total)) return;
   st.seats_left = st.seats_total;
   st.starts_ms = *parse_iso8601(starts_at);
-  if (!srv.store.insert_showtime(st, &st.id)) die_store("write");
+  if (!srv.store.insert_showtime(st, &st.id)) return respond_store_unavailable(fd, req);
+  expect_commit(fd);
   srv.apps[CINEMA_APP].stream.dirty = true;
   std::string j = "{\"ok\":true,\"showtime\":";
   showtime_json(j, st);
@@ -894,8 +936,9 @@ static void on_showtime_delete(int fd, const HttpRequest& req, int) {
   std::string_view id = req.path.substr(req.path.rfind('/') + 1);
   bool numeric = !id.empty() && id.size() <= 18 && id.find_first_not_of("0123456789") == std::string_view::npos;
   bool found = false;
-  if (numeric && !srv.store.delete_showtime(std::stoll(std::string(id)), &found)) die_store("write");
+  if (numeric && !srv.store.delete_showtime(std::stoll(std::string(id)), &found)) return respond_store_unavailable(fd, req);
   if (!found) return respond_json_error(fd, req, 404, "no showtime '" + std::string(id) + "'");
+  expect_commit(fd);
   srv.apps[CINEMA_APP].stream.dirty = true;
   respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::string(id) + "}");
 }
@@ -1029,6 +1072,35 @@ static std::string render_clock(int64_t wall_ms) {
   return json;
 }
 
+// Commits everything this turn wrote, before any of its replies leaves. If
+// the database refuses (disk full, locked past the busy timeout), every
+// change of the turn is undone, newest first, and on each connection that
+// was told of one, that reply and whatever followed it are replaced by a
+// 503 and the connection is closed after it: no client leaves believing in
+// a change that was not stored, and the server keeps serving.
+static void turn_commit() {
+  if (!srv.store.commit()) {
+    srv.metrics.failed_commits++;
+    log_line("store: commit failed: %s; undoing %zu changes", srv.store.error().c_str(), srv.provisional.size());
+    for (auto it = srv.provisional.rbegin(); it != srv.provisional.rend(); ++it)
+      if (it->undo) it->undo();
+    std::vector<int> answered;
+    for (const Provisional& p : srv.provisional) {
+      Conn& c = srv.conns[p.fd];
+      if (c.state == ConnState::Free || std::find(answered.begin(), answered.end(), p.fd) != answered.end()) continue;
+      answered.push_back(p.fd);
+      c.out.resize(std::max(p.out_at, c.out_off));
+      http_respond(c.out, 503, date_line(), false, false, "application/json",
+                   "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n",
+                   "Retry-After: 1\r\n");
+      srv.metrics.requests_by_status[503]++;
+      c.close_after_write = true;
+      flush_later(p.fd);
+    }
+  }
+  srv.provisional.clear();
+}
+
 // Renders the app's state; a new version only if it differs from the last.
 // Returns whether it changed.
 static bool app_refresh(App& app) {
@@ -1057,6 +1129,7 @@ static void streams_push() {
                   [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
     clock_gettime(CLOCK_MONOTONIC, &b);
     if (snapshot) {
+      app.snapshots_sent++;
       srv.metrics.broadcasts++;
       srv.metrics.last_broadcast_seconds = double(b.tv_sec - a.tv_sec) + double(b.tv_nsec - a.tv_nsec) / 1e9;
     }
@@ -1167,11 +1240,16 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   m += "# HELP sse_store_rows_written_total Rows written to the database (grants, votes, showtimes).\n";
   m += "# TYPE sse_store_rows_written_total counter\n";
   add("sse_store_rows_written_total %" PRIu64 "\n", srv.store.rows_written);
+  m += "# HELP sse_store_failed_writes_total Writes the database refused; their changes were undone and answered 503.\n";
+  m += "# TYPE sse_store_failed_writes_total counter\n";
+  add("sse_store_failed_writes_total %" PRIu64 "\n", srv.metrics.failed_commits);
   m += "# HELP sse_store_checkpoints_total WAL checkpoints done by the helper thread.\n";
   m += "# TYPE sse_store_checkpoints_total counter\n";
   add("sse_store_checkpoints_total %" PRIu64 "\n", srv.store.checkpoints());
   m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
   add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
+  m += "# HELP sse_stream_snapshots_total Snapshots pushed, per stream.\n# TYPE sse_stream_snapshots_total counter\n";
+  for (const App& app : srv.apps) add("sse_stream_snapshots_total{stream=\"%s\"} %" PRIu64 "\n", app.stream.name.c_str(), app.snapshots_sent);
   m += "# HELP sse_showtime_rows_invalid Rows of the showtimes table the last re-read left off the board.\n";
   m += "# TYPE sse_showtime_rows_invalid gauge\n";
   add("sse_showtime_rows_invalid %d\n", srv.metrics.showtime_rows_invalid);
@@ -1195,6 +1273,22 @@ static void on_event(const epoll_event& ev) {
   if (ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flush_later(fd);
 }
 
+// The second half of a turn, after the events: parse what paused
+// connections stashed, expire timeouts, commit, push the streams that are
+// due, write everything, close what was marked.
+static void turn_finish() {
+  for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
+  srv.resume_list.clear();
+  timers_expire();
+  // Every answer of this turn is appended but none is sent: commit now, so
+  // that whatever a reply reports is on disk before the reply leaves.
+  turn_commit();
+  streams_push();
+  for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
+  srv.flush_list.clear();
+  close_marked();
+}
+
 static void run() {
   static epoll_event events[EPOLL_BATCH];
   for (;;) {
@@ -1206,16 +1300,7 @@ static void run() {
     srv.wall_ms = clock_ms(CLOCK_REALTIME);
     refresh_date();
     for (int i = 0; i < n; i++) on_event(events[i]);
-    for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
-    srv.resume_list.clear();
-    timers_expire();
-    // Every answer of this turn is appended but none is sent: commit now, so
-    // that whatever a reply reports is on disk before the reply leaves.
-    if (!srv.store.commit()) die_store("commit");
-    streams_push();
-    for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
-    srv.flush_list.clear();
-    close_marked();
+    turn_finish();
     if (srv.stop_deadline_ms >= 0 && (srv.conns_open == 0 || srv.now_ms >= srv.stop_deadline_ms)) return;
   }
 }
@@ -1290,7 +1375,7 @@ static void load_public(const std::string& dir) {
 }
 
 static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t), bool repeat) {
-  App app{path, SseStream{}, render, repeat};
+  App app{path, SseStream{}, render, repeat, 0};
   app.stream.name = name;
   app.stream.period_ms = period_ms;
   route_add(path, "GET", on_subscribe, int(srv.apps.size()));
@@ -1343,7 +1428,7 @@ static void setup_fd_table() {
 // round the flags describe. Any failure is a message and exit 1 (or 2 for a
 // round the flags cannot describe): never a silent fresh start.
 static void setup_store() {
-  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync)) {
+  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb)) {
     fprintf(stderr, "sse-server: cannot use database %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
     exit(1);
   }
@@ -1481,6 +1566,7 @@ static const Flag FLAGS[] = {
     {"--cors-origin", FlagKind::Text, &srv.cfg.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
     {"--quiet", FlagKind::Switch, &srv.cfg.quiet, 0, 0, "no log lines on stderr"},
     {"--db", FlagKind::Text, &srv.cfg.db_path, 0, 0, "SQLite file (':memory:' keeps nothing)"},
+    {"--db-max-mb", FlagKind::Int64, &srv.cfg.db_max_mb, 0, 1e7, "cap on the database file in MiB; past it writes get 503 (0: none)"},
     {"--fsync", FlagKind::Switch, &srv.cfg.fsync, 0, 0, "fsync every commit (synchronous=FULL): survives power loss"},
     {"--admin-token", FlagKind::Text, &srv.cfg.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"},
     {"--redpacket-total", FlagKind::Int64, &srv.cfg.redpacket_total_cents, 1, 1e11, "cents in the round made on first start"},
@@ -1573,6 +1659,7 @@ static void parse_flags(int argc, char** argv) {
   }
 }
 
+#ifndef SSE_FUZZ  // test/fuzz/fuzz_request.cpp includes this file and brings its own entry point
 int main(int argc, char** argv) {
   std::set_new_handler([] {
     fputs("sse-server: out of memory\n", stderr);  // nothing sensible to limp on with
@@ -1598,3 +1685,4 @@ int main(int argc, char** argv) {
   log_line("stopped");
   return 0;
 }
+#endif

@@ -191,7 +191,9 @@ class Store {
   // Opens or creates the database and its schema. A file that is not a
   // database, or cannot be opened, is an error (the caller exits): never a
   // silent fresh start over someone's data.
-  bool open(const std::string& path, bool fsync) {
+  // max_mb > 0 caps the file's size (PRAGMA max_page_count): past it,
+  // writes fail as on a full disk, and the server answers them 503.
+  bool open(const std::string& path, bool fsync, int64_t max_mb = 0) {
     // Each connection is used by one thread only, so SQLite needs no
     // per-connection locks; and no allocation statistics (each allocation
     // would take a global mutex). Must precede first use.
@@ -201,12 +203,17 @@ class Store {
     if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
         SQLITE_OK)
       return fail("cannot open");
-    sqlite3_busy_timeout(db_, 2000);  // another process (the sqlite3 tool) may hold the lock briefly
+    // Another process (the sqlite3 tool) may hold the lock for a moment; the
+    // loop waits at most this long for it, once per turn that writes, then
+    // answers 503. Longer would stall every connection while someone holds it.
+    sqlite3_busy_timeout(db_, BUSY_TIMEOUT_MS);
     bool memory = path == ":memory:";
     bool ok = exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
               exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && read_version() && exec(SCHEMA) &&
               quick_check() &&
               exec("PRAGMA journal_size_limit=16777216");  // a WAL that grew under a burst shrinks back
+    if (ok && max_mb > 0)
+      ok = exec(("PRAGMA max_page_count = " + std::to_string(max_mb * 1024 * 1024 / 4096)).c_str());  // 4 KiB pages
     if (ok && !memory) {
       sqlite3_wal_autocheckpoint(db_, 0);       // never inside our commits...
       sqlite3_wal_hook(db_, on_wal, this);      // ...the helper thread does it
@@ -235,6 +242,8 @@ class Store {
   }
 
   const std::string& error() const { return error_; }
+  // True when this turn has written something not yet committed.
+  bool uncommitted() const { return in_txn_ || pending_rows_ > 0; }
   uint64_t commits = 0;       // transactions committed: at most one per loop turn
   uint64_t rows_written = 0;  // grants, votes, showtimes written
   uint64_t checkpoints() const { return checkpointer_.checkpoints; }
@@ -570,6 +579,7 @@ class Store {
   sqlite3_stmt* delete_showtime_ = nullptr;
   sqlite3_stmt* select_showtimes_ = nullptr;
   int version_before_ = 0;  // the schema version the file had when opened
+  static constexpr int BUSY_TIMEOUT_MS = 250;
   static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
   Checkpointer checkpointer_;
   RowBatch grants_{"grants", "id, user, amount_cents, at", 4};

@@ -387,6 +387,11 @@ TEST_CASE("out of file descriptors: no busy loop, and service resumes") {
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   double busy = srv.cpu_seconds() - cpu0;
   CHECK(busy < 0.2);  // a spinning loop would burn the whole second
+  // One accepted past --max-conns (136 here) is answered 503, not left hanging.
+  flood[150]->send(get_request("/healthz"));
+  Response over = flood[150]->response(2000);
+  CHECK(over.status == 503);
+  CHECK(over.body.find("connection limit") != std::string::npos);
   flood.clear();
   CHECK(wait_for([&] { return http_get(srv.port, "/healthz").status == 200; }, 3000));
 }
