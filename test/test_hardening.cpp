@@ -1,0 +1,305 @@
+// Hostile clients and failing disks, against the real binary: slowloris,
+// subscribers that never read, kill -9 under load, a full or locked
+// database, smuggling, and answers that must never become HTML.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <sqlite3.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "harness.hpp"
+
+namespace {
+
+// True once the server has closed this socket (reading gives end of file or a reset).
+bool peer_closed(int fd) {
+  char byte;
+  ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+int count_events(const std::string& stream) {
+  int n = 0;
+  for (size_t at = stream.find("\ndata: "); at != std::string::npos; at = stream.find("\ndata: ", at + 1)) n++;
+  return n;
+}
+
+// The last "total":N in a poll stream, or -1.
+long long last_total(const std::string& stream) {
+  size_t at = stream.rfind("\"total\":");
+  return at == std::string::npos ? -1 : std::atoll(stream.c_str() + at + 8);
+}
+
+struct Db {
+  explicit Db(const std::string& path) { REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK); }
+  ~Db() { sqlite3_close(db); }
+  // The first column of the first row of `sql`, with `text` bound to ?1 if given; -1 if no row.
+  long long scalar(const std::string& sql, const std::string* text = nullptr) {
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    if (text) sqlite3_bind_text(s, 1, text->data(), int(text->size()), SQLITE_TRANSIENT);
+    long long v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_finalize(s);
+    return v;
+  }
+  // Rows of `sql` (text, integer) as a map.
+  std::map<std::string, long long> pairs(const std::string& sql) {
+    std::map<std::string, long long> out;
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+      out[reinterpret_cast<const char*>(sqlite3_column_text(s, 0))] = sqlite3_column_int64(s, 1);
+    sqlite3_finalize(s);
+    return out;
+  }
+  sqlite3* db = nullptr;
+};
+
+// How many of `want` are missing from `have` or differ there.
+size_t mismatches(const std::map<std::string, long long>& want, const std::map<std::string, long long>& have) {
+  size_t bad = 0;
+  for (auto& [key, value] : want) {
+    auto it = have.find(key);
+    bad += it == have.end() || it->second != value;
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_SUITE("hardening") {
+
+TEST_CASE("slowloris: 500 connections dribbling a header byte a second are all closed; others served in < 100 ms") {
+  ServerProcess srv({"--quiet", "--header-timeout", "3"});
+  std::vector<std::unique_ptr<Client>> slow;
+  for (int i = 0; i < 500; i++) slow.push_back(std::make_unique<Client>(srv.port));
+  std::string request = get_request("/healthz");
+  Client normal(srv.port);
+  int64_t start = now_ms(), worst_ms = 0;
+  int answered = 0;
+  size_t open = slow.size();
+  for (int tick = 0; open > 0 && now_ms() - start < 8000; tick++) {
+    // One byte a second to each slow connection: a tenth of them every 100 ms.
+    char byte = request[size_t(tick / 10) % (request.size() - 1)];
+    for (size_t i = size_t(tick % 10); i < slow.size(); i += 10) (void)!::send(slow[i]->fd, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    int64_t t0 = now_ms();
+    normal.send(request);
+    answered += normal.response(1000).status == 200;
+    worst_ms = std::max(worst_ms, now_ms() - t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    open = size_t(std::count_if(slow.begin(), slow.end(), [](auto& c) { return !peer_closed(c->fd); }));
+  }
+  CHECK(open == 0);
+  CHECK(now_ms() - start < 5000);  // 3 s of header timeout, and a little
+  CHECK(worst_ms < 100);
+  CHECK(answered >= 20);
+  CHECK(metric(srv.port, "sse_timeouts_total") >= 500);
+  MESSAGE("slowloris: all 500 closed after " << now_ms() - start << " ms; the normal client's slowest answer " << worst_ms << " ms");
+}
+
+TEST_CASE("200 subscribers that never read while votes flow for 20 s: bounded memory, fast subscribers see every change") {
+  // A small --sse-max-pending so the stalled ones back up within seconds; a
+  // vote interval longer than the test, so every poll event is a change.
+  ServerProcess srv({"--quiet", "--sse-max-pending", "8192", "--vote-interval", "1000"});
+  std::vector<std::unique_ptr<Client>> stuck;
+  for (int i = 0; i < 200; i++) {
+    stuck.push_back(std::make_unique<Client>(srv.port, 2048));
+    stuck.back()->send(get_request("/vote/result-sse"));
+  }
+  double snapshots0 = metric(srv.port, "sse_stream_snapshots_total{stream=\"poll\"}");
+  Client fast(srv.port);
+  fast.send(get_request("/vote/result-sse"));
+  REQUIRE(fast.read_until("\"total\":0}"));
+  std::vector<std::unique_ptr<Client>> voters;
+  for (int k = 0; k < 4; k++) voters.push_back(std::make_unique<Client>(srv.port));
+  long long acked = 0;
+  long rss_early = 0, rss_late = 0;
+  double queued_most = 0;
+  int64_t start = now_ms();
+  for (int round = 0; now_ms() - start < 20000; round++) {
+    for (int k = 0; k < 4; k++)
+      voters[size_t(k)]->send(post_request("/vote", "voter=s" + std::to_string(round * 4 + k) + "&option=Chat+room"));
+    for (auto& v : voters) acked += v->response(2000).status == 200;
+    while (fast.fill(0)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // ~400 votes a second: the test is about readers, not voters
+    if (round % 50 == 0) queued_most = std::max(queued_most, metric(srv.port, "sse_output_queued_bytes"));
+    if (!rss_early && now_ms() - start > 3000) rss_early = srv.rss_kib();
+  }
+  rss_late = srv.rss_kib();
+  REQUIRE(fast.read_until("\"total\":" + std::to_string(acked) + "}", 2000));
+  double snapshots = metric(srv.port, "sse_stream_snapshots_total{stream=\"poll\"}") - snapshots0;
+  CHECK(count_events(fast.buf) == int(snapshots) + 1);  // the first snapshot, then every broadcast
+  CHECK(last_total(fast.buf) == acked);
+  CHECK(queued_most <= 200 * 2 * 512);  // per stalled subscriber: a partial event and the newest snapshot
+#ifndef __SANITIZE_ADDRESS__
+  CHECK(rss_late - rss_early < 4096);  // under ASan freed memory sits in its quarantine, so RSS says nothing there
+#endif
+  MESSAGE("slow consumers: " << acked << " votes in 20 s, " << snapshots << " pushes; server RSS " << rss_early << " KiB at 3 s, "
+                             << rss_late << " KiB at 20 s; most queued " << queued_most << " bytes for 200 stalled subscribers; "
+                             << metric(srv.port, "sse_slow_consumers_dropped_total") << " dropped");
+}
+
+TEST_CASE("kill -9 at a random moment under load: every acknowledged grab and vote is stored, nothing twice") {
+  TempDir dir;
+  std::string db = dir.file("crash.db");
+  std::vector<std::string> args = {"--quiet", "--db", db, "--redpacket-total", "100000000", "--redpacket-count", "1000000"};
+  std::map<std::string, long long> grabs;  // user -> acknowledged amount
+  std::map<std::string, long long> votes;   // voter -> 1
+  std::mt19937 rng{uint32_t(now_ms())};
+  int kill_after_ms = 300 + int(rng() % 700);
+  {
+    ServerProcess srv(args);
+    std::vector<std::unique_ptr<Client>> clients;
+    std::vector<std::string> pending(20);
+    for (int k = 0; k < 20; k++) clients.push_back(std::make_unique<Client>(srv.port));
+    int next = 0;
+    auto send_next = [&](int k) {
+      int id = next++;
+      pending[size_t(k)] = (id % 2 ? "v" : "g") + std::to_string(id);
+      clients[size_t(k)]->send(id % 2 ? post_request("/vote", "voter=" + pending[size_t(k)] + "&option=Auction")
+                                      : post_request("/redpacket/grab", "user=" + pending[size_t(k)]));
+    };
+    for (int k = 0; k < 20; k++) send_next(k);
+    int64_t start = now_ms();
+    bool killed = false;
+    while (!killed) {
+      for (int k = 0; k < 20 && !killed; k++) {
+        Client& c = *clients[size_t(k)];
+        if (c.buf.find("\r\n\r\n") == std::string::npos && !c.fill(0)) {
+          if (now_ms() - start >= kill_after_ms) {
+            CHECK(srv.stop(SIGKILL) == 128 + SIGKILL);
+            killed = true;
+          }
+          continue;
+        }
+        Response r = c.response(200);
+        if (r.status != 200) continue;  // cut by the kill: not acknowledged
+        const std::string& who = pending[size_t(k)];
+        if (who[0] == 'g') grabs[who] = json_int(r.body, "amount_cents");
+        else votes[who] = 1;
+        send_next(k);
+      }
+    }
+  }
+  REQUIRE(grabs.size() + votes.size() > 100);
+  {
+    Db check(db);
+    CHECK(mismatches(grabs, check.pairs("SELECT user, amount_cents FROM grants")) == 0);
+    CHECK(mismatches(votes, check.pairs("SELECT voter, count(*) FROM votes GROUP BY voter")) == 0);
+    CHECK(check.scalar("SELECT count(*) - count(DISTINCT user) FROM grants") == 0);
+    CHECK(check.scalar("SELECT count(*) - count(DISTINCT voter) FROM votes") == 0);
+  }
+  ServerProcess again(args);  // loads, which checks the split still sums to the total
+  Response fresh = http_post(again.port, "/redpacket/grab", "user=after-the-crash");
+  CHECK(fresh.status == 200);
+  Db check(db);
+  CHECK(json_int(fresh.body, "remaining") == 1000000 - check.scalar("SELECT count(*) FROM grants"));
+  MESSAGE("killed after " << kill_after_ms << " ms with " << grabs.size() << " grabs and " << votes.size() << " votes acknowledged");
+}
+
+TEST_CASE("a full database: writes answer 503, nothing unstored is acknowledged, reads and streams go on") {
+  TempDir dir;
+  std::string db = dir.file("full.db");
+  std::map<std::string, long long> acked;
+  std::set<std::string> refused;
+  {
+    ServerProcess srv({"--quiet", "--db", db, "--db-max-mb", "1", "--redpacket-total", "5000000", "--redpacket-count", "50000"});
+    Client clock(srv.port);
+    clock.send(get_request("/sse"));
+    REQUIRE(clock.read_until("data:"));
+    int user = 0;
+    for (int burst = 0; refused.empty() && burst < 500; burst++) {
+      Client c(srv.port);
+      std::string wire;
+      for (int j = 0; j < 100; j++) wire += post_request("/redpacket/grab", "user=f" + std::to_string(user + j));
+      c.send(wire);
+      for (int j = 0; j < 100; j++, user++) {
+        Response r = c.response(2000);
+        std::string who = "f" + std::to_string(user);
+        if (r.status == 200) acked[who] = json_int(r.body, "amount_cents");
+        if (r.status == 503) {
+          CHECK(r.body.find("cannot take writes") != std::string::npos);
+          refused.insert(who);
+        }
+        if (r.status != 200) break;  // a 503 closes its connection
+      }
+      user = (burst + 1) * 100;
+    }
+    REQUIRE_FALSE(refused.empty());
+    CHECK(http_get(srv.port, "/healthz").status == 200);
+    CHECK(http_get(srv.port, "/cinema/showtimes").status == 200);
+    CHECK(http_get(srv.port, "/redpacket/me", "Cookie: uid=" + acked.begin()->first + "\r\n").body.find("\"grabbed\":true") != std::string::npos);
+    clock.buf.clear();
+    CHECK(clock.read_until("data:", 5000));  // the streams still flow
+    CHECK(metric(srv.port, "sse_store_failed_writes_total") >= 1);
+    CHECK(srv.stop() == 0);
+  }
+  Db check(db);
+  std::map<std::string, long long> stored = check.pairs("SELECT user, amount_cents FROM grants");
+  CHECK(mismatches(acked, stored) == 0);
+  for (const std::string& who : refused) CHECK(stored.count(who) == 0);
+  MESSAGE("full database: " << acked.size() << " grabs stored, then 503");
+}
+
+TEST_CASE("a database locked by another process: writes answer 503 until it is free, reads go on") {
+  TempDir dir;
+  std::string db = dir.file("locked.db");
+  ServerProcess srv({"--quiet", "--db", db});
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=before").status == 200);
+  Db other(db);
+  REQUIRE(sqlite3_exec(other.db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  int64_t t0 = now_ms();
+  Response refused = http_post(srv.port, "/redpacket/grab", "user=during");
+  CHECK(refused.status == 503);
+  CHECK(now_ms() - t0 < 2000);  // the busy timeout, not a hang
+  CHECK(http_get(srv.port, "/healthz").status == 200);
+  CHECK(http_post(srv.port, "/redpacket/grab", "user=before").body.find("\"already\":true") != std::string::npos);
+  REQUIRE(sqlite3_exec(other.db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+  Response after = http_post(srv.port, "/redpacket/grab", "user=during");
+  CHECK(after.status == 200);
+  CHECK(after.body.find("already") == std::string::npos);  // the refused grab left nothing behind
+}
+
+TEST_CASE("request smuggling over a real socket: refused, and the hidden request never answered") {
+  ServerProcess srv({"--quiet"});
+  const std::string hidden = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+  const std::string attempts[] = {
+      "POST /vote HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(hidden.size() + 5) +
+          "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + hidden,
+      "POST /vote HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\n" + hidden + "\r\n0\r\n\r\n",
+      "POST /vote HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: " + std::to_string(hidden.size()) + "\r\n\r\n" + hidden,
+      "POST /vote HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n" + hidden,
+      "POST /vote HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + hidden,
+      "POST /vote HTTP/1.1\r\nHost: t\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + hidden,
+      "POST /vote HTTP/1.1\nHost: t\nContent-Length: 0\n\n" + hidden,
+  };
+  for (const std::string& wire : attempts) {
+    CAPTURE(wire.substr(0, 90));
+    Client c(srv.port);
+    c.send(wire);
+    Response r = c.response();
+    CHECK(r.status == 400);
+    CHECK(c.closed_within(2000));
+    CHECK(c.buf.find("sse_connections_open") == std::string::npos);  // /metrics was never answered
+  }
+}
+
+TEST_CASE("what a client sends never comes back as HTML") {
+  ServerProcess srv({"--quiet"});
+  Response notfound = http_get(srv.port, "/<script>alert(1)</script>");
+  CHECK(notfound.status == 404);
+  CHECK(notfound.body.find("<script>") == std::string::npos);
+  Response vote = http_post(srv.port, "/vote", "voter=x&option=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+  CHECK(vote.status == 400);
+  CHECK(vote.header("content-type") == "application/json");
+  CHECK(vote.header("x-content-type-options") == "nosniff");
+  for (const char* path : {"/", "/healthz", "/metrics", "/vote/me"}) {
+    CAPTURE(path);
+    CHECK(http_get(srv.port, path).header("x-content-type-options") == "nosniff");
+  }
+}
+
+}  // TEST_SUITE
