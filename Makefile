@@ -6,6 +6,7 @@
 #   make test SAN=1   the same, server and tests built with ASan + UBSan
 #   make e2e          browser tests: the pages in Debian's Chromium (make deps-e2e installs it)
 #   make bench        the load suite against nginx, nchan and the Node reference: bench/RESULTS.md
+#   make fuzz         libFuzzer on the request path for FUZZ_SECONDS (60)
 #   make clean
 #
 # llhttp comes as C sources in Debian's node-llhttp package; we compile them
@@ -33,7 +34,7 @@ endif
 
 E2E_PACKAGES := chromium fonts-wqy-microhei
 
-.PHONY: all deps deps-e2e deps-bench run test e2e bench clean
+.PHONY: all deps deps-e2e deps-bench deps-fuzz run test e2e bench fuzz clean
 
 all: sse-server bench/ssefan
 
@@ -107,6 +108,36 @@ deps-bench: deps
 bench: deps-bench
 	$(MAKE) sse-server bench/ssefan
 	bench/run.sh
+
+# libFuzzer comes with clang; its runtime with Debian's libclang-rt-14-dev.
+FUZZ_SECONDS ?= 60
+FUZZ_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+deps-fuzz: deps
+	@missing=$$(for p in clang libclang-rt-14-dev; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+build/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_OPT) -fsanitize=fuzzer-no-link -I$(LLHTTP_INC) -c -o $@ $<
+
+build/fuzz/fuzz_request: test/fuzz/fuzz_request.cpp server.cpp $(HEADERS) $(call llhttp_o,fuzz)
+	clang++ -std=c++20 -Wall -Wextra $(FUZZ_OPT) -fsanitize=fuzzer -I$(LLHTTP_INC) -o $@ test/fuzz/fuzz_request.cpp \
+	  $(call llhttp_o,fuzz) -lsqlite3 -pthread
+
+# Replays every input that ever crashed it (test/fuzz/regressions), then
+# explores from the seed corpus for FUZZ_SECONDS. A crash stops it, saved
+# under build/fuzz/ for a regression file.
+fuzz: deps deps-fuzz
+	$(MAKE) build/fuzz/fuzz_request
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_request -runs=0 test/fuzz/regressions
+	build/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus
 
 e2e: deps-e2e
 	$(MAKE) sse-server
