@@ -1274,8 +1274,8 @@ static void on_event(const epoll_event& ev) {
 }
 
 // The second half of a turn, after the events: parse what paused
-// connections stashed, expire timeouts, commit, push the streams that are
-// due, write everything, close what was marked.
+// connections stashed, expire timeouts, commit, write the answers, push the
+// streams that are due, close what was marked.
 static void turn_finish() {
   for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
   srv.resume_list.clear();
@@ -1283,9 +1283,12 @@ static void turn_finish() {
   // Every answer of this turn is appended but none is sent: commit now, so
   // that whatever a reply reports is on disk before the reply leaves.
   turn_commit();
-  streams_push();
+  // Answers before pushes: a broadcast to 10,000 subscribers is 10,000
+  // writes (~80 ms here), and the voter whose vote caused it should not
+  // wait for them to hear that it counted.
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
+  streams_push();
   close_marked();
 }
 
