@@ -6,7 +6,7 @@
 // times: sends the trigger request (--trigger-path, --trigger-body, a form
 // POST on a connection of its own, e.g. a vote), notes the time, and reads
 // every subscriber until each has received an event whose data contains
-// --match. Both the body and the match may contain {k}, the change's number
+// --match; then the trigger's answer, which must be a 2xx. Both the body and the match may contain {k}, the change's number
 // (1, 2, ...), so a change is recognised by what it says (e.g. the poll's
 // "total":{k}}), never by arrival order. A subscriber's latency for a change
 // is the time from just before the trigger was written until the event
@@ -216,13 +216,20 @@ static void pump(int ep, std::vector<Sub>& subs, int timeout_ms, int change, con
 
 // ---- Trigger -------------------------------------------------------------------
 
-// Sends one form POST on the trigger connection and reads the whole answer.
-static void trigger(const Options& o, int fd, int k) {
+// Sends one form POST on the trigger connection. Its answer is read only
+// after the deliveries (trigger_answer): waiting for it first would stop
+// this client reading subscribers while a server that answers after its
+// broadcast is still writing, and the latency would add the two.
+static void trigger_send(const Options& o, int fd, int k) {
   std::string body = with_k(o.trigger_body, k);
   std::string req = "POST " + o.trigger_path + " HTTP/1.1\r\nHost: " + o.host +
                     "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + std::to_string(body.size()) +
                     "\r\n\r\n" + body;
   if (write(fd, req.data(), req.size()) != ssize_t(req.size())) fail("trigger: write failed");
+}
+
+// Reads the trigger's whole answer (blocking) and fails unless it is a 2xx.
+static void trigger_answer(int fd) {
   std::string answer;
   char buf[4096];
   for (;;) {
@@ -298,12 +305,13 @@ int main(int argc, char** argv) {
   int64_t delivered = 0;
   for (int k = 1; k <= o.changes; k++) {
     int64_t sent = now_us();
-    trigger(o, trigger_fd, k);
+    trigger_send(o, trigger_fd, k);
     std::string match = with_k(o.match, k);
     int64_t deadline = sent + int64_t(o.timeout_ms) * 1000;
     auto count = [&] { return std::count_if(subs.begin(), subs.end(), [&](const Sub& s) { return s.got >= k; }); };
     while (count() < o.subscribers - closed && now_us() < deadline) pump(ep, subs, 20, k, match, sent, hist, &closed);
     delivered += count();
+    trigger_answer(trigger_fd);
     int64_t next = sent + int64_t(o.gap_ms) * 1000;
     while (now_us() < next) pump(ep, subs, int(std::max<int64_t>(1, (next - now_us()) / 1000)), k, match, sent, hist, &closed);
   }
