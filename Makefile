@@ -61,6 +61,10 @@ build/san/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_OPT) -I$(LLHTTP_INC) -c -o $@ $<
 
+# Without node-llhttp there is nothing to compile: say what to do.
+$(LLHTTP_SRC)/%.c:
+	@echo "$@ is missing: run 'make deps' (installs Debian's node-llhttp), or 'make run' / 'make test'" >&2; exit 1
+
 # Installs the Debian packages that are missing, as root or through sudo.
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
