@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <functional>
 #include <vector>
 
 // ---- Small shared pieces ---------------------------------------------------------
@@ -123,6 +123,74 @@ inline bool valid_user(std::string_view user) {
   return !user.empty() && user.size() <= MAX_USER_BYTES && valid_text(user);
 }
 
+// Who holds what: a set of names, each mapped to its row in a vector the
+// caller owns (a round's grants, a poll's ballots), so a name is stored
+// once, in its row. Open addressing with linear probing over one array of
+// 64-bit slots: the name's 32-bit hash in the high half, row + 1 in the low
+// half, 0 for empty. A probe compares hashes within a cache line and reads
+// a name only when its hash matches; the table doubles at half full, and
+// erase shifts the rest of the run back instead of leaving tombstones.
+// std::unordered_map<std::string, size_t> did the same job with a node and
+// a copy of the name per entry (about 100 bytes more per grab) and a cache
+// miss per lookup: 6% of the server's time on a grab, in perf.
+class NameIndex {
+ public:
+  // The row whose key is `name`, or -1. rows[i].*key is row i's name.
+  template <class Row>
+  int64_t find(std::string_view name, const std::vector<Row>& rows, std::string Row::*key) const {
+    if (slots_.empty()) return -1;
+    uint64_t tag = hash(name);
+    for (size_t i = tag & mask(); slots_[i]; i = (i + 1) & mask()) {
+      size_t row = size_t(uint32_t(slots_[i])) - 1;
+      if (slots_[i] >> 32 == tag && rows[row].*key == name) return int64_t(row);
+    }
+    return -1;
+  }
+  // Precondition: `name` is not in the index; row < 2^32 - 1.
+  void insert(std::string_view name, size_t row) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    place(hash(name) << 32 | (row + 1));
+    size_++;
+  }
+  // Removes `name`, which must be in the index at `row`.
+  void erase(std::string_view name, size_t row) {
+    size_t i = hash(name) & mask();
+    while (uint32_t(slots_[i]) != row + 1) i = (i + 1) & mask();
+    // Walk the run after the hole: an entry may move into it unless its
+    // home slot lies between the hole and where it sits (cyclically).
+    for (size_t j = (i + 1) & mask(); slots_[j]; j = (j + 1) & mask()) {
+      size_t home = (slots_[j] >> 32) & mask();
+      if (((j - home) & mask()) >= ((j - i) & mask())) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i] = 0;
+    size_--;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static uint64_t hash(std::string_view name) {
+    uint64_t h = std::hash<std::string_view>{}(name);
+    return uint32_t(h ^ (h >> 32));
+  }
+  size_t mask() const { return slots_.size() - 1; }
+  void place(uint64_t slot) {
+    size_t i = (slot >> 32) & mask();
+    while (slots_[i]) i = (i + 1) & mask();
+    slots_[i] = slot;
+  }
+  void grow() {  // rehashing needs only the stored hashes, never the names
+    std::vector<uint64_t> old(std::max<size_t>(16, 2 * slots_.size()), 0);
+    old.swap(slots_);
+    for (uint64_t slot : old)
+      if (slot) place(slot);
+  }
+  std::vector<uint64_t> slots_;  // size 0 or a power of two
+  size_t size_ = 0;
+};
+
 // ---- Red packets ------------------------------------------------------------------
 
 constexpr int64_t MAX_PACKETS = 1'000'000;
@@ -168,7 +236,9 @@ struct Round {
   int64_t total_cents = 0;
   std::vector<int64_t> amounts;               // the split, fixed at creation
   std::vector<Grant> grants;                  // grants[i] holds packet i
-  std::unordered_map<std::string, size_t> by_user;  // who holds which packet
+  NameIndex by_user;                          // user -> their row in grants
+  // The packet `user` holds, or -1.
+  int64_t packet_of(std::string_view user) const { return by_user.find(user, grants, &Grant::user); }
   int64_t count() const { return int64_t(amounts.size()); }
   int64_t remaining() const { return count() - int64_t(grants.size()); }
 };
@@ -191,13 +261,18 @@ struct GrabResult {
 
 // One user's grab: the next packet, the packet they already hold, or Empty.
 inline GrabResult round_grab(Round& r, const std::string& user, int64_t now_ms) {
-  if (auto it = r.by_user.find(user); it != r.by_user.end())
-    return {GrabOutcome::Already, it->second, r.amounts[it->second]};
+  if (int64_t held = r.packet_of(user); held >= 0) return {GrabOutcome::Already, size_t(held), r.amounts[size_t(held)]};
   if (r.remaining() == 0) return {GrabOutcome::Empty};
   size_t packet = r.grants.size();
   r.grants.push_back({user, r.amounts[packet], now_ms});
-  r.by_user.emplace(user, packet);
+  r.by_user.insert(user, packet);
   return {GrabOutcome::Granted, packet, r.amounts[packet]};
+}
+
+// Takes back the round's last grant (one its commit failed to store).
+inline void round_undo_last_grant(Round& r) {
+  r.by_user.erase(r.grants.back().user, r.grants.size() - 1);
+  r.grants.pop_back();
 }
 
 // What the page shows for an identity: a uid cookie (32 hex digits, which the
@@ -231,13 +306,24 @@ inline std::string round_json(const Round& r) {
 constexpr size_t MIN_OPTIONS = 2, MAX_OPTIONS = 20;
 constexpr size_t MAX_QUESTION_BYTES = 200, MAX_OPTION_BYTES = 100;
 
+struct Ballot {
+  std::string voter;
+  size_t option;
+};
+
 struct Poll {
   int64_t id = 0;
   std::string question;
   std::vector<std::string> options;
   std::vector<int64_t> counts;                          // counts[i]: votes for options[i]
-  std::unordered_map<std::string, size_t> by_voter;     // who voted for which option
-  int64_t total() const { return int64_t(by_voter.size()); }
+  std::vector<Ballot> ballots;                          // in the order they were cast
+  NameIndex by_voter;                                   // voter -> their row in ballots
+  int64_t total() const { return int64_t(ballots.size()); }
+  // The option `voter` voted for, or -1.
+  int64_t vote_of(std::string_view voter) const {
+    int64_t row = by_voter.find(voter, ballots, &Ballot::voter);
+    return row < 0 ? -1 : int64_t(ballots[size_t(row)].option);
+  }
 };
 
 // "Red, Green ,Blue" → {"Red", "Green", "Blue"}: split at commas, trimmed.
@@ -295,10 +381,19 @@ struct VoteResult {
 // One voter's vote for option `option` (a valid index): counted, or refused
 // because this voter has voted in this poll already.
 inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option) {
-  auto [it, fresh] = p.by_voter.emplace(voter, option);
-  if (!fresh) return {VoteOutcome::Already, it->second};
+  if (int64_t before = p.vote_of(voter); before >= 0) return {VoteOutcome::Already, size_t(before)};
+  p.by_voter.insert(voter, p.ballots.size());
+  p.ballots.push_back({voter, option});
   p.counts[option]++;
   return {VoteOutcome::Counted, option};
+}
+
+// Takes back the poll's last vote (one its commit failed to store).
+inline void poll_undo_last_vote(Poll& p) {
+  const Ballot& b = p.ballots.back();
+  p.counts[b.option]--;
+  p.by_voter.erase(b.voter, p.ballots.size() - 1);
+  p.ballots.pop_back();
 }
 
 // 3 of 7 → "42.9": one decimal, rounded half up, in tenths of a percent.

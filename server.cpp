@@ -715,11 +715,7 @@ static void on_grab(int fd, const HttpRequest& req, int) {
   if (g.outcome == GrabOutcome::Granted) {
     srv.store.insert_grant(r.id, g.packet, r.grants[g.packet]);  // written by this turn's commit
     srv.apps[REDPACKET_APP].stream.dirty = true;
-    expect_commit(fd, [] {  // undone in reverse order, so this grant is the round's last
-      Round& round = srv.round;
-      round.by_user.erase(round.grants.back().user);
-      round.grants.pop_back();
-    });
+    expect_commit(fd, [] { round_undo_last_grant(srv.round); });  // undone in reverse order: this grant is the last
   } else if (srv.store.uncommitted()) {
     expect_commit(fd);  // "already" may name a grant this very turn made
   }
@@ -747,10 +743,10 @@ static void on_redpacket_me(int fd, const HttpRequest& req, int) {
   const Round& r = srv.round;
   std::string j = "{\"ok\":true,\"round\":" + std::to_string(r.id) + ",\"user\":";
   json_string(j, display_name(user));
-  auto it = r.by_user.find(user);
-  if (it == r.by_user.end()) return respond_json(fd, req, 200, j + ",\"grabbed\":false}");
-  int64_t cents = r.amounts[it->second];
-  respond_json(fd, req, 200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(it->second) + ",\"amount_cents\":" +
+  int64_t packet = r.packet_of(user);
+  if (packet < 0) return respond_json(fd, req, 200, j + ",\"grabbed\":false}");
+  int64_t cents = r.amounts[size_t(packet)];
+  respond_json(fd, req, 200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(packet) + ",\"amount_cents\":" +
                                  std::to_string(cents) + ",\"amount\":\"" + cents_text(cents) + "\"}");
 }
 
@@ -841,10 +837,7 @@ static void on_vote(int fd, const HttpRequest& req, int) {
   }
   srv.store.insert_vote(p.id, p.total() - 1, voter, v.option, srv.wall_ms);  // written by this turn's commit
   srv.apps[POLL_APP].stream.dirty = true;
-  expect_commit(fd, [voter, option = v.option] {
-    srv.poll.by_voter.erase(voter);
-    srv.poll.counts[option]--;
-  });
+  expect_commit(fd, [] { poll_undo_last_vote(srv.poll); });  // undone in reverse order: this vote is the last
   respond_json(fd, req, 200, vote_answer(true, {}, v.option));
 }
 
@@ -854,10 +847,10 @@ static void on_vote_me(int fd, const HttpRequest& req, int) {
   std::string voter(http_cookie(req.fields[COOKIE], "uid"));
   if (!valid_user(voter)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
   std::string j = "{\"ok\":true,\"poll\":" + std::to_string(srv.poll.id);
-  auto it = srv.poll.by_voter.find(voter);
-  if (it == srv.poll.by_voter.end()) return respond_json(fd, req, 200, j + ",\"voted\":false}");
+  int64_t option = srv.poll.vote_of(voter);
+  if (option < 0) return respond_json(fd, req, 200, j + ",\"voted\":false}");
   j += ",\"voted\":true,\"voted_for\":";
-  json_string(j, srv.poll.options[it->second]);
+  json_string(j, srv.poll.options[size_t(option)]);
   respond_json(fd, req, 200, j + "}");
 }
 

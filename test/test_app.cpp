@@ -1,10 +1,69 @@
 // app.hpp: the red-packet rules, checked over thousands of random rounds.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <numeric>
 #include <set>
 
 #include "../app.hpp"
+
+struct Named {
+  std::string name;
+};
+
+TEST_CASE("name index: finds what was inserted, forgets what was erased, through growth") {
+  NameIndex index;
+  std::vector<Named> rows;
+  std::map<std::string, size_t> want;  // the reference: name -> row
+  Rng rng{7};
+  CHECK(index.find("nobody", rows, &Named::name) == -1);  // an empty index has no table yet
+  for (int step = 0; step < 20000; step++) {
+    std::string name = "u" + std::to_string(rng.uniform(0, 3000));
+    auto it = want.find(name);
+    if (it == want.end()) {
+      index.insert(name, rows.size());
+      want.emplace(name, rows.size());
+      rows.push_back({name});
+    } else if (rng.uniform(0, 2) == 0) {  // erase from anywhere, so runs of probes get holes in the middle
+      index.erase(name, it->second);
+      rows[it->second].name = "erased";
+      want.erase(it);
+    }
+    if (step % 1000 == 999) {  // every name in the reference is found at its row; every other name is absent
+      REQUIRE(index.size() == want.size());
+      for (const auto& [n, row] : want) REQUIRE(index.find(n, rows, &Named::name) == int64_t(row));
+      for (int k = 0; k <= 3000; k++) {
+        std::string n = "u" + std::to_string(k);
+        if (!want.count(n)) REQUIRE(index.find(n, rows, &Named::name) == -1);
+      }
+    }
+  }
+  CHECK(want.size() > 500);  // the table grew well past its first 16 slots
+}
+
+TEST_CASE("undo: the last grant and the last vote are taken back whole") {
+  Rng rng{3};
+  Round r = round_new(1, 1000, split_double_mean(1000, 10, rng));
+  round_grab(r, "a", 0);
+  GrabResult b = round_grab(r, "b", 0);
+  round_undo_last_grant(r);
+  CHECK(r.remaining() == 9);
+  CHECK(r.packet_of("b") == -1);
+  CHECK(r.packet_of("a") == 0);
+  GrabResult c = round_grab(r, "c", 0);  // the undone packet goes to the next grabber
+  CHECK(c.packet == b.packet);
+  CHECK(c.amount_cents == b.amount_cents);
+
+  Poll p = poll_new(1, "Q", {"A", "B"});
+  poll_vote(p, "x", 0);
+  poll_vote(p, "y", 1);
+  poll_undo_last_vote(p);
+  CHECK(p.counts == std::vector<int64_t>{1, 0});
+  CHECK(p.total() == 1);
+  CHECK(p.vote_of("y") == -1);
+  CHECK(p.vote_of("x") == 0);
+  CHECK(poll_vote(p, "y", 0).outcome == VoteOutcome::Counted);  // y may vote again
+}
 
 TEST_CASE("double-mean split: sums to the total, every packet at least 1 cent, count packets") {
   Rng rng{42};
