@@ -1,5 +1,5 @@
-// app.hpp — the domain: red-packet rounds (and, as they arrive, the poll and
-// the cinema schedule), as plain C++ with no sockets and no SQL.
+// app.hpp — the domain: red-packet rounds, the live poll and the cinema
+// schedule, as plain C++ with no sockets and no SQL.
 //
 // Everything here is a value the server owns and mutates from its one
 // thread, so there are no locks: "never over-granted, whatever the
