@@ -21,7 +21,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <functional>
 #include <vector>
 
 // ---- Small shared pieces ---------------------------------------------------------
@@ -123,6 +122,40 @@ inline bool valid_user(std::string_view user) {
   return !user.empty() && user.size() <= MAX_USER_BYTES && valid_text(user);
 }
 
+// SipHash-2-4 (Aumasson and Bernstein, 2012) of `data` under a 128-bit
+// key: a hash an attacker cannot aim at without the key. std::hash is
+// unkeyed, so with it anyone could compute offline a million names that
+// share a bucket, and make every grab walk all of them.
+inline uint64_t siphash24(std::string_view data, uint64_t k0, uint64_t k1) {
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+  auto rotl = [](uint64_t x, int b) { return (x << b) | (x >> (64 - b)); };
+  auto round = [&] {
+    v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);
+    v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;
+    v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;
+    v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);
+  };
+  auto absorb = [&](uint64_t m) {
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  };
+  size_t whole = data.size() / 8 * 8;
+  for (size_t i = 0; i < whole; i += 8) {
+    uint64_t m = 0;
+    for (int b = 7; b >= 0; b--) m = m << 8 | uint8_t(data[i + size_t(b)]);  // little-endian words
+    absorb(m);
+  }
+  uint64_t last = uint64_t(data.size()) << 56;  // the length's low byte, then the tail
+  for (size_t i = whole; i < data.size(); i++) last |= uint64_t(uint8_t(data[i])) << (8 * (i - whole));
+  absorb(last);
+  v2 ^= 0xff;
+  for (int i = 0; i < 4; i++) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
 // Who holds what: a set of names, each mapped to its row in a vector the
 // caller owns (a round's grants, a poll's ballots), so a name is stored
 // once, in its row. Open addressing with linear probing over one array of
@@ -132,9 +165,13 @@ inline bool valid_user(std::string_view user) {
 // erase shifts the rest of the run back instead of leaving tombstones.
 // std::unordered_map<std::string, size_t> did the same job with a node and
 // a copy of the name per entry (about 100 bytes more per grab) and a cache
-// miss per lookup: 6% of the server's time on a grab, in perf.
+// miss per lookup: 6% of the server's time on a grab, in perf. Names are
+// hashed with SipHash under a key the server draws at start (set_key), so
+// clients cannot choose names that pile into one run of slots.
 class NameIndex {
  public:
+  // Call once, before any index holds a name: a stored hash is never redone.
+  static void set_key(uint64_t k0, uint64_t k1) { key_[0] = k0, key_[1] = k1; }
   // The row whose key is `name`, or -1. rows[i].*key is row i's name.
   template <class Row>
   int64_t find(std::string_view name, const std::vector<Row>& rows, std::string Row::*key) const {
@@ -146,11 +183,21 @@ class NameIndex {
     }
     return -1;
   }
-  // Precondition: `name` is not in the index; row < 2^32 - 1.
-  void insert(std::string_view name, size_t row) {
+  // The row of `name` if it is in the index; if not, records it at `row`
+  // (< 2^32 - 1) and returns -1. One hash for both, where find then insert
+  // would take two.
+  template <class Row>
+  int64_t find_or_insert(std::string_view name, const std::vector<Row>& rows, std::string Row::*key, size_t row) {
     if (2 * (size_ + 1) > slots_.size()) grow();
-    place(hash(name) << 32 | (row + 1));
+    uint64_t tag = hash(name);
+    size_t i = tag & mask();
+    for (; slots_[i]; i = (i + 1) & mask()) {
+      size_t held = size_t(uint32_t(slots_[i])) - 1;
+      if (slots_[i] >> 32 == tag && rows[held].*key == name) return int64_t(held);
+    }
+    slots_[i] = tag << 32 | (row + 1);
     size_++;
+    return -1;
   }
   // Removes `name`, which must be in the index at `row`.
   void erase(std::string_view name, size_t row) {
@@ -171,10 +218,7 @@ class NameIndex {
   size_t size() const { return size_; }
 
  private:
-  static uint64_t hash(std::string_view name) {
-    uint64_t h = std::hash<std::string_view>{}(name);
-    return uint32_t(h ^ (h >> 32));
-  }
+  static uint64_t hash(std::string_view name) { return siphash24(name, key_[0], key_[1]) >> 32; }
   size_t mask() const { return slots_.size() - 1; }
   void place(uint64_t slot) {
     size_t i = (slot >> 32) & mask();
@@ -189,6 +233,7 @@ class NameIndex {
   }
   std::vector<uint64_t> slots_;  // size 0 or a power of two
   size_t size_ = 0;
+  static inline uint64_t key_[2] = {0, 0};
 };
 
 // ---- Red packets ------------------------------------------------------------------
@@ -261,11 +306,11 @@ struct GrabResult {
 
 // One user's grab: the next packet, the packet they already hold, or Empty.
 inline GrabResult round_grab(Round& r, const std::string& user, int64_t now_ms) {
-  if (int64_t held = r.packet_of(user); held >= 0) return {GrabOutcome::Already, size_t(held), r.amounts[size_t(held)]};
+  size_t packet = r.grants.size();  // the next packet, if there is one
+  int64_t held = r.remaining() == 0 ? r.packet_of(user) : r.by_user.find_or_insert(user, r.grants, &Grant::user, packet);
+  if (held >= 0) return {GrabOutcome::Already, size_t(held), r.amounts[size_t(held)]};
   if (r.remaining() == 0) return {GrabOutcome::Empty};
-  size_t packet = r.grants.size();
   r.grants.push_back({user, r.amounts[packet], now_ms});
-  r.by_user.insert(user, packet);
   return {GrabOutcome::Granted, packet, r.amounts[packet]};
 }
 
@@ -381,8 +426,8 @@ struct VoteResult {
 // One voter's vote for option `option` (a valid index): counted, or refused
 // because this voter has voted in this poll already.
 inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option) {
-  if (int64_t before = p.vote_of(voter); before >= 0) return {VoteOutcome::Already, size_t(before)};
-  p.by_voter.insert(voter, p.ballots.size());
+  if (int64_t row = p.by_voter.find_or_insert(voter, p.ballots, &Ballot::voter, p.ballots.size()); row >= 0)
+    return {VoteOutcome::Already, p.ballots[size_t(row)].option};
   p.ballots.push_back({voter, option});
   p.counts[option]++;
   return {VoteOutcome::Counted, option};

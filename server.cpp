@@ -1424,6 +1424,9 @@ static void setup_fd_table() {
 // round the flags describe. Any failure is a message and exit 1 (or 2 for a
 // round the flags cannot describe): never a silent fresh start.
 static void setup_store() {
+  uint64_t key[2];  // before anything is loaded into a NameIndex
+  if (getrandom(key, sizeof key, 0) != sizeof key) die("getrandom");
+  NameIndex::set_key(key[0], key[1]);
   if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb)) {
     fprintf(stderr, "sse-server: cannot use database %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
     exit(1);

@@ -310,11 +310,8 @@ class Store {
       std::string user(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
       // Packets go out in order, each to a different user, for its amount.
       ok = idx == r.grants.size() && idx < r.amounts.size() && sqlite3_column_int64(s, 2) == r.amounts[idx] &&
-           r.packet_of(user) < 0;
-      if (ok) {
-        r.by_user.insert(user, idx);
-        r.grants.push_back({std::move(user), r.amounts[idx], sqlite3_column_int64(s, 3)});
-      }
+           r.by_user.find_or_insert(user, r.grants, &Grant::user, idx) < 0;
+      if (ok) r.grants.push_back({std::move(user), r.amounts[idx], sqlite3_column_int64(s, 3)});
     }
     sqlite3_finalize(s);
     if (!ok || rc != SQLITE_DONE) return inconsistent(r.id, "its grants are out of order, duplicated or do not match its packets");
