@@ -176,12 +176,9 @@ class NameIndex {
   template <class Row>
   int64_t find(std::string_view name, const std::vector<Row>& rows, std::string Row::*key) const {
     if (slots_.empty()) return -1;
-    uint64_t tag = hash(name);
-    for (size_t i = tag & mask(); slots_[i]; i = (i + 1) & mask()) {
-      size_t row = size_t(uint32_t(slots_[i])) - 1;
-      if (slots_[i] >> 32 == tag && rows[row].*key == name) return int64_t(row);
-    }
-    return -1;
+    int64_t row;
+    probe(hash(name), name, rows, key, &row);
+    return row;
   }
   // The row of `name` if it is in the index; if not, records it at `row`
   // (< 2^32 - 1) and returns -1. One hash for both, where find then insert
@@ -190,11 +187,9 @@ class NameIndex {
   int64_t find_or_insert(std::string_view name, const std::vector<Row>& rows, std::string Row::*key, size_t row) {
     if (2 * (size_ + 1) > slots_.size()) grow();
     uint64_t tag = hash(name);
-    size_t i = tag & mask();
-    for (; slots_[i]; i = (i + 1) & mask()) {
-      size_t held = size_t(uint32_t(slots_[i])) - 1;
-      if (slots_[i] >> 32 == tag && rows[held].*key == name) return int64_t(held);
-    }
+    int64_t held;
+    size_t i = probe(tag, name, rows, key, &held);
+    if (held >= 0) return held;
     slots_[i] = tag << 32 | (row + 1);
     size_++;
     return -1;
@@ -220,6 +215,22 @@ class NameIndex {
  private:
   static uint64_t hash(std::string_view name) { return siphash24(name, key_[0], key_[1]) >> 32; }
   size_t mask() const { return slots_.size() - 1; }
+  // Walks the run of slots from the name's home: stops at the name (its
+  // row in *row) or at the empty slot that ends the run (*row = -1), and
+  // returns where it stopped. The table must not be empty.
+  template <class Row>
+  size_t probe(uint64_t tag, std::string_view name, const std::vector<Row>& rows, std::string Row::*key, int64_t* row) const {
+    size_t i = tag & mask();
+    for (; slots_[i]; i = (i + 1) & mask()) {
+      size_t held = size_t(uint32_t(slots_[i])) - 1;
+      if (slots_[i] >> 32 == tag && rows[held].*key == name) {
+        *row = int64_t(held);
+        return i;
+      }
+    }
+    *row = -1;
+    return i;
+  }
   void place(uint64_t slot) {
     size_t i = (slot >> 32) & mask();
     while (slots_[i]) i = (i + 1) & mask();
@@ -307,6 +318,8 @@ struct GrabResult {
 // One user's grab: the next packet, the packet they already hold, or Empty.
 inline GrabResult round_grab(Round& r, const std::string& user, int64_t now_ms) {
   size_t packet = r.grants.size();  // the next packet, if there is one
+  // An empty round only looks the user up; otherwise the lookup also
+  // records them as the holder of `packet`, in one pass over the index.
   int64_t held = r.remaining() == 0 ? r.packet_of(user) : r.by_user.find_or_insert(user, r.grants, &Grant::user, packet);
   if (held >= 0) return {GrabOutcome::Already, size_t(held), r.amounts[size_t(held)]};
   if (r.remaining() == 0) return {GrabOutcome::Empty};

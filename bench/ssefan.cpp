@@ -6,9 +6,10 @@
 // times: sends the trigger request (--trigger-path, --trigger-body, a form
 // POST on a connection of its own, e.g. a vote), notes the time, and reads
 // every subscriber until each has received an event whose data contains
-// --match; then the trigger's answer, which must be a 2xx. Both the body and the match may contain {k}, the change's number
-// (1, 2, ...), so a change is recognised by what it says (e.g. the poll's
-// "total":{k}}), never by arrival order. A subscriber's latency for a change
+// --match; then the trigger's answer, which must be a 2xx. Both the body
+// and the match may contain {k}, the change's number (1, 2, ...), so a
+// change is recognised by what it says (e.g. the poll's "total":{k}}),
+// never by arrival order. A subscriber's latency for a change
 // is the time from just before the trigger was written until the event
 // arrived here. Changes are spaced --gap-ms apart (wider than the server's
 // push gap, so each is a change of its own), and each waits at most
