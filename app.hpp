@@ -377,9 +377,11 @@ struct Poll {
   std::vector<Ballot> ballots;                          // in the order they were cast
   NameIndex by_voter;                                   // voter -> their row in ballots
   int64_t total() const { return int64_t(ballots.size()); }
+  // The row of `voter`'s ballot, or -1.
+  int64_t ballot_of(std::string_view voter) const { return by_voter.find(voter, ballots, &Ballot::voter); }
   // The option `voter` voted for, or -1.
   int64_t vote_of(std::string_view voter) const {
-    int64_t row = by_voter.find(voter, ballots, &Ballot::voter);
+    int64_t row = ballot_of(voter);
     return row < 0 ? -1 : int64_t(ballots[size_t(row)].option);
   }
 };
@@ -429,21 +431,26 @@ inline int poll_option(const Poll& p, std::string_view name) {
   return -1;
 }
 
-enum class VoteOutcome { Counted, Already };
+enum class VoteOutcome { Counted, Already, Full };
 
 struct VoteResult {
   VoteOutcome outcome;
-  size_t option;  // the option counted now, or the one voted for before
+  size_t option = 0;  // the option counted now, or the one voted for before
+  size_t row = 0;     // the voter's ballot (Counted or Already)
 };
 
-// One voter's vote for option `option` (a valid index): counted, or refused
-// because this voter has voted in this poll already.
-inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option) {
-  if (int64_t row = p.by_voter.find_or_insert(voter, p.ballots, &Ballot::voter, p.ballots.size()); row >= 0)
-    return {VoteOutcome::Already, p.ballots[size_t(row)].option};
+// One voter's vote for option `option` (a valid index): counted; refused
+// because this voter has voted in this poll already; or refused because the
+// poll has `max_voters` ballots and this is a new voter (Full). Every voter
+// is kept for the poll's life, so the cap is what bounds its memory.
+inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option, size_t max_voters = SIZE_MAX) {
+  size_t next = p.ballots.size();
+  int64_t row = next < max_voters ? p.by_voter.find_or_insert(voter, p.ballots, &Ballot::voter, next) : p.ballot_of(voter);
+  if (row >= 0) return {VoteOutcome::Already, p.ballots[size_t(row)].option, size_t(row)};
+  if (next >= max_voters) return {VoteOutcome::Full};
   p.ballots.push_back({voter, option});
   p.counts[option]++;
-  return {VoteOutcome::Counted, option};
+  return {VoteOutcome::Counted, option, next};
 }
 
 // Takes back the poll's last vote (one its commit failed to store).

@@ -109,6 +109,7 @@ struct Config {
   int64_t redpacket_total_cents = 10000;
   int64_t redpacket_count = 100;
   int64_t vote_interval_ms = 5000;
+  size_t max_voters = 1'000'000;  // per poll; each costs memory for the poll's life (see the limits)
   int64_t schedule_interval_ms = 5000;
   std::string poll_question = "Which live demo should we build next?";
   std::string poll_options = "Stock ticker,Chat room,Live scores,Auction";
@@ -125,6 +126,7 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
+  bool parked = false;            // its request waits for the turn's commit: it is handled again next turn
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
   std::string out;                // bytes to send are out[out_off..]
@@ -188,8 +190,20 @@ struct App {
 // becomes a 503 — a client is never told of something that was not stored.
 struct Provisional {
   int fd;
-  size_t out_at;              // where the reply begins in the connection's output
-  std::function<void()> undo;  // empty for a reply that changed nothing itself
+  size_t begin, end;           // the reply's bytes in the connection's output
+  bool keep_alive, http10;     // how the 503 that may replace it must end
+  std::function<void()> undo;  // empty when the database's rollback is undo enough
+};
+
+// What the database held after the last commit. An answer that would read
+// past it (a grant or a vote this turn made, a round or poll this turn
+// started) is not built now: the request waits for the commit (see
+// park_until_commit), so that no answer reports what may yet be undone.
+struct Stored {
+  int64_t round = 0;  // the round and how many of its grants are stored
+  size_t grants = 0;
+  int64_t poll = 0;   // the poll and how many of its votes are stored
+  size_t ballots = 0;
 };
 
 struct Metrics {
@@ -199,6 +213,7 @@ struct Metrics {
   uint64_t slow_consumers_dropped = 0;
   uint64_t timeouts = 0;
   uint64_t failed_commits = 0;
+  uint64_t requests_parked = 0;
   uint64_t broadcasts = 0;
   double last_broadcast_seconds = 0;
   int showtime_rows_invalid = 0;  // rows the last read of the schedule had to leave off
@@ -224,6 +239,8 @@ struct Server {
   Metrics metrics;
   Store store;
   std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
+  std::vector<int> parked, unparking;    // connections whose request waits for the commit
+  Stored stored;                         // what the last commit left in the database
   Round round;                 // the red-packet round being grabbed
   Poll poll;                   // the poll being voted on
   Rng rng{0};                  // seeded from getrandom() at start
@@ -310,9 +327,23 @@ static std::string random_hex(size_t bytes) {
 }
 
 // Marks the reply the handler is about to append as depending on this turn's
-// commit, with how to undo its change (see Provisional).
-static void expect_commit(int fd, std::function<void()> undo = {}) {
-  srv.provisional.push_back({fd, srv.conns[fd].out.size(), std::move(undo)});
+// commit, with how to undo its change (see Provisional). on_request records
+// where the reply ends.
+static void expect_commit(int fd, const HttpRequest& req, std::function<void()> undo = {}) {
+  size_t at = srv.conns[fd].out.size();
+  srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(undo)});
+}
+
+// The answer to the request being handled would read a change this turn has
+// not committed (see Stored). The handler answers nothing; the connection
+// stops reading, and at the start of the next turn's second half, after this
+// turn's commit (or its undo), the same request is handled again, reading
+// only what is stored. Requests the client sent after it wait their turn, so
+// answers keep their order. Returns nothing, so a handler can `return park_until_commit(fd);`.
+static void park_until_commit(int fd) {
+  srv.conns[fd].parked = true;
+  srv.parked.push_back(fd);
+  srv.metrics.requests_parked++;
 }
 
 // The only place that calls epoll_ctl for a client, and only when the wanted
@@ -321,7 +352,7 @@ static void expect_commit(int fd, std::function<void()> undo = {}) {
 static void conn_set_interest(int fd) {
   Conn& c = srv.conns[fd];
   uint32_t want = 0;
-  if (!c.reading_paused && !c.close_after_write) want |= EPOLLIN;
+  if (!c.reading_paused && !c.parked && !c.close_after_write) want |= EPOLLIN;
   if (pending(c) > 0) want |= EPOLLOUT;
   if (want == c.events) return;
   epoll_event ev{};
@@ -391,7 +422,7 @@ static void conn_open(int fd) {
   Conn& c = srv.conns[fd];
   c.state = ConnState::Http;
   c.over_capacity = ++srv.conns_open > srv.cfg.max_conns;
-  c.close_after_write = c.reading_paused = c.in_flush_list = false;
+  c.close_after_write = c.reading_paused = c.in_flush_list = c.parked = false;
   c.http.reset();
   c.out.clear();
   c.out_off = 0;
@@ -470,6 +501,11 @@ static void conn_parse(int fd, const char* data, size_t len) {
       continue;
     }
     on_request(fd, c.http.request());
+    if (c.parked) {  // the request stays in the parser; what came after it waits in the stash
+      c.stash.assign(data + off, len - off);
+      conn_set_interest(fd);
+      return;
+    }
     c.http.next();
     completed = true;
   }
@@ -484,7 +520,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
 // Parses what a paused connection left stashed, now that its output drained.
 static void on_resume(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.state != ConnState::Http) return;
+  if (c.state != ConnState::Http || c.parked) return;
   std::string input;
   input.swap(c.stash);
   conn_parse(fd, input.data(), input.size());
@@ -494,7 +530,7 @@ static void on_resume(int fd) {
 // The socket is readable (or hung up, or in error: read() tells which).
 static void on_readable(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.reading_paused) return;
+  if (c.reading_paused || c.parked) return;
   if (!c.stash.empty()) return on_resume(fd);  // older bytes first; the socket keeps the newer ones
   ssize_t n = read(fd, srv.read_buf, sizeof srv.read_buf);
   if (n > 0) {
@@ -536,9 +572,27 @@ static void on_request(int fd, const HttpRequest& req) {
   }
   auto entry = std::find_if(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == req.method; });
   if (entry == route.entries.end()) return respond_error(fd, 405, "method not allowed here", "Allow: " + route.allow + "\r\n");
+  size_t changes = srv.provisional.size();
   entry->handler(fd, req, entry->arg);
+  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
+  if (c.parked) return;  // not answered yet
   // A stream ends when the connection does, whatever the request asked for.
   if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
+}
+
+// Handles a parked request again, now that the commit it waited for is
+// done, then whatever its client sent after it.
+static void on_unpark(int fd) {
+  Conn& c = srv.conns[fd];
+  c.parked = false;
+  if (c.state != ConnState::Http) return;  // closed while it waited
+  on_request(fd, c.http.request());
+  if (c.parked) return;  // waits one more turn (it reads a change made this turn)
+  c.http.next();
+  if (c.close_after_write) return conn_set_interest(fd);
+  timer_start(fd, IDLE_TIMER);
+  conn_set_interest(fd);
+  on_resume(fd);
 }
 
 // ---- Respond ------------------------------------------------------------------------
@@ -706,18 +760,31 @@ static bool form_int(int fd, const HttpRequest& req, std::string_view key, int64
   return false;
 }
 
+// True when the current round, or the grant of `packet` in it (-1: none),
+// is not in the database yet: an answer that reads it must wait (see Stored).
+static bool round_unstored(int64_t packet) {
+  return srv.round.id != srv.stored.round || (packet >= 0 && size_t(packet) >= srv.stored.grants);
+}
+
+// The same for the current poll and the ballot in row `row` (-1: none).
+static bool poll_unstored(int64_t row) {
+  return srv.poll.id != srv.stored.poll || (row >= 0 && size_t(row) >= srv.stored.ballots);
+}
+
 static void on_grab(int fd, const HttpRequest& req, int) {
   std::string user;
   if (!request_user(fd, req, "user", &user)) return;
   Round& r = srv.round;
   GrabResult g = round_grab(r, user, srv.wall_ms);
+  // "Already" and "all taken" change nothing, so they have no commit to wait
+  // for of their own; but what they report (the packet held, what remains)
+  // must be stored before they say it.
+  if (g.outcome != GrabOutcome::Granted && round_unstored(int64_t(r.grants.size()) - 1)) return park_until_commit(fd);
   if (g.outcome == GrabOutcome::Empty) return respond_json_error(fd, req, 410, "all red packets have been taken");
   if (g.outcome == GrabOutcome::Granted) {
     srv.store.insert_grant(r.id, g.packet, r.grants[g.packet]);  // written by this turn's commit
     srv.apps[REDPACKET_APP].stream.dirty = true;
-    expect_commit(fd, [] { round_undo_last_grant(srv.round); });  // undone in reverse order: this grant is the last
-  } else if (srv.store.uncommitted()) {
-    expect_commit(fd);  // "already" may name a grant this very turn made
+    expect_commit(fd, req, [] { round_undo_last_grant(srv.round); });  // undone in reverse order: this grant is the last
   }
   static std::string j;  // reused: its capacity outlives the request
   j.clear();
@@ -741,9 +808,10 @@ static void on_redpacket_me(int fd, const HttpRequest& req, int) {
   std::string user(http_cookie(req.fields[COOKIE], "uid"));
   if (!valid_user(user)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
   const Round& r = srv.round;
+  int64_t packet = r.packet_of(user);
+  if (round_unstored(packet)) return park_until_commit(fd);
   std::string j = "{\"ok\":true,\"round\":" + std::to_string(r.id) + ",\"user\":";
   json_string(j, display_name(user));
-  int64_t packet = r.packet_of(user);
   if (packet < 0) return respond_json(fd, req, 200, j + ",\"grabbed\":false}");
   int64_t cents = r.amounts[size_t(packet)];
   respond_json(fd, req, 200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(packet) + ",\"amount_cents\":" +
@@ -764,7 +832,6 @@ static std::shared_ptr<Round> start_round(int64_t total_cents, int64_t count) {
 // The answer when the database will not take a write (disk full, locked):
 // nothing changed, and the server goes on serving.
 static void respond_store_unavailable(int fd, const HttpRequest& req) {
-  srv.metrics.failed_commits++;
   log_line("store: write refused: %s", srv.store.error().c_str());
   respond_json_error(fd, req, 503, "the database cannot take writes right now; nothing was changed", "Retry-After: 1\r\n");
 }
@@ -777,7 +844,7 @@ static void on_new_round(int fd, const HttpRequest& req, int) {
   if (auto why = round_refusal(total, count)) return respond_json_error(fd, req, 400, *why);
   std::shared_ptr<Round> previous = start_round(total, count);
   if (!previous) return respond_store_unavailable(fd, req);
-  expect_commit(fd, [previous] { srv.round = std::move(*previous); });
+  expect_commit(fd, req, [previous] { srv.round = std::move(*previous); });
   log_line("redpacket: round %lld started: %lld cents in %lld packets", (long long)srv.round.id, (long long)total,
            (long long)count);
   respond_json(fd, req, 200, "{\"ok\":true,\"round\":" + std::to_string(srv.round.id) + ",\"total_cents\":" +
@@ -815,12 +882,13 @@ static void on_vote(int fd, const HttpRequest& req, int) {
   if (!request_user(fd, req, "voter", &voter)) return;
   FormLookup found = form_field(fd, req, "option", &option);
   if (found == FormLookup::Malformed) return;
-  Poll& p = srv.poll;
   // A page sends the poll it shows: a vote for a poll an admin has just
   // replaced must not land in the new one under a matching option name.
   std::string shown;
   FormLookup has_poll = form_field(fd, req, "poll", &shown);
   if (has_poll == FormLookup::Malformed) return;
+  Poll& p = srv.poll;
+  if (poll_unstored(-1)) return park_until_commit(fd);  // a poll started this turn: nothing said of it yet
   if (has_poll == FormLookup::Found && shown != std::to_string(p.id))
     return respond_json_error(fd, req, 410, "that poll is over; vote in poll " + std::to_string(p.id));
   int index = poll_option(p, option);
@@ -830,14 +898,16 @@ static void on_vote(int fd, const HttpRequest& req, int) {
     std::string what = found == FormLookup::Absent ? "send an 'option' field" : "no option '" + option + "'";
     return respond_json_error(fd, req, 400, what + "; the options are " + valid);
   }
-  VoteResult v = poll_vote(p, voter, size_t(index));
-  if (v.outcome == VoteOutcome::Already) {
-    if (srv.store.uncommitted()) expect_commit(fd);  // the first vote may be this very turn's
-    return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
-  }
-  srv.store.insert_vote(p.id, p.total() - 1, voter, v.option, srv.wall_ms);  // written by this turn's commit
+  VoteResult v = poll_vote(p, voter, size_t(index), srv.cfg.max_voters);
+  // A refusal changes nothing, but the tallies it reports must be stored first.
+  if (v.outcome != VoteOutcome::Counted && poll_unstored(p.total() - 1)) return park_until_commit(fd);
+  if (v.outcome == VoteOutcome::Full)
+    return respond_json_error(fd, req, 503, "this poll has reached its limit of " + std::to_string(srv.cfg.max_voters) +
+                                                " voters (--max-voters); a new poll starts counting again");
+  if (v.outcome == VoteOutcome::Already) return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
+  srv.store.insert_vote(p.id, int64_t(v.row), voter, v.option, srv.wall_ms);  // written by this turn's commit
   srv.apps[POLL_APP].stream.dirty = true;
-  expect_commit(fd, [] { poll_undo_last_vote(srv.poll); });  // undone in reverse order: this vote is the last
+  expect_commit(fd, req, [] { poll_undo_last_vote(srv.poll); });  // undone in reverse order: this vote is the last
   respond_json(fd, req, 200, vote_answer(true, {}, v.option));
 }
 
@@ -846,11 +916,12 @@ static void on_vote(int fd, const HttpRequest& req, int) {
 static void on_vote_me(int fd, const HttpRequest& req, int) {
   std::string voter(http_cookie(req.fields[COOKIE], "uid"));
   if (!valid_user(voter)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
+  int64_t row = srv.poll.ballot_of(voter);
+  if (poll_unstored(row)) return park_until_commit(fd);
   std::string j = "{\"ok\":true,\"poll\":" + std::to_string(srv.poll.id);
-  int64_t option = srv.poll.vote_of(voter);
-  if (option < 0) return respond_json(fd, req, 200, j + ",\"voted\":false}");
+  if (row < 0) return respond_json(fd, req, 200, j + ",\"voted\":false}");
   j += ",\"voted\":true,\"voted_for\":";
-  json_string(j, srv.poll.options[size_t(option)]);
+  json_string(j, srv.poll.options[srv.poll.ballots[size_t(row)].option]);
   respond_json(fd, req, 200, j + "}");
 }
 
@@ -874,7 +945,7 @@ static void on_new_poll(int fd, const HttpRequest& req, int) {
   if (auto why = poll_refusal(question, list)) return respond_json_error(fd, req, 400, *why);
   std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list));
   if (!previous) return respond_store_unavailable(fd, req);
-  expect_commit(fd, [previous] { srv.poll = std::move(*previous); });
+  expect_commit(fd, req, [previous] { srv.poll = std::move(*previous); });
   log_line("poll: poll %lld started with %zu options", (long long)srv.poll.id, srv.poll.options.size());
   respond_json(fd, req, 200, "{\"ok\":true," + poll_json(srv.poll).substr(1));
 }
@@ -895,6 +966,7 @@ static std::string render_cinema(int64_t wall_ms) {
 }
 
 static void on_showtimes_list(int fd, const HttpRequest& req, int) {
+  if (srv.store.in_transaction()) return park_until_commit(fd);  // a read now would see this turn's changes
   std::vector<Showtime> rows;
   int invalid = 0;
   if (!srv.store.load_showtimes(&rows, &invalid)) return respond_json_error(fd, req, 503, "the schedule cannot be read right now");
@@ -916,7 +988,7 @@ static void on_showtime_add(int fd, const HttpRequest& req, int) {
   st.seats_left = st.seats_total;
   st.starts_ms = *parse_iso8601(starts_at);
   if (!srv.store.insert_showtime(st, &st.id)) return respond_store_unavailable(fd, req);
-  expect_commit(fd);
+  expect_commit(fd, req);
   srv.apps[CINEMA_APP].stream.dirty = true;
   std::string j = "{\"ok\":true,\"showtime\":";
   showtime_json(j, st);
@@ -931,7 +1003,7 @@ static void on_showtime_delete(int fd, const HttpRequest& req, int) {
   bool found = false;
   if (numeric && !srv.store.delete_showtime(std::stoll(std::string(id)), &found)) return respond_store_unavailable(fd, req);
   if (!found) return respond_json_error(fd, req, 404, "no showtime '" + std::string(id) + "'");
-  expect_commit(fd);
+  expect_commit(fd, req);
   srv.apps[CINEMA_APP].stream.dirty = true;
   respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::string(id) + "}");
 }
@@ -1065,30 +1137,47 @@ static std::string render_clock(int64_t wall_ms) {
   return json;
 }
 
+// Rebuilds one connection's output after a failed commit: each reply in
+// `changes` (this connection's, in order) becomes a 503; every other reply
+// stands, so a pipelining client still gets one answer per request, in order.
+static void replace_with_503(int fd, const Provisional* changes, size_t count) {
+  Conn& c = srv.conns[fd];
+  std::string out;
+  size_t at = c.out_off;  // nothing of this turn's replies has been sent
+  for (size_t i = 0; i < count; i++) {
+    const Provisional& p = changes[i];
+    out.append(c.out, at, p.begin - at);
+    http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json",
+                 "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n",
+                 "Retry-After: 1\r\n");
+    srv.metrics.requests_by_status[503]++;
+    at = p.end;
+  }
+  out.append(c.out, at);
+  c.out.swap(out);
+  c.out_off = 0;
+}
+
 // Commits everything this turn wrote, before any of its replies leaves. If
-// the database refuses (disk full, locked past the busy timeout), every
-// change of the turn is undone, newest first, and on each connection that
-// was told of one, that reply and whatever followed it are replaced by a
-// 503 and the connection is closed after it: no client leaves believing in
-// a change that was not stored, and the server keeps serving.
+// the database refuses (disk full, over --db-max-mb, locked by another
+// process), every change of the turn is undone, newest first, and each
+// reply that reported one becomes a 503: no client leaves believing in a
+// change that was not stored, and the server keeps serving. Either way,
+// srv.stored then says what the database holds.
 static void turn_commit() {
-  if (!srv.store.commit()) {
+  if (srv.store.commit()) {
+    srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
+  } else {
     srv.metrics.failed_commits++;
     log_line("store: commit failed: %s; undoing %zu changes", srv.store.error().c_str(), srv.provisional.size());
     for (auto it = srv.provisional.rbegin(); it != srv.provisional.rend(); ++it)
       if (it->undo) it->undo();
-    std::vector<int> answered;
-    for (const Provisional& p : srv.provisional) {
-      Conn& c = srv.conns[p.fd];
-      if (c.state == ConnState::Free || std::find(answered.begin(), answered.end(), p.fd) != answered.end()) continue;
-      answered.push_back(p.fd);
-      c.out.resize(std::max(p.out_at, c.out_off));
-      http_respond(c.out, 503, date_line(), false, false, "application/json",
-                   "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n",
-                   "Retry-After: 1\r\n");
-      srv.metrics.requests_by_status[503]++;
-      c.close_after_write = true;
-      flush_later(p.fd);
+    // Each connection's replies, together and in order: one rebuild per connection.
+    std::stable_sort(srv.provisional.begin(), srv.provisional.end(), [](const Provisional& a, const Provisional& b) { return a.fd < b.fd; });
+    for (size_t i = 0, j; i < srv.provisional.size(); i = j) {
+      for (j = i + 1; j < srv.provisional.size() && srv.provisional[j].fd == srv.provisional[i].fd; j++) {
+      }
+      if (srv.conns[srv.provisional[i].fd].state == ConnState::Http) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i);
     }
   }
   srv.provisional.clear();
@@ -1178,7 +1267,7 @@ static void on_signal() {
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
-    if (pending(c) == 0) {
+    if (pending(c) == 0 && !c.parked) {  // a parked request is answered next turn, then closed
       conn_close_later(int(fd));
     } else {
       c.close_after_write = true;
@@ -1233,9 +1322,12 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   m += "# HELP sse_store_rows_written_total Rows written to the database (grants, votes, showtimes).\n";
   m += "# TYPE sse_store_rows_written_total counter\n";
   add("sse_store_rows_written_total %" PRIu64 "\n", srv.store.rows_written);
-  m += "# HELP sse_store_failed_writes_total Writes the database refused; their changes were undone and answered 503.\n";
+  m += "# HELP sse_store_failed_writes_total Turns whose writes the database refused; their changes were undone and answered 503.\n";
   m += "# TYPE sse_store_failed_writes_total counter\n";
   add("sse_store_failed_writes_total %" PRIu64 "\n", srv.metrics.failed_commits);
+  m += "# HELP sse_requests_parked_total Requests that waited for a commit because their answer read a change not yet stored.\n";
+  m += "# TYPE sse_requests_parked_total counter\n";
+  add("sse_requests_parked_total %" PRIu64 "\n", srv.metrics.requests_parked);
   m += "# HELP sse_store_checkpoints_total WAL checkpoints done by the helper thread.\n";
   m += "# TYPE sse_store_checkpoints_total counter\n";
   add("sse_store_checkpoints_total %" PRIu64 "\n", srv.store.checkpoints());
@@ -1266,10 +1358,14 @@ static void on_event(const epoll_event& ev) {
   if (ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flush_later(fd);
 }
 
-// The second half of a turn, after the events: parse what paused
-// connections stashed, expire timeouts, commit, write the answers, push the
-// streams that are due, close what was marked.
+// The second half of a turn, after the events: handle again the requests
+// parked until the last commit, parse what paused connections stashed,
+// expire timeouts, commit, write the answers, push the streams that are
+// due, close what was marked.
 static void turn_finish() {
+  srv.unparking.swap(srv.parked);  // parked in an earlier turn: their commit is done
+  for (int fd : srv.unparking) on_unpark(fd);
+  srv.unparking.clear();
   for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
   srv.resume_list.clear();
   timers_expire();
@@ -1289,8 +1385,9 @@ static void run() {
   static epoll_event events[EPOLL_BATCH];
   for (;;) {
     timer_arm();
-    // Connections with stashed input have work even if no socket is ready.
-    int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, srv.resume_list.empty() ? -1 : 0);
+    // Connections with stashed input or a parked request have work even if no socket is ready.
+    bool waiting = !srv.resume_list.empty() || !srv.parked.empty();
+    int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, waiting ? 0 : -1);
     if (n < 0 && errno != EINTR) die("epoll_wait");
     srv.now_ms = clock_ms(CLOCK_MONOTONIC);
     srv.wall_ms = clock_ms(CLOCK_REALTIME);
@@ -1474,6 +1571,8 @@ static void setup_store() {
     fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
     exit(1);
   }
+  srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
+  srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
   srv.admin_token = srv.cfg.admin_token;
   if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");
 }
@@ -1539,7 +1638,7 @@ static void setup_loop() {
 
 // ---- Flags -------------------------------------------------------------------------------
 
-enum class FlagKind { Int, Int64, Bytes, Seconds, Millis, Text, Switch };
+enum class FlagKind { Int, Int64, Size, Seconds, Millis, Text, Switch };
 
 struct Flag {
   const char* name;
@@ -1556,10 +1655,10 @@ static const Flag FLAGS[] = {
     {"--max-conns", FlagKind::Int, &srv.cfg.max_conns, 0, FD_CEILING, "connections served before 503 (0: the fd limit - 64)"},
     {"--header-timeout", FlagKind::Seconds, &srv.cfg.header_timeout_ms, 0.001, 86400, "seconds for a request to arrive whole"},
     {"--idle-timeout", FlagKind::Seconds, &srv.cfg.idle_timeout_ms, 0.001, 86400, "seconds a keep-alive connection may idle"},
-    {"--max-header-bytes", FlagKind::Bytes, &srv.cfg.limits.max_head_bytes, 256, 1 << 20, "request line + headers limit (431)"},
-    {"--max-url-bytes", FlagKind::Bytes, &srv.cfg.limits.max_url_bytes, 16, 1 << 20, "URL limit (414)"},
-    {"--max-body-bytes", FlagKind::Bytes, &srv.cfg.limits.max_body_bytes, 0, 64 << 20, "request body limit (413)"},
-    {"--sse-max-pending", FlagKind::Bytes, &srv.cfg.sse_max_pending, 64, 1 << 30, "bytes queued for one subscriber before it is dropped"},
+    {"--max-header-bytes", FlagKind::Size, &srv.cfg.limits.max_head_bytes, 256, 1 << 20, "request line + headers limit (431)"},
+    {"--max-url-bytes", FlagKind::Size, &srv.cfg.limits.max_url_bytes, 16, 1 << 20, "URL limit (414)"},
+    {"--max-body-bytes", FlagKind::Size, &srv.cfg.limits.max_body_bytes, 0, 64 << 20, "request body limit (413)"},
+    {"--sse-max-pending", FlagKind::Size, &srv.cfg.sse_max_pending, 64, 1 << 30, "bytes queued for one subscriber before it is dropped"},
     {"--clock-interval", FlagKind::Seconds, &srv.cfg.clock_interval_ms, 0.001, 86400, "seconds between clock events on /sse"},
     {"--push-gap-ms", FlagKind::Millis, &srv.cfg.push_gap_ms, 0, 60000, "least ms between two change pushes of a stream"},
     {"--cors-origin", FlagKind::Text, &srv.cfg.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
@@ -1571,6 +1670,7 @@ static const Flag FLAGS[] = {
     {"--redpacket-total", FlagKind::Int64, &srv.cfg.redpacket_total_cents, 1, 1e11, "cents in the round made on first start"},
     {"--redpacket-count", FlagKind::Int64, &srv.cfg.redpacket_count, 1, 1e6, "packets in the round made on first start"},
     {"--vote-interval", FlagKind::Seconds, &srv.cfg.vote_interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
+    {"--max-voters", FlagKind::Size, &srv.cfg.max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},
     {"--poll-question", FlagKind::Text, &srv.cfg.poll_question, 0, 0, "question of the poll made on first start"},
     {"--poll-options", FlagKind::Text, &srv.cfg.poll_options, 0, 0, "its options, comma-separated"},
     {"--schedule-interval", FlagKind::Seconds, &srv.cfg.schedule_interval_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"},
@@ -1580,7 +1680,7 @@ static std::string flag_value(const Flag& f) {
   char buf[64];
   switch (f.kind) {
     case FlagKind::Int: return std::to_string(*static_cast<int*>(f.target));
-    case FlagKind::Bytes: return std::to_string(*static_cast<size_t*>(f.target));
+    case FlagKind::Size: return std::to_string(*static_cast<size_t*>(f.target));
     case FlagKind::Int64:
     case FlagKind::Millis: return std::to_string(*static_cast<int64_t*>(f.target));
     case FlagKind::Seconds: snprintf(buf, sizeof buf, "%g", double(*static_cast<int64_t*>(f.target)) / 1000); return buf;
@@ -1622,7 +1722,7 @@ static void flag_set(const Flag& f, const char* text) {
   }
   switch (f.kind) {
     case FlagKind::Int: *static_cast<int*>(f.target) = int(v); break;
-    case FlagKind::Bytes: *static_cast<size_t*>(f.target) = size_t(v); break;
+    case FlagKind::Size: *static_cast<size_t*>(f.target) = size_t(v); break;
     case FlagKind::Int64:
     case FlagKind::Millis: *static_cast<int64_t*>(f.target) = int64_t(v); break;
     case FlagKind::Seconds: *static_cast<int64_t*>(f.target) = std::max<int64_t>(1, std::llround(v * 1000)); break;

@@ -203,10 +203,9 @@ class Store {
     if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
         SQLITE_OK)
       return fail("cannot open");
-    // Another process (the sqlite3 tool) may hold the lock for a moment; the
-    // loop waits at most this long for it, once per turn that writes, then
-    // answers 503. Longer would stall every connection while someone holds it.
-    sqlite3_busy_timeout(db_, BUSY_TIMEOUT_MS);
+    // Another process (the sqlite3 tool) may hold the lock for a moment.
+    // Start-up may wait for it; the loop will not (see lock_wait_ms).
+    sqlite3_busy_timeout(db_, START_LOCK_WAIT_MS);
     bool memory = path == ":memory:";
     bool ok = exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
               exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && read_version() && exec(SCHEMA) &&
@@ -242,30 +241,52 @@ class Store {
   }
 
   const std::string& error() const { return error_; }
-  // True when this turn has written something not yet committed.
-  bool uncommitted() const { return in_txn_ || pending_rows_ > 0; }
   uint64_t commits = 0;       // transactions committed: at most one per loop turn
   uint64_t rows_written = 0;  // grants, votes, showtimes written
   uint64_t checkpoints() const { return checkpointer_.checkpoints; }
 
   // ---- The turn's transaction -----------------------------------------------
+  //
+  // A turn's writes commit together or not at all. The first write that
+  // fails (a full disk, the size cap, a lock held elsewhere, an I/O error)
+  // fails the whole turn: SQLite may already have rolled the transaction
+  // back by itself (it does on SQLITE_FULL, IOERR and NOMEM), and any
+  // statement run after that would be committed on its own, outside every
+  // transaction. So the transaction is rolled back at once, every later
+  // write of the turn is refused without touching the file, and commit()
+  // says false; the server then undoes the turn's changes in memory.
 
   // Commits what this turn wrote; a turn that wrote nothing costs nothing.
+  // False when any write of the turn failed (error() says why): nothing of
+  // the turn is stored. Either way the next turn starts clean.
   bool commit() {
-    bool ok = true;
-    if (pending_rows_ > 0) {
-      ok = begin() && grants_.flush(db_, &error_) && votes_.flush(db_, &error_);
-      grants_.clear();  // what a failed write left behind is dropped with its transaction
-      votes_.clear();
-      pending_rows_ = 0;
+    if (pending_rows_ > 0 && !turn_failed_ && !(begin() && grants_.flush(db_, &error_) && votes_.flush(db_, &error_)))
+      fail_turn();
+    grants_.clear();
+    votes_.clear();
+    pending_rows_ = 0;
+    if (turn_failed_) {
+      turn_failed_ = false;
+      return false;
     }
-    if (!in_txn_) return ok;
+    if (!in_txn_) return true;
     in_txn_ = false;
-    commits++;
-    if (ok && step(commit_)) return true;
-    step(rollback_);
+    if (step(commit_)) {
+      commits++;
+      return true;
+    }
+    if (!sqlite3_get_autocommit(db_)) step(rollback_);  // a COMMIT that failed may leave the transaction open
     return false;
   }
+
+  // True while statements of this turn have run and are not committed: a
+  // read of the database now would see them.
+  bool in_transaction() const { return in_txn_; }
+
+  // How long a statement may wait for a lock another process holds. The
+  // loop sets 0: it must never sleep on someone else's lock (a write that
+  // finds the database locked fails its turn, answered 503 at once).
+  void lock_wait_ms(int ms) { sqlite3_busy_timeout(db_, ms); }
 
   // ---- Red packets -----------------------------------------------------------
   //
@@ -330,7 +351,7 @@ class Store {
     sqlite3_bind_int64(insert_round_, 3, r.count());
     sqlite3_bind_blob64(insert_round_, 4, blob.data(), blob.size(), SQLITE_STATIC);
     sqlite3_bind_int64(insert_round_, 5, now_ms);
-    return step(insert_round_);
+    return write(insert_round_);
   }
 
   // Packet `packet` of round `round_id` now belongs to g.user. The row is
@@ -399,7 +420,7 @@ class Store {
     sqlite3_bind_text(insert_poll_, 2, p.question.data(), int(p.question.size()), SQLITE_STATIC);
     sqlite3_bind_text(insert_poll_, 3, options.data(), int(options.size()), SQLITE_STATIC);
     sqlite3_bind_int64(insert_poll_, 4, now_ms);
-    return step(insert_poll_);
+    return write(insert_poll_);
   }
 
   // Vote number `seq` (0, 1, 2... within the poll), written by this turn's commit.
@@ -458,7 +479,7 @@ class Store {
     sqlite3_bind_text(insert_showtime_, 3, starts.data(), int(starts.size()), SQLITE_STATIC);
     sqlite3_bind_int64(insert_showtime_, 4, st.seats_total);
     sqlite3_bind_int64(insert_showtime_, 5, st.seats_left);
-    if (!step(insert_showtime_)) return false;
+    if (!write(insert_showtime_)) return false;
     *id = sqlite3_last_insert_rowid(db_);
     rows_written++;
     return true;
@@ -468,7 +489,7 @@ class Store {
   bool delete_showtime(int64_t id, bool* found) {
     if (!begin()) return false;
     sqlite3_bind_int64(delete_showtime_, 1, id);
-    if (!step(delete_showtime_)) return false;
+    if (!write(delete_showtime_)) return false;
     *found = sqlite3_changes(db_) > 0;
     rows_written += *found;
     return true;
@@ -550,10 +571,27 @@ class Store {
     sqlite3_reset(s);
     return rc == SQLITE_DONE || fail("writing");
   }
-  // Opens the turn's transaction on its first write.
+  // Opens the turn's transaction on its first write; false once the turn has failed.
   bool begin() {
-    if (!in_txn_) in_txn_ = step(begin_);
-    return in_txn_;
+    if (turn_failed_) return false;
+    if (!in_txn_ && !(in_txn_ = step(begin_))) return fail_turn();
+    return true;
+  }
+  // Runs one write statement of the turn; a failure fails the turn.
+  bool write(sqlite3_stmt* s) {
+    if (!begin()) return false;
+    return step(s) || fail_turn();
+  }
+  // Ends the turn's transaction without committing anything. SQLite may
+  // have ended it already (asking sqlite3_get_autocommit is how to know);
+  // the rest of the turn's writes will be refused. Returns false.
+  bool fail_turn() {
+    std::string why = error_;  // a ROLLBACK must not overwrite the first error
+    if (!sqlite3_get_autocommit(db_)) step(rollback_);
+    error_ = why;
+    in_txn_ = false;
+    turn_failed_ = true;
+    return false;
   }
   bool inconsistent(int64_t round, const char* why) {
     error_ = "round " + std::to_string(round) + " in the database is inconsistent: " + why;
@@ -579,12 +617,13 @@ class Store {
   sqlite3_stmt* delete_showtime_ = nullptr;
   sqlite3_stmt* select_showtimes_ = nullptr;
   int version_before_ = 0;  // the schema version the file had when opened
-  static constexpr int BUSY_TIMEOUT_MS = 250;
+  static constexpr int START_LOCK_WAIT_MS = 5000;
   static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
   Checkpointer checkpointer_;
   RowBatch grants_{"grants", "id, user, amount_cents, at", 4};
   RowBatch votes_{"votes", "id, voter, option, at", 4};
   size_t pending_rows_ = 0;  // rows in the batches, written by the next commit
-  bool in_txn_ = false;
+  bool in_txn_ = false;      // BEGIN has run this turn, COMMIT not yet
+  bool turn_failed_ = false; // a write of this turn failed: the rest are refused
   std::string error_;
 };

@@ -334,3 +334,36 @@ inline long long json_int(const std::string& json, const std::string& key) {
   size_t at = json.find("\"" + key + "\":");
   return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + key.size() + 3);
 }
+
+// One SSE event as a client reads it: its id (empty when it had none) and its data.
+struct SseEvent {
+  std::string id, data;
+};
+
+// Reads events from `c` (a stream whose response head was read already, or
+// that is only read for events) until one satisfies `want`, or the
+// deadline. Events read are consumed from c.buf; the one that matched is
+// left in *got. Comment lines (heartbeats) are skipped.
+inline bool sse_next(Client& c, const std::function<bool(const SseEvent&)>& want, int timeout_ms, SseEvent* got = nullptr) {
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    size_t at;
+    while ((at = c.buf.find("\n\n")) != std::string::npos) {
+      std::string block = c.buf.substr(0, at + 1);
+      c.buf.erase(0, at + 2);
+      SseEvent e;
+      bool has_data = false;
+      for (size_t line = 0, eol; (eol = block.find('\n', line)) != std::string::npos; line = eol + 1) {
+        std::string_view l(block.data() + line, eol - line);
+        if (l.starts_with("id: ")) e.id = l.substr(4);
+        if (l.starts_with("data: ")) e.data += std::string(l.substr(6)), has_data = true;
+      }
+      if (!has_data) continue;  // retry, a heartbeat, the response head
+      if (want(e)) {
+        if (got) *got = e;
+        return true;
+      }
+    }
+    if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
+  }
+}

@@ -5,9 +5,11 @@
 #include <poll.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -261,6 +263,125 @@ TEST_CASE("a database locked by another process: writes answer 503 until it is f
   Response after = http_post(srv.port, "/redpacket/grab", "user=during");
   CHECK(after.status == 200);
   CHECK(after.body.find("already") == std::string::npos);  // the refused grab left nothing behind
+}
+
+// A round whose split (8 bytes a packet) cannot fit under --db-max-mb 1:
+// the database refuses it with SQLITE_FULL, in whatever turn it arrives.
+std::string round_too_big() {
+  return post_request("/redpacket/rounds", "total_cents=200000&count=200000", "Authorization: Bearer t0k\r\n");
+}
+
+TEST_CASE("a write the database refuses fails its whole turn: nothing of it stored, nothing of it acknowledged") {
+  TempDir dir;
+  std::string db = dir.file("full.db");
+  std::vector<std::string> args = {"--quiet", "--db", db, "--db-max-mb", "1", "--admin-token", "t0k"};
+  {
+    ServerProcess srv(args);
+    Client c(srv.port);
+    // One write, so one turn: a grab, then a round the database refuses.
+    c.send(post_request("/redpacket/grab", "user=x") + round_too_big());
+    Response grab = c.response(), round = c.response();
+    CHECK(grab.status == 503);
+    CHECK(round.status == 503);
+    CHECK(grab.header("retry-after") == "1");
+    // The refused grab left nothing behind: the packet is free, and later
+    // grabs are stored under the next packet numbers as usual.
+    Response y = http_post(srv.port, "/redpacket/grab", "user=y"), z = http_post(srv.port, "/redpacket/grab", "user=z");
+    CHECK(y.status == 200);
+    CHECK(json_int(y.body, "packet") == 0);
+    CHECK(z.status == 200);
+    CHECK(json_int(z.body, "packet") == 1);
+    CHECK(metric(srv.port, "sse_store_failed_writes_total") == 1);
+  }
+  {
+    Db check(db);
+    CHECK(check.pairs("SELECT user, id & 1048575 FROM grants") == std::map<std::string, long long>{{"y", 0}, {"z", 1}});
+  }
+  ServerProcess again(args);  // and after a restart, x holds nothing
+  CHECK(http_get(again.port, "/redpacket/me", "Cookie: uid=x\r\n").body.find("\"grabbed\":false") != std::string::npos);
+  CHECK(http_get(again.port, "/redpacket/me", "Cookie: uid=y\r\n").body.find("\"packet\":0,") != std::string::npos);
+}
+
+TEST_CASE("an answer that reads this turn's changes waits for the commit and reports what was stored") {
+  ServerProcess srv({"--quiet", "--db-max-mb", "1", "--admin-token", "t0k", "--redpacket-total", "100", "--redpacket-count", "1"});
+  {
+    // The round fails the turn; a's grab of the only packet is undone. b's
+    // "all taken" and a's "what do I hold" would have read that grab: they
+    // wait, and then b gets the packet that is free again, and a is told
+    // the truth. One answer per request, in order, on one connection.
+    Client c(srv.port);
+    c.send(round_too_big() + post_request("/redpacket/grab", "user=a") + post_request("/redpacket/grab", "user=b") +
+           get_request("/redpacket/me", "Cookie: uid=a\r\n"));
+    CHECK(c.response().status == 503);
+    CHECK(c.response().status == 503);
+    Response b = c.response(), me = c.response();
+    CHECK(b.status == 200);
+    CHECK(json_int(b.body, "packet") == 0);
+    CHECK(me.status == 200);
+    CHECK(me.body.find("\"grabbed\":false") != std::string::npos);
+  }
+  {
+    // The same for a vote: the second vote of v would have been "already
+    // voted" against a first vote that is then undone.
+    Client c(srv.port);
+    c.send(round_too_big() + post_request("/vote", "voter=v&option=Auction") + post_request("/vote", "voter=v&option=Auction") +
+           get_request("/vote/me", "Cookie: uid=v\r\n"));
+    CHECK(c.response().status == 503);
+    CHECK(c.response().status == 503);
+    Response again = c.response(), me = c.response();
+    CHECK(again.status == 200);
+    CHECK(json_int(again.body, "total") == 1);
+    CHECK(me.body.find("\"voted\":true,\"voted_for\":\"Auction\"") != std::string::npos);
+  }
+  {
+    // And for the schedule, which is read from the database itself.
+    Client c(srv.port);
+    c.send(post_request("/cinema/showtimes", "movie=Undone&hall=H&starts_at=2099-01-01T10:00:00Z&seats=5", "Authorization: Bearer t0k\r\n") +
+           round_too_big() + get_request("/cinema/showtimes"));
+    CHECK(c.response().status == 503);
+    CHECK(c.response().status == 503);
+    Response list = c.response();
+    CHECK(list.status == 200);
+    CHECK(list.body.find("Undone") == std::string::npos);
+  }
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("Undone") == std::string::npos);
+  CHECK(metric(srv.port, "sse_requests_parked_total") >= 3);
+}
+
+TEST_CASE("a database locked by another process never stalls the loop: reads answer at once while writes get 503") {
+  TempDir dir;
+  std::string db = dir.file("locked.db");
+  ServerProcess srv({"--quiet", "--db", db});
+  Db other(db);
+  REQUIRE(sqlite3_exec(other.db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused{0}, other_answers{0};
+  std::vector<std::thread> grabbers;
+  for (int k = 0; k < 3; k++)
+    grabbers.emplace_back([&, k] {
+      for (int i = 0; !stop && i < 100000; i++) {
+        int status = http_post(srv.port, "/redpacket/grab", "user=g" + std::to_string(k) + "-" + std::to_string(i)).status;
+        (status == 503 ? refused : other_answers)++;
+      }
+    });
+  Client probe(srv.port);
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 50; i++) {
+    int64_t t0 = now_ms();
+    probe.send(get_request("/healthz"));
+    REQUIRE(probe.response(3000).status == 200);
+    waits.push_back(now_ms() - t0);
+  }
+  stop = true;
+  for (auto& t : grabbers) t.join();
+  REQUIRE(sqlite3_exec(other.db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::sort(waits.begin(), waits.end());
+  CHECK(refused > 0);
+  CHECK(other_answers == 0);  // nothing acknowledged while the lock was held
+  CHECK(waits[waits.size() / 2] < 50);  // a loop that slept on the lock would take 250 ms or more
+  CHECK(http_post(srv.port, "/redpacket/grab", "user=after").status == 200);
+  MESSAGE("locked database: /healthz p50 " << waits[waits.size() / 2] << " ms, max " << waits.back() << " ms; " << refused.load()
+                                           << " grabs refused meanwhile");
 }
 
 TEST_CASE("request smuggling over a real socket: refused, and the hidden request never answered") {
