@@ -177,11 +177,18 @@ struct Route {
 enum AppId { CLOCK_APP, REDPACKET_APP, POLL_APP, CINEMA_APP };
 
 // A live app's stream: the SSE plumbing plus how to render its snapshot.
+// Snapshots are rendered when a push is due, never for one subscriber: a
+// newcomer is sent the snapshot everyone has, and the change on its way
+// reaches it with everyone else (within --push-gap-ms). The exception is a
+// stream whose state is the time itself (the clock): a newcomer gets the
+// current time at once, rendered for it alone and sent without an id.
 struct App {
   const char* path;
   SseStream stream;
   std::string (*render)(int64_t wall_ms);  // the current state as JSON
-  bool repeat;  // the periodic push resends an unchanged snapshot (the tutorials' rhythm)
+  bool repeat;      // the periodic push resends an unchanged snapshot (the tutorials' rhythm)
+  bool is_time;     // the state is the time: each newcomer gets it fresh (see above)
+  uint64_t renders = 0;         // calls of render(), for /metrics
   uint64_t snapshots_sent = 0;  // broadcasts of a snapshot (not heartbeats), for /metrics
 };
 
@@ -241,6 +248,7 @@ struct Server {
   std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
   std::vector<int> parked, unparking;    // connections whose request waits for the commit
   Stored stored;                         // what the last commit left in the database
+  SseIds event_ids;                      // every snapshot's id: unique for the life of the database
   Round round;                 // the red-packet round being grabbed
   Poll poll;                   // the poll being voted on
   Rng rng{0};                  // seeded from getrandom() at start
@@ -640,16 +648,12 @@ static void on_healthz(int fd, const HttpRequest& req, int) { respond(fd, req, 2
 
 static void on_metrics(int fd, const HttpRequest& req, int);
 
-static bool app_refresh(App& app);
-
 // Turns the connection into a subscriber of app `app`: the SSE headers, the
-// reconnect delay and the current snapshot go out at once.
+// reconnect delay and the snapshot every subscriber has go out at once (see App).
 static void on_subscribe(int fd, const HttpRequest& req, int app) {
   Conn& c = srv.conns[fd];
-  SseStream& s = srv.apps[size_t(app)].stream;
-  // A change may be waiting for the end of its push gap: a newcomer gets the
-  // state as it is now (the others get it when the gap ends).
-  if (s.dirty && srv.provisional.empty()) app_refresh(srv.apps[size_t(app)]);  // never show what may be undone
+  App& a = srv.apps[size_t(app)];
+  SseStream& s = a.stream;
   http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
   if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
   c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
@@ -665,14 +669,20 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   std::string_view last = req.fields[LAST_EVENT_ID];
   std::string from_query;
   if (last.empty() && http_form_value(req.query, "lastEventId", &from_query) == FormLookup::Found) last = from_query;
-  sse_open(c.out, s, sse_parse_id(last), SSE_RETRY_MS);
+  if (a.is_time) {
+    sse_retry(c.out, SSE_RETRY_MS);
+    sse_event(c.out, {}, {}, a.render(srv.wall_ms));
+    a.renders++;
+  } else {
+    sse_open(c.out, s, sse_parse_id(last), SSE_RETRY_MS);
+  }
   srv.metrics.requests_by_status[200]++;
   c.state = ConnState::Stream;
   c.stream = app;
   c.sub_pos = sse_subscribe(s, fd);
   timer_unlink(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
-  log_line("sse: + %s %s (%zu subscribers)", srv.apps[size_t(app)].path, peer_name(fd).c_str(), s.subscribers.size());
+  log_line("sse: + %s %s (%zu subscribers)", a.path, peer_name(fd).c_str(), s.subscribers.size());
 }
 
 static bool is_stream_route(const Route& r) {
@@ -1184,12 +1194,13 @@ static void turn_commit() {
 }
 
 // Renders the app's state; a new version only if it differs from the last.
-// Returns whether it changed.
+// Returns whether it changed. Runs after the turn's commit, so what it
+// renders is stored.
 static bool app_refresh(App& app) {
-  int64_t wall = clock_ms(CLOCK_REALTIME);
-  std::string json = app.render(wall);
+  std::string json = app.render(clock_ms(CLOCK_REALTIME));
+  app.renders++;
   if (json == app.stream.json) return false;
-  sse_set_snapshot(app.stream, json, wall);
+  sse_set_snapshot(app.stream, json, srv.event_ids.take());
   return true;
 }
 
@@ -1335,6 +1346,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
   m += "# HELP sse_stream_snapshots_total Snapshots pushed, per stream.\n# TYPE sse_stream_snapshots_total counter\n";
   for (const App& app : srv.apps) add("sse_stream_snapshots_total{stream=\"%s\"} %" PRIu64 "\n", app.stream.name.c_str(), app.snapshots_sent);
+  m += "# HELP sse_stream_renders_total Times a stream's state was rendered (pushes due, and the clock's newcomers).\n";
+  m += "# TYPE sse_stream_renders_total counter\n";
+  for (const App& app : srv.apps) add("sse_stream_renders_total{stream=\"%s\"} %" PRIu64 "\n", app.stream.name.c_str(), app.renders);
   m += "# HELP sse_showtime_rows_invalid Rows of the showtimes table the last re-read left off the board.\n";
   m += "# TYPE sse_showtime_rows_invalid gauge\n";
   add("sse_showtime_rows_invalid %d\n", srv.metrics.showtime_rows_invalid);
@@ -1467,8 +1481,9 @@ static void load_public(const std::string& dir) {
   }
 }
 
-static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t), bool repeat) {
-  App app{path, SseStream{}, render, repeat, 0};
+static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t), bool repeat,
+                    bool is_time = false) {
+  App app{path, SseStream{}, render, repeat, is_time};
   app.stream.name = name;
   app.stream.period_ms = period_ms;
   route_add(path, "GET", on_subscribe, int(srv.apps.size()));
@@ -1478,7 +1493,7 @@ static void add_app(const char* path, const char* name, int64_t period_ms, std::
 static void setup_routes() {
   route_add("/healthz", "GET, HEAD", on_healthz, 0);
   route_add("/metrics", "GET, HEAD", on_metrics, 0);
-  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock, true);  // CLOCK_APP
+  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock, true, true);  // CLOCK_APP
   add_app("/redpacket/events", "redpacket", 1000, render_redpacket, true);   // REDPACKET_APP
   route_add("/redpacket/grab", "POST", on_grab, 0);
   route_add("/redpacket/rounds", "POST", on_new_round, 0);
@@ -1571,6 +1586,17 @@ static void setup_store() {
     fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
     exit(1);
   }
+  // This start's run number, stored before any event id made from it leaves.
+  int64_t run = 0;
+  if (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()) {
+    fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
+    exit(1);
+  }
+  if (uint64_t(run) > SseIds::MAX_RUN) {
+    fprintf(stderr, "sse-server: %s has counted %lld runs, more than event ids can tell apart\n", srv.cfg.db_path.c_str(), (long long)run);
+    exit(1);
+  }
+  srv.event_ids = SseIds(uint64_t(run));
   srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
   srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
   srv.admin_token = srv.cfg.admin_token;

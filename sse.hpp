@@ -20,11 +20,10 @@
 // call. It also decides when a stream is due (sse_due), so the rules for
 // coalescing pushes can be tested without a socket.
 //
-// Versions are wall-clock milliseconds, bumped by one when two snapshots fall
-// in the same millisecond. They only grow, across restarts too, so an id a
-// browser kept from an earlier run of the server can never match a new
-// snapshot by accident. (The shortcut: a wall clock stepped backwards by
-// more than the downtime would break that; NTP slews, it does not step.)
+// A snapshot's version is its event id, and no two snapshots ever share
+// one, across restarts too (SseIds): so "your Last-Event-ID is the current
+// version" always means "you have this very snapshot". Only a broadcast
+// makes a new version; a new subscriber is sent the one everyone has.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -92,9 +91,24 @@ struct SseStream {
   bool dirty = false;            // changed since the last snapshot went out
 };
 
-// Makes `json` the stream's current snapshot and frames it once.
-inline void sse_set_snapshot(SseStream& s, std::string_view json, int64_t wall_ms) {
-  s.version = std::max(s.version + 1, uint64_t(std::max<int64_t>(wall_ms, 1)));
+// Event ids for every stream of one server: the run number (which the
+// database hands out once per start and never again) in the high bits, a
+// count of the snapshots made in this run in the low 43. Unique for the
+// life of the database and growing, whatever the wall clock does. The
+// limits: 2^20 runs, and 2^43 snapshots per run (one a microsecond for
+// a hundred days).
+struct SseIds {
+  static constexpr int RUN_SHIFT = 43;
+  static constexpr uint64_t MAX_RUN = (uint64_t(1) << 20) - 1;
+  uint64_t last = 0;
+  explicit SseIds(uint64_t run = 0) : last(run << RUN_SHIFT) {}
+  uint64_t take() { return ++last; }
+};
+
+// Makes `json` the stream's current snapshot, under the new id `version`,
+// and frames it once.
+inline void sse_set_snapshot(SseStream& s, std::string_view json, uint64_t version) {
+  s.version = version;
   s.json.assign(json);
   s.frame.clear();
   sse_event(s.frame, std::to_string(s.version), {}, s.json);

@@ -439,6 +439,24 @@ class Store {
   // through: the table is read again whenever the board is drawn, so the
   // database stays the one truth, whoever changed it.
 
+  // ---- Runs ---------------------------------------------------------------------
+  //
+  // Each start of the server is a run with a number the database hands out
+  // once and never again (AUTOINCREMENT). Event ids are built on it (see
+  // sse.hpp), which is what keeps them unique across restarts.
+
+  // Records a new run; *run gets its number. Written by the next commit,
+  // which must succeed before the number is used.
+  bool start_run(int64_t now_ms, int64_t* run) {
+    sqlite3_stmt* s = nullptr;
+    if (!prepare(&s, "INSERT INTO runs (started_at) VALUES (?)")) return false;
+    sqlite3_bind_int64(s, 1, now_ms);
+    bool ok = write(s);
+    sqlite3_finalize(s);
+    *run = sqlite3_last_insert_rowid(db_);
+    return ok;
+  }
+
   // True when the file had no showtimes table before this start: the time,
   // and the only time, to put in a sample schedule.
   bool schedule_is_new() const { return version_before_ < 2; }
@@ -533,7 +551,11 @@ class Store {
       seats_total INTEGER NOT NULL,
       seats_left  INTEGER NOT NULL
     );
-    PRAGMA user_version = 2;  -- 1: rounds, grants, polls, votes; 2: showtimes
+    CREATE TABLE IF NOT EXISTS runs (
+      id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
+      started_at INTEGER NOT NULL                     -- epoch ms
+    );
+    PRAGMA user_version = 3;  -- 1: rounds, grants, polls, votes; 2: showtimes; 3: runs
   )sql";
 
   bool read_version() {

@@ -137,6 +137,49 @@ TEST_CASE("a re-read of an unchanged table sends nothing new, only heartbeats") 
   CHECK(metric(srv.port, "sse_broadcasts_total") >= 1);
 }
 
+TEST_CASE("a subscriber joining inside a push gap gets the board everyone has; the change then reaches all of them") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN, "--push-gap-ms", "1500", "--schedule-interval", "60"});
+  Client a(srv.port);
+  a.send(get_request("/events"));
+  REQUIRE(sse_next(a, [](const SseEvent& e) { return e.data.starts_with("{\"showtimes\":["); }, 2000));
+  auto add = [&](const std::string& movie) {
+    return http_post(srv.port, "/cinema/showtimes", "movie=" + movie + "&hall=H&starts_at=" + in_days(1) + "&seats=9", AUTH).status;
+  };
+  REQUIRE(add("First") == 201);
+  SseEvent seen_by_a;
+  REQUIRE(sse_next(a, [](const SseEvent& e) { return e.data.find("First") != std::string::npos; }, 3000, &seen_by_a));
+  REQUIRE(add("Second") == 201);  // right after a push, so inside the gap: it waits for the gap's end
+  Client b(srv.port);
+  b.send(get_request("/events"));
+  SseEvent first_of_b;
+  REQUIRE(sse_next(b, [](const SseEvent&) { return true; }, 1000, &first_of_b));
+  CHECK(first_of_b.id == seen_by_a.id);  // the same snapshot, the same id: a subscribe makes no version
+  CHECK(first_of_b.data == seen_by_a.data);
+  SseEvent a2, b2;
+  CHECK(sse_next(a, [](const SseEvent& e) { return e.data.find("Second") != std::string::npos; }, 3000, &a2));
+  CHECK(sse_next(b, [](const SseEvent& e) { return e.data.find("Second") != std::string::npos; }, 3000, &b2));
+  CHECK(a2.id == b2.id);
+}
+
+TEST_CASE("subscribers arriving while a change waits cost no render each (a reconnect storm is not a SELECT storm)") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN, "--push-gap-ms", "2000", "--schedule-interval", "60"});
+  Client first(srv.port);
+  first.send(get_request("/events"));
+  REQUIRE(sse_next(first, [](const SseEvent&) { return true; }, 2000));
+  REQUIRE(http_post(srv.port, "/cinema/showtimes", "movie=One&hall=H&starts_at=" + in_days(1) + "&seats=9", AUTH).status == 201);
+  REQUIRE(sse_next(first, [](const SseEvent& e) { return e.data.find("One") != std::string::npos; }, 3000));
+  REQUIRE(http_post(srv.port, "/cinema/showtimes", "movie=Two&hall=H&starts_at=" + in_days(1) + "&seats=9", AUTH).status == 201);
+  double renders = metric(srv.port, "sse_stream_renders_total{stream=\"cinema\"}");
+  std::vector<std::unique_ptr<Client>> storm;
+  for (int i = 0; i < 200; i++) {
+    storm.push_back(std::make_unique<Client>(srv.port));
+    storm.back()->send(get_request("/events"));
+  }
+  for (auto& c : storm) REQUIRE(sse_next(*c, [](const SseEvent& e) { return e.data.find("One") != std::string::npos; }, 2000));
+  CHECK(metric(srv.port, "sse_stream_renders_total{stream=\"cinema\"}") - renders <= 1);  // the trailing edge's, at most
+  for (auto& c : storm) CHECK(sse_next(*c, [](const SseEvent& e) { return e.data.find("Two") != std::string::npos; }, 4000));
+}
+
 TEST_CASE("past showtimes drop off the board on their own") {
   TempDir dir;
   std::string db = dir.file("past.db");

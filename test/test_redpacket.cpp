@@ -236,17 +236,26 @@ TEST_CASE("SSE_ADMIN_TOKEN sets the token when the flag is absent") {
   CHECK(http_post(srv.port, "/redpacket/rounds", "total_cents=10&count=2&token=from-env").status == 200);
 }
 
-TEST_CASE("a new subscriber gets the state as it is now, even inside a push gap") {
+TEST_CASE("a new subscriber gets the snapshot everyone has at once, and a waiting change with everyone else") {
   ServerProcess srv({"--quiet", "--push-gap-ms", "5000"});
   Client early(srv.port);
   early.send(get_request("/redpacket/events"));
-  REQUIRE(read_event_until(early, [](const std::string& d) { return json_int(d, "remaining") == 100; }, 2000));
-  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=a").status == 200);  // leading edge: pushed at once
-  REQUIRE(read_event_until(early, [](const std::string& d) { return json_int(d, "remaining") == 99; }, 2000));
-  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=b").status == 200);  // waits for the 5 s gap
+  REQUIRE(sse_next(early, [](const SseEvent& e) { return json_int(e.data, "remaining") == 100; }, 2000));
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=a").status == 200);
+  SseEvent had;
+  REQUIRE(sse_next(early, [](const SseEvent& e) { return json_int(e.data, "remaining") == 99; }, 2000, &had));
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=b").status == 200);  // inside the gap: waits
   Client late(srv.port);
   late.send(get_request("/redpacket/events"));
-  CHECK(read_event_until(late, [](const std::string& d) { return json_int(d, "remaining") == 98; }, 1000));
+  SseEvent first;
+  REQUIRE(sse_next(late, [](const SseEvent&) { return true; }, 1000, &first));
+  CHECK(first.id == had.id);
+  CHECK(json_int(first.data, "remaining") == 99);
+  // The round's once-a-second push carries the change to both (the 5 s gap holds back only change pushes).
+  SseEvent e1, e2;
+  CHECK(sse_next(early, [](const SseEvent& e) { return json_int(e.data, "remaining") == 98; }, 2000, &e1));
+  CHECK(sse_next(late, [](const SseEvent& e) { return json_int(e.data, "remaining") == 98; }, 2000, &e2));
+  CHECK(e1.id == e2.id);
 }
 
 TEST_CASE("/redpacket/me tells a page what it holds") {

@@ -255,32 +255,79 @@ TEST_CASE("/sse over HTTP/1.0 or with Connection: close still streams") {
   }
 }
 
-TEST_CASE("/sse: a client that has the current snapshot is not sent it again") {
-  ServerProcess srv({"--quiet", "--clock-interval", "60"});
+TEST_CASE("a client that has the current snapshot is not sent it again") {
+  ServerProcess srv({"--quiet", "--vote-interval", "60"});
   Client first(srv.port);
-  open_stream(first);
-  REQUIRE(first.read_until("\n\n", 2000));
-  REQUIRE(first.read_until("data: ", 2000));
-  REQUIRE(first.read_until("}\n\n", 2000));
-  auto ids = event_ids("\n" + first.buf);
-  REQUIRE(ids.size() == 1);
-  std::string id = std::to_string(ids[0]);
+  open_stream(first, "/vote/result-sse");
+  SseEvent e;
+  REQUIRE(sse_next(first, [](const SseEvent& ev) { return !ev.id.empty(); }, 2000, &e));
+  const std::string& id = e.id;
 
   Client again(srv.port);
-  open_stream(again, "/sse", "Last-Event-ID: " + id + "\r\n");
+  open_stream(again, "/vote/result-sse", "Last-Event-ID: " + id + "\r\n");
   CHECK(again.read_until("retry: 3000\n\n"));
   CHECK_FALSE(again.read_until("data:", 300));
 
   Client by_query(srv.port);
-  open_stream(by_query, "/sse?lastEventId=" + id);
+  open_stream(by_query, "/vote/result-sse?lastEventId=" + id);
   CHECK_FALSE(by_query.read_until("data:", 300));
 
   for (const std::string& bad : std::vector<std::string>{"x" + id, id + "0", "-1", std::string(40, '9'), "1"}) {
     CAPTURE(bad);
     Client other(srv.port);
-    open_stream(other, "/sse", "Last-Event-ID: " + bad + "\r\n");
+    open_stream(other, "/vote/result-sse", "Last-Event-ID: " + bad + "\r\n");
     CHECK(other.read_until("id: " + id + "\n"));  // an unknown id gets the snapshot
   }
+}
+
+TEST_CASE("/sse: a new subscriber gets the current time at once, not the last tick") {
+  ServerProcess srv({"--quiet", "--clock-interval", "60"});
+  Client early(srv.port);
+  open_stream(early);
+  SseEvent tick;
+  REQUIRE(sse_next(early, [](const SseEvent&) { return true; }, 2000, &tick));
+  long long tick_ms = json_int(tick.data, "epoch_ms");
+  auto wall_ms = [] { return (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count(); };
+  REQUIRE(wait_for([&] { return wall_ms() > tick_ms + 1500; }, 3000));  // the last tick is 1.5 s old now
+  Client late(srv.port);
+  long long asked = wall_ms();
+  open_stream(late);
+  SseEvent now;
+  REQUIRE(sse_next(late, [](const SseEvent&) { return true; }, 1000, &now));
+  CHECK(json_int(now.data, "epoch_ms") >= asked - 5);
+  CHECK(json_int(now.data, "epoch_ms") <= wall_ms() + 5);
+  CHECK(now.id.empty());  // made for this subscriber alone: no id of the stream's
+}
+
+TEST_CASE("event ids are never reused across restarts, even when snapshots outpace the clock") {
+  TempDir dir;
+  std::vector<std::string> args = {"--quiet", "--db", dir.file("ids.db"), "--push-gap-ms", "0", "--redpacket-count", "5000",
+                                   "--redpacket-total", "500000"};
+  std::set<uint64_t> seen;
+  {
+    ServerProcess srv(args);
+    Client sub(srv.port);
+    open_stream(sub, "/redpacket/events");
+    Client grabber(srv.port);
+    // With no push gap every grab is its own broadcast: many snapshots a millisecond.
+    for (int i = 0; i < 3000; i++) {
+      grabber.send(post_request("/redpacket/grab", "user=u" + std::to_string(i)));
+      REQUIRE(grabber.response().status == 200);
+      while (sub.fill(0)) {
+      }
+    }
+    REQUIRE(sub.read_until("\"remaining\":2000,", 2000));
+    for (uint64_t id : event_ids(sub.buf)) seen.insert(id);
+    CHECK(srv.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  REQUIRE(!seen.empty());
+  ServerProcess again(args);
+  Client sub(again.port);
+  open_stream(sub, "/redpacket/events", "Last-Event-ID: " + std::to_string(*seen.rbegin()) + "\r\n");
+  SseEvent e;
+  REQUIRE(sse_next(sub, [](const SseEvent&) { return true; }, 2000, &e));  // an id from the last run is not this snapshot's
+  CHECK(std::stoull(e.id) > *seen.rbegin());
+  MESSAGE("run 1 ended at id " << *seen.rbegin() << "; run 2 began at " << e.id);
 }
 
 TEST_CASE("a subscriber that never reads is dropped at the cap; the others keep receiving") {

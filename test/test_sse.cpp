@@ -53,17 +53,23 @@ TEST_CASE("Last-Event-ID is parsed strictly") {
   CHECK_FALSE(sse_parse_id("12345678901234567890"));  // 20 digits: could overflow
 }
 
-TEST_CASE("snapshots: framed once, versions always grow") {
+TEST_CASE("snapshots: framed once, under the id given") {
   SseStream s;
   sse_set_snapshot(s, "{\"n\":1}", 5000);
   CHECK(s.version == 5000);
   CHECK(s.frame == "id: 5000\ndata: {\"n\":1}\n\n");
-  sse_set_snapshot(s, "{\"n\":2}", 5000);  // same millisecond
-  CHECK(s.version == 5001);
-  sse_set_snapshot(s, "{\"n\":3}", 4000);  // the clock went back
-  CHECK(s.version == 5002);
-  sse_set_snapshot(s, "{\"n\":4}", 9000);
-  CHECK(s.version == 9000);
+  sse_set_snapshot(s, "{\"n\":2}", 5001);
+  CHECK(s.frame == "id: 5001\ndata: {\"n\":2}\n\n");
+}
+
+TEST_CASE("ids: the run in the high bits, a count in the low ones; a later run's ids are all larger") {
+  SseIds first(1), second(2);
+  CHECK(first.take() == (uint64_t(1) << 43) + 1);
+  CHECK(first.take() == (uint64_t(1) << 43) + 2);
+  CHECK(second.take() > first.last + 1'000'000);
+  SseIds last(SseIds::MAX_RUN);
+  for (int i = 0; i < 3; i++) last.take();
+  CHECK(sse_parse_id(std::to_string(last.last)) == last.last);  // the largest ids still parse back
 }
 
 TEST_CASE("a new subscriber gets retry and the snapshot, unless it has it") {
