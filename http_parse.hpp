@@ -117,8 +117,10 @@ class HttpParser {
     started_ = headers_done_ = message_done_ = expect_continue_ = false;
   }
 
-  // Frees the buffer: the connection will send no more requests (an SSE stream).
+  // Frees the buffer: the connection will send no more requests (an SSE
+  // stream), or is closed.
   void release() { std::string().swap(buf_); }
+  size_t capacity() const { return buf_.capacity(); }  // bytes the buffer holds, for /metrics
 
   static inline const HttpLimits default_limits{};
 

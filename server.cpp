@@ -122,7 +122,7 @@ enum TimerKind : int8_t { NO_TIMER = -1, HEADER_TIMER, IDLE_TIMER, TIMER_KINDS }
 
 struct Conn {
   ConnState state = ConnState::Free;
-  bool over_capacity = false;     // accepted past --max-conns: answered 503, then closed
+  bool over_capacity = false;     // accepted past --max-conns: answered 503, then closed; not counted in conns_open
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
@@ -237,7 +237,8 @@ struct Server {
   Config cfg;
   int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
   std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
-  int conns_open = 0;
+  int conns_open = 0;   // connections served, at most --max-conns
+  int conns_over = 0;   // connections accepted past it, waiting to be told 503 and closed
   TimerList timers[TIMER_KINDS];
   std::vector<int> flush_list, close_list, resume_list;
   std::vector<StaticFile> files;
@@ -429,7 +430,8 @@ static void conn_open(int fd) {
   while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve: no move
   Conn& c = srv.conns[fd];
   c.state = ConnState::Http;
-  c.over_capacity = ++srv.conns_open > srv.cfg.max_conns;
+  c.over_capacity = srv.conns_open >= srv.cfg.max_conns;
+  ++(c.over_capacity ? srv.conns_over : srv.conns_open);
   c.close_after_write = c.reading_paused = c.in_flush_list = c.parked = false;
   c.http.reset();
   c.out.clear();
@@ -1123,9 +1125,12 @@ static void conn_close(int fd) {
   close(fd);  // also removes it from epoll: no other process shares this socket
   c.state = ConnState::Free;
   c.in_flush_list = false;
-  if (c.out.capacity() > KEEP_CAPACITY_BYTES) std::string().swap(c.out);
-  if (c.stash.capacity() > KEEP_CAPACITY_BYTES) std::string().swap(c.stash);
-  srv.conns_open--;
+  // A closed connection holds its Conn slot and nothing else: with its
+  // buffers kept, every fd that once carried a 64 KiB body would pin one.
+  std::string().swap(c.out);
+  std::string().swap(c.stash);
+  c.http.release();
+  --(c.over_capacity ? srv.conns_over : srv.conns_open);
   if (srv.accept_paused_until_ms >= 0 && srv.stop_deadline_ms < 0) accept_pause(false);  // an fd is free again
 }
 
@@ -1298,6 +1303,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   };
   m += "# HELP sse_connections_open Client connections open now.\n# TYPE sse_connections_open gauge\n";
   add("sse_connections_open %d\n", srv.conns_open);
+  m += "# HELP sse_connections_over_capacity Connections accepted past --max-conns, not yet answered 503 and closed.\n";
+  m += "# TYPE sse_connections_over_capacity gauge\n";
+  add("sse_connections_over_capacity %d\n", srv.conns_over);
   m += "# HELP sse_connections_accepted_total Connections accepted since start.\n# TYPE sse_connections_accepted_total counter\n";
   add("sse_connections_accepted_total %" PRIu64 "\n", srv.metrics.accepted);
   m += "# HELP sse_subscribers SSE subscribers per stream.\n# TYPE sse_subscribers gauge\n";
@@ -1313,8 +1321,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   m += "# HELP sse_slow_consumers_dropped_total Subscribers closed for falling --sse-max-pending behind.\n";
   m += "# TYPE sse_slow_consumers_dropped_total counter\n";
   add("sse_slow_consumers_dropped_total %" PRIu64 "\n", srv.metrics.slow_consumers_dropped);
-  size_t queued = 0, stashed = 0;
+  size_t queued = 0, stashed = 0, buffers = 0;
   for (const Conn& c : srv.conns) {
+    buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
     if (c.state == ConnState::Free) continue;
     queued += pending(c);
     stashed += c.stash.size();
@@ -1325,6 +1334,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   m += "# HELP sse_input_stashed_bytes Requests received but parked until their client reads its answers.\n";
   m += "# TYPE sse_input_stashed_bytes gauge\n";
   add("sse_input_stashed_bytes %zu\n", stashed);
+  m += "# HELP sse_connection_buffer_bytes Memory the connection table's buffers hold (output, stash, parser), open or not.\n";
+  m += "# TYPE sse_connection_buffer_bytes gauge\n";
+  add("sse_connection_buffer_bytes %zu\n", buffers);
   m += "# HELP sse_timeouts_total Connections closed by the header or idle timeout.\n# TYPE sse_timeouts_total counter\n";
   add("sse_timeouts_total %" PRIu64 "\n", srv.metrics.timeouts);
   m += "# HELP sse_store_commits_total Database transactions committed (one per loop turn that wrote).\n";
@@ -1408,7 +1420,7 @@ static void run() {
     refresh_date();
     for (int i = 0; i < n; i++) on_event(events[i]);
     turn_finish();
-    if (srv.stop_deadline_ms >= 0 && (srv.conns_open == 0 || srv.now_ms >= srv.stop_deadline_ms)) return;
+    if (srv.stop_deadline_ms >= 0 && (srv.conns_open + srv.conns_over == 0 || srv.now_ms >= srv.stop_deadline_ms)) return;
   }
 }
 

@@ -241,6 +241,21 @@ TEST_CASE("poll: one vote per voter, exact tallies") {
   CHECK(p.total() == int64_t(voters.size()) + 2);
 }
 
+TEST_CASE("poll: past max_voters a new voter is refused (Full) and nothing is kept; a known one is still Already") {
+  Poll p = poll_new(1, "Best?", {"A", "B"});
+  CHECK(poll_vote(p, "v1", 0, 2).outcome == VoteOutcome::Counted);
+  VoteResult second = poll_vote(p, "v2", 1, 2);
+  CHECK(second.outcome == VoteOutcome::Counted);
+  CHECK(second.row == 1);
+  CHECK(poll_vote(p, "v3", 1, 2).outcome == VoteOutcome::Full);
+  VoteResult again = poll_vote(p, "v1", 1, 2);
+  CHECK(again.outcome == VoteOutcome::Already);
+  CHECK(again.row == 0);
+  CHECK(p.total() == 2);
+  CHECK(p.ballot_of("v3") == -1);
+  CHECK(p.by_voter.size() == 2);
+}
+
 TEST_CASE("poll: options are validated") {
   CHECK(split_options(" Red, Green ,Blue") == std::vector<std::string>{"Red", "Green", "Blue"});
   CHECK(split_options("A,,B") == std::vector<std::string>{"A", "", "B"});

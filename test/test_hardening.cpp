@@ -384,6 +384,29 @@ TEST_CASE("a database locked by another process never stalls the loop: reads ans
                                            << " grabs refused meanwhile");
 }
 
+TEST_CASE("a closed connection keeps nothing: 300 that each sent a 64 KiB body give their buffers back") {
+  ServerProcess srv({"--quiet"});
+  REQUIRE(http_get(srv.port, "/healthz").status == 200);
+  long before = srv.rss_kib();
+  std::string big = post_request("/vote", "option=" + std::string(65536 - 7, 'x'));  // the body limit, exactly
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 300; i++) {
+    clients.push_back(std::make_unique<Client>(srv.port));
+    clients.back()->send(big);
+  }
+  for (auto& c : clients) REQUIRE(c->response(5000).status == 400);  // no voter: refused, but read whole first
+  long held = srv.rss_kib();
+  clients.clear();
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") == 1; }, 5000));  // only the /metrics one
+  long after = srv.rss_kib();
+  CHECK(metric(srv.port, "sse_connection_buffer_bytes") < 64 * 1024);
+#ifndef __SANITIZE_ADDRESS__
+  CHECK(held - before > 300 * 64);   // they did hold their bodies while open...
+  CHECK(after - before < 300 * 64 / 4);  // ...and gave back most of it (the allocator may keep a little)
+#endif
+  MESSAGE("RSS " << before << " KiB at start, " << held << " KiB with 300 open, " << after << " KiB after they closed");
+}
+
 TEST_CASE("request smuggling over a real socket: refused, and the hidden request never answered") {
   ServerProcess srv({"--quiet"});
   const std::string hidden = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";

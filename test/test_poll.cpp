@@ -200,6 +200,20 @@ TEST_CASE("admin: a new poll needs the token, is validated, and replaces the cur
   CHECK(http_post(srv.port, "/vote", "voter=x&option=Auction").status == 400);  // the old options are gone
 }
 
+TEST_CASE("--max-voters caps what one poll keeps: a new voter past it gets 503, everyone else is answered as before") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN, "--max-voters", "3"});
+  for (const char* v : {"v1", "v2", "v3"}) REQUIRE(http_post(srv.port, "/vote", std::string("voter=") + v + "&option=Auction").status == 200);
+  Response full = http_post(srv.port, "/vote", "voter=v4&option=Auction");
+  CHECK(full.status == 503);
+  CHECK(full.body.find("limit of 3 voters") != std::string::npos);
+  CHECK(http_post(srv.port, "/vote", "voter=v1&option=Auction").status == 409);  // a voter it has is still told so
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  CHECK(next_event(sub, [](const std::string& d) { return d.find("\"total\":3}") != std::string::npos; }, 2000));
+  CHECK(http_post(srv.port, "/vote/polls", "question=Again&options=A,B", "Authorization: Bearer " + TOKEN + "\r\n").status == 200);
+  CHECK(http_post(srv.port, "/vote", "voter=v4&option=A").status == 200);  // a new poll counts from zero
+}
+
 TEST_CASE("first start makes the poll the flags describe; refuses one they cannot") {
   ServerProcess srv(poll_args());
   Client sub(srv.port);

@@ -424,6 +424,27 @@ TEST_CASE("past --max-conns: 503 for a request, a plain close for a stream") {
   CHECK(wait_for([&] { return http_get(srv.port, "/healthz").status == 200; }, 2000));
 }
 
+TEST_CASE("connections accepted past --max-conns do not count: idle ones never keep a freed slot from a new client") {
+  ServerProcess srv({"--quiet", "--max-conns", "2"});
+  auto a = std::make_unique<Client>(srv.port), b = std::make_unique<Client>(srv.port);
+  a->send(get_request("/healthz"));
+  b->send(get_request("/healthz"));
+  REQUIRE(a->response().status == 200);
+  REQUIRE(b->response().status == 200);
+  Client idle1(srv.port), idle2(srv.port);  // over capacity, and silent
+  a.reset();
+  b.reset();
+  // Two slots are free once the server has seen a and b go, and the two
+  // silent ones must not stand in the way: /metrics itself gets one.
+  CHECK(wait_for([&] { return metric(srv.port, "sse_connections_open") == 1; }, 2000));
+  Client next(srv.port);
+  next.send(get_request("/healthz"));
+  CHECK(next.response().status == 200);
+  idle1.send(get_request("/healthz"));
+  CHECK(idle1.response().status == 503);  // still told, when it speaks, and closed
+  CHECK(idle1.closed_within(2000));
+}
+
 TEST_CASE("out of file descriptors: no busy loop, and service resumes") {
   // 200 fds: 136 connections served, then 503s, then accept() fails EMFILE.
   ServerProcess srv({"--quiet"}, 200);
