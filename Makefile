@@ -14,12 +14,13 @@
 
 CXX ?= g++
 CC  ?= gcc
-DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk
+DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk strace
 LLHTTP_SRC   := /usr/share/llhttp
 LLHTTP_INC   := /usr/share/include/llhttp
 CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
 REL_OPT      := -O2
-SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+# _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
+SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
 HEADERS      := http_parse.hpp sse.hpp app.hpp store.hpp
 TESTS        := $(wildcard test/*.cpp) test/harness.hpp
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)

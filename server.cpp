@@ -221,6 +221,7 @@ struct Metrics {
   uint64_t timeouts = 0;
   uint64_t failed_commits = 0;
   uint64_t requests_parked = 0;
+  uint64_t refused_past_table = 0;  // accepted on an fd past the connection table, closed at once
   uint64_t broadcasts = 0;
   double last_broadcast_seconds = 0;
   int showtime_rows_invalid = 0;  // rows the last read of the schedule had to leave off
@@ -302,6 +303,8 @@ static void log_line(const char* fmt, ...) {
   (void)!write(STDERR_FILENO, line, size_t(n) + 1);  // one write per line: lines never interleave
 }
 
+// "127.0.0.1:50312": a getpeername() and a string, so callers ask for it
+// only when a log line will really be written (not under --quiet).
 static std::string peer_name(int fd) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -427,7 +430,7 @@ static void timers_expire() {
 // ---- Accept -----------------------------------------------------------------------
 
 static void conn_open(int fd) {
-  while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve: no move
+  while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve (see on_accept): no move
   Conn& c = srv.conns[fd];
   c.state = ConnState::Http;
   c.over_capacity = srv.conns_open >= srv.cfg.max_conns;
@@ -460,6 +463,15 @@ static void accept_pause(bool pause) {
 static void on_accept() {
   for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
     int fd = accept4(srv.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 && size_t(fd) >= srv.conns.capacity()) {
+      // The table was sized once, at start (setup_fd_table): this one is far
+      // past --max-conns, or the fd limit was raised since (prlimit).
+      // Growing the table would move every Conn, so a connection it has no
+      // slot for is closed unanswered.
+      close(fd);
+      srv.metrics.refused_past_table++;
+      continue;
+    }
     if (fd >= 0) {
       conn_open(fd);
       continue;
@@ -684,7 +696,7 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   c.sub_pos = sse_subscribe(s, fd);
   timer_unlink(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
-  log_line("sse: + %s %s (%zu subscribers)", a.path, peer_name(fd).c_str(), s.subscribers.size());
+  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", a.path, peer_name(fd).c_str(), s.subscribers.size());
 }
 
 static bool is_stream_route(const Route& r) {
@@ -1104,7 +1116,7 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot) {
   c.out.resize(c.out_replaceable);
   if (pending(c) + bytes.size() > srv.cfg.sse_max_pending) {
     srv.metrics.slow_consumers_dropped++;
-    log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), pending(c));
+    if (!srv.cfg.quiet) log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), pending(c));
     return conn_close_later(fd);
   }
   c.out.append(bytes);
@@ -1118,7 +1130,7 @@ static void conn_close(int fd) {
     App& app = srv.apps[size_t(c.stream)];
     int moved = sse_unsubscribe(app.stream, c.sub_pos);
     if (moved >= 0) srv.conns[moved].sub_pos = c.sub_pos;
-    log_line("sse: - %s %s (%zu subscribers)", app.path, peer_name(fd).c_str(), app.stream.subscribers.size());
+    if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", app.path, peer_name(fd).c_str(), app.stream.subscribers.size());
     c.stream = -1;
   }
   timer_unlink(fd);
@@ -1137,6 +1149,10 @@ static void conn_close(int fd) {
 static void close_marked() {
   for (size_t i = 0; i < srv.close_list.size(); i++) conn_close(srv.close_list[i]);
   srv.close_list.clear();
+  if (srv.stop_deadline_ms >= 0 && srv.listen_fd >= 0) {  // stopping: the listener goes with this turn
+    close(srv.listen_fd);
+    srv.listen_fd = -1;
+  }
 }
 
 // ---- Tick: streams and the clock -----------------------------------------------------
@@ -1277,9 +1293,9 @@ static void on_signal() {
   if (srv.stop_deadline_ms >= 0) return;
   log_line("signal %u: stopping", si.ssi_signo);
   srv.stop_deadline_ms = srv.now_ms + STOP_GRACE_MS;
+  // Out of epoll now; closed at the end of the turn (close_marked), so no
+  // later event of this batch can meet its fd number reused or unknown.
   if (srv.accept_paused_until_ms < 0) epoll_ctl(srv.epoll_fd, EPOLL_CTL_DEL, srv.listen_fd, nullptr);
-  close(srv.listen_fd);
-  srv.listen_fd = -1;
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
@@ -1303,6 +1319,9 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
   };
   m += "# HELP sse_connections_open Client connections open now.\n# TYPE sse_connections_open gauge\n";
   add("sse_connections_open %d\n", srv.conns_open);
+  m += "# HELP sse_connections_refused_total Connections closed unanswered: their fd lay past the table sized at start.\n";
+  m += "# TYPE sse_connections_refused_total counter\n";
+  add("sse_connections_refused_total %" PRIu64 "\n", srv.metrics.refused_past_table);
   m += "# HELP sse_connections_over_capacity Connections accepted past --max-conns, not yet answered 503 and closed.\n";
   m += "# TYPE sse_connections_over_capacity gauge\n";
   add("sse_connections_over_capacity %d\n", srv.conns_over);
@@ -1373,7 +1392,7 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
 
 static void on_event(const epoll_event& ev) {
   int fd = ev.data.fd;
-  if (fd == srv.listen_fd) return on_accept();
+  if (fd == srv.listen_fd) return srv.stop_deadline_ms < 0 ? on_accept() : void();  // stopping: taken out, not yet closed
   if (fd == srv.timer_fd) return on_timer();
   if (fd == srv.signal_fd) return on_signal();
   Conn& c = srv.conns[size_t(fd)];
@@ -1539,9 +1558,12 @@ static void setup_fd_table() {
     exit(1);
   }
   if (srv.cfg.max_conns == 0 || srv.cfg.max_conns > fds - FD_RESERVE) srv.cfg.max_conns = fds - FD_RESERVE;
-  // Reserving never touches the memory, so the table's RSS follows the
-  // highest fd in use; and since it never reallocates, a Conn never moves.
-  srv.conns.reserve(size_t(fds));
+  // Slots for the connections served, and FD_RESERVE more: the few fds the
+  // server holds itself, then room to tell connections past --max-conns
+  // "503". Reserving never touches the memory, so the table's RSS follows
+  // the highest fd in use; and since it is never grown past this (see
+  // on_accept), a Conn never moves.
+  srv.conns.reserve(size_t(srv.cfg.max_conns + FD_RESERVE));
 }
 
 // Opens the database and loads the state back; on first start, makes the

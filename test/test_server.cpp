@@ -4,6 +4,10 @@
 
 #include <set>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 #include "harness.hpp"
 
 namespace {
@@ -480,6 +484,78 @@ TEST_CASE("SIGTERM: streams end, the process exits 0 within a second") {
   std::string log = srv.log();
   CHECK(log.find("sse: + /sse") != std::string::npos);  // connects and disconnects are logged
   CHECK(log.find("sse: - /sse") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM in the same wakeup as a connection waiting to be accepted: a clean exit") {
+  ServerProcess srv({"--quiet"});
+  // Stopped, the server sees the signal and the connection together, in
+  // that order, in one epoll_wait: the listener must not be closed under
+  // the rest of that batch.
+  REQUIRE(kill(srv.pid, SIGSTOP) == 0);
+  auto state = [&] {
+    char buf[512] = {};
+    FILE* f = fopen(("/proc/" + std::to_string(srv.pid) + "/stat").c_str(), "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    const char* paren = strrchr(buf, ')');
+    return n && paren ? paren[2] : '?';
+  };
+  REQUIRE(wait_for([&] { return state() == 'T'; }, 2000));  // stopped, not just told to stop
+  REQUIRE(kill(srv.pid, SIGTERM) == 0);
+  Client late(srv.port);  // completes in the backlog
+  REQUIRE(kill(srv.pid, SIGCONT) == 0);
+  CHECK(late.closed_within(2000));
+  CHECK(srv.stop(SIGTERM, 2000) == 0);
+}
+
+TEST_CASE("the connection table is sized once: a connection past it is closed unanswered, the table never grows") {
+  // --max-conns 2: slots for 2 served connections and 64 more (the
+  // server's own fds, then 503s), whatever the fd limit is or becomes.
+  ServerProcess srv({"--quiet", "--max-conns", "2"});
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 100; i++) clients.push_back(std::make_unique<Client>(srv.port));
+  size_t unanswered = 0;
+  for (auto& c : clients) unanswered += c->closed_within(100) && c->buf.empty();
+  CHECK(unanswered >= 30);
+  CHECK(unanswered <= 100 - 40);  // the others have a slot: they wait for their 503
+  clients.clear();
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").status == 200; }, 3000));
+  CHECK(metric(srv.port, "sse_connections_refused_total") >= double(unanswered));
+}
+
+TEST_CASE("--quiet costs no work for log lines: no getpeername() for streams coming and going") {
+  ServerProcess srv({"--quiet"});
+  TempDir dir;
+  std::string trace = dir.file("trace"), said = dir.file("said");
+  pid_t tracer = fork();
+  REQUIRE(tracer >= 0);
+  if (tracer == 0) {
+    int err = open(said.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(err, STDERR_FILENO);
+    execlp("strace", "strace", "-f", "-e", "trace=getpeername", "-o", trace.c_str(), "-p", std::to_string(srv.pid).c_str(), nullptr);
+    _exit(127);
+  }
+  auto file = [](const std::string& path) {
+    std::string text;
+    if (FILE* f = fopen(path.c_str(), "r")) {
+      char buf[4096];
+      for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+      fclose(f);
+    }
+    return text;
+  };
+  REQUIRE_MESSAGE(wait_for([&] { return file(said).find("attached") != std::string::npos; }, 5000), file(said));
+  for (int i = 0; i < 10; i++) {
+    Client c(srv.port);
+    open_stream(c);
+    REQUIRE(c.read_until("data:", 2000));
+  }
+  CHECK(wait_for([&] { return metric(srv.port, "sse_subscribers{stream=\"clock\"}") == 0; }, 2000));
+  kill(tracer, SIGINT);
+  int status = 0;
+  waitpid(tracer, &status, 0);
+  std::string calls = file(trace);
+  CHECK_MESSAGE(calls.find("getpeername(") == std::string::npos, calls.substr(0, 400));
 }
 
 TEST_CASE("SIGINT stops it too, and --quiet keeps stderr empty") {
