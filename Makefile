@@ -99,7 +99,7 @@ test: deps
 
 # The peers the benchmark measures us against, and what drives them.
 deps-bench: deps
-	@missing=$$(for p in nginx-light libnginx-mod-nchan python3; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in nginx-light libnginx-mod-nchan python3 valgrind; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \

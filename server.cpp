@@ -1408,9 +1408,11 @@ static void on_event(const epoll_event& ev) {
 // expire timeouts, commit, write the answers, push the streams that are
 // due, close what was marked.
 static void turn_finish() {
-  srv.unparking.swap(srv.parked);  // parked in an earlier turn: their commit is done
-  for (int fd : srv.unparking) on_unpark(fd);
-  srv.unparking.clear();
+  if (!srv.parked.empty()) {  // parked in an earlier turn: their commit is done
+    srv.unparking.swap(srv.parked);
+    for (int fd : srv.unparking) on_unpark(fd);
+    srv.unparking.clear();
+  }
   for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
   srv.resume_list.clear();
   timers_expire();

@@ -260,6 +260,7 @@ class Store {
   // False when any write of the turn failed (error() says why): nothing of
   // the turn is stored. Either way the next turn starts clean.
   bool commit() {
+    if (pending_rows_ == 0 && !in_txn_ && !turn_failed_) return true;  // most turns: nothing written
     if (pending_rows_ > 0 && !turn_failed_ && !(begin() && grants_.flush(db_, &error_) && votes_.flush(db_, &error_)))
       fail_turn();
     grants_.clear();
