@@ -12,13 +12,18 @@
 // the loop:
 //
 //   wait → read every ready socket and run the parser over what arrived →
-//   handlers run inline and append responses to the connection's output →
-//   expire timeouts → push the SSE streams that are due → write every
-//   connection with pending output → close what was marked for closing.
+//   handlers run inline and append responses to the connection's output
+//   (or park a request whose answer must wait for the commit) → handle
+//   the requests parked last turn → expire timeouts → commit → write every
+//   connection with pending output → push the SSE streams that are due →
+//   close what was marked for closing.
 //
-// Responses are written only at the end of the turn, all together. That is
-// where the store's one commit per turn goes (group commit, as Redis answers
-// in beforeSleep): a reply never leaves before the change it reports is safe.
+// Responses are written only at the end of the turn, all together, after
+// the store's one commit per turn (group commit, as Redis answers in
+// beforeSleep): a reply never leaves before the change it reports is safe,
+// and if the commit fails, the replies that reported its changes become
+// 503s. Answers go out before the pushes: a broadcast to 10,000 streams
+// should not delay the voter who caused it.
 //
 // Connections live in a table indexed by fd (the kernel hands out the lowest
 // free fd, so the table stays dense). Writing follows "write now, queue the
@@ -70,11 +75,12 @@
 
 // ---- Limits -------------------------------------------------------------------
 //
-// What a connection costs: one Conn slot (about 500 bytes, in a table that
-// grows to the highest fd in use and never moves), plus its output queue while
-// the kernel refuses bytes, plus while a request is arriving its URL, a few
-// header values and the body (bounded by the HTTP limits). An SSE subscriber
-// holds no input buffer at all and no output buffer while it keeps up.
+// What a connection costs: one Conn slot (about 540 bytes, in a table
+// reserved at start and touched up to the highest fd in use; it never
+// moves), plus its output queue while the kernel refuses bytes, plus while
+// a request is arriving its URL, a few header values and the body (bounded
+// by the HTTP limits). An SSE subscriber holds no input buffer at all and
+// no output buffer while it keeps up; a closed connection holds only its slot.
 
 constexpr size_t READ_CHUNK_BYTES = 64 * 1024;        // one read(), into a buffer all connections share
 constexpr int ACCEPTS_PER_WAKEUP = 256;               // then let the other connections have a turn

@@ -21,9 +21,14 @@
 // does, woken when the WAL grows (see Checkpointer). It is the server's one
 // other thread and it touches nothing but the database file.
 //
+// A turn's writes commit together or not at all (see "The turn's
+// transaction"), and the loop never waits on a lock another process holds:
+// a write that finds one fails its turn at once.
+//
 // Left out on purpose: migrations beyond creating the schema (user_version
-// records it), and reading while the loop runs — everything is loaded once
-// at start-up.
+// records it; each version so far only added tables). Rounds and polls are
+// loaded once at start-up and written through; only the showtimes table is
+// read while the loop runs.
 #pragma once
 #include <sqlite3.h>
 

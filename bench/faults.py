@@ -159,7 +159,8 @@ def closed_connections(binary):
 
 
 def voters(binary, n, name_len):
-    srv = Server(binary, "--max-voters", str(n + 1))
+    has_cap = b"--max-voters" in subprocess.run([binary, "--help"], capture_output=True).stdout  # older binaries: no cap
+    srv = Server(binary, *(["--max-voters", str(n + 1)] if has_cap else []))
     s = connect(srv.port)
     before = rss_kib(srv.proc.pid)
     batch = 500
