@@ -1193,6 +1193,7 @@ static void replace_with_503(int fd, const Provisional* changes, size_t count) {
   out.append(c.out, at);
   c.out.swap(out);
   c.out_off = 0;
+  c.out_replaceable = std::string::npos;  // no snapshot has been queued yet: pushes come after the commit
 }
 
 // Commits everything this turn wrote, before any of its replies leaves. If
@@ -1214,7 +1215,8 @@ static void turn_commit() {
     for (size_t i = 0, j; i < srv.provisional.size(); i = j) {
       for (j = i + 1; j < srv.provisional.size() && srv.provisional[j].fd == srv.provisional[i].fd; j++) {
       }
-      if (srv.conns[srv.provisional[i].fd].state == ConnState::Http) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i);
+      ConnState state = srv.conns[srv.provisional[i].fd].state;  // a stream may follow the reply: it stays
+      if (state == ConnState::Http || state == ConnState::Stream) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i);
     }
   }
   srv.provisional.clear();

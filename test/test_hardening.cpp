@@ -292,6 +292,14 @@ TEST_CASE("a write the database refuses fails its whole turn: nothing of it stor
     CHECK(z.status == 200);
     CHECK(json_int(z.body, "packet") == 1);
     CHECK(metric(srv.port, "sse_store_failed_writes_total") == 1);
+    // A connection that turned into a stream right after its refused grab
+    // is told 503 all the same, and its stream goes on after it.
+    Client s(srv.port);
+    s.send(round_too_big() + post_request("/redpacket/grab", "user=w") + get_request("/redpacket/events"));
+    CHECK(s.response().status == 503);
+    CHECK(s.response().status == 503);
+    CHECK(s.read_until("text/event-stream"));
+    CHECK(sse_next(s, [](const SseEvent& e) { return json_int(e.data, "remaining") == 98; }, 2000));
   }
   {
     Db check(db);
@@ -299,6 +307,7 @@ TEST_CASE("a write the database refuses fails its whole turn: nothing of it stor
   }
   ServerProcess again(args);  // and after a restart, x holds nothing
   CHECK(http_get(again.port, "/redpacket/me", "Cookie: uid=x\r\n").body.find("\"grabbed\":false") != std::string::npos);
+  CHECK(http_get(again.port, "/redpacket/me", "Cookie: uid=w\r\n").body.find("\"grabbed\":false") != std::string::npos);
   CHECK(http_get(again.port, "/redpacket/me", "Cookie: uid=y\r\n").body.find("\"packet\":0,") != std::string::npos);
 }
 
