@@ -1325,7 +1325,7 @@ static void on_metrics(int fd, const HttpRequest& req, int) {
     snprintf(line, sizeof line, fmt, v...);
     m += line;
   };
-  m += "# HELP sse_connections_open Client connections open now.\n# TYPE sse_connections_open gauge\n";
+  m += "# HELP sse_connections_open Client connections served now (those past --max-conns are counted apart).\n# TYPE sse_connections_open gauge\n";
   add("sse_connections_open %d\n", srv.conns_open);
   m += "# HELP sse_connections_refused_total Connections closed unanswered: their fd lay past the table sized at start.\n";
   m += "# TYPE sse_connections_refused_total counter\n";

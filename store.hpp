@@ -348,7 +348,6 @@ class Store {
 
   // A new round and the amounts of its split.
   bool insert_round(const Round& r, int64_t now_ms) {
-    if (!begin()) return false;
     std::string blob(r.amounts.size() * 8, '\0');
     for (size_t i = 0; i < r.amounts.size(); i++)
       for (int b = 0; b < 8; b++) blob[i * 8 + size_t(b)] = char(uint64_t(r.amounts[i]) >> (8 * b));
@@ -419,7 +418,6 @@ class Store {
   }
 
   bool insert_poll(const Poll& p, int64_t now_ms) {
-    if (!begin()) return false;
     std::string options;
     for (const std::string& o : p.options) options += (options.empty() ? "" : "\n") + o;
     sqlite3_bind_int64(insert_poll_, 1, p.id);
@@ -439,12 +437,6 @@ class Store {
     rows_written++;
   }
 
-  // ---- The cinema schedule ------------------------------------------------------
-  //
-  // Unlike grants and votes, showtimes are not held in memory and written
-  // through: the table is read again whenever the board is drawn, so the
-  // database stays the one truth, whoever changed it.
-
   // ---- Runs ---------------------------------------------------------------------
   //
   // Each start of the server is a run with a number the database hands out
@@ -462,6 +454,12 @@ class Store {
     *run = sqlite3_last_insert_rowid(db_);
     return ok;
   }
+
+  // ---- The cinema schedule ------------------------------------------------------
+  //
+  // Unlike grants and votes, showtimes are not held in memory and written
+  // through: the table is read again whenever the board is drawn, so the
+  // database stays the one truth, whoever changed it.
 
   // True when the file had no showtimes table before this start: the time,
   // and the only time, to put in a sample schedule.
@@ -496,7 +494,6 @@ class Store {
 
   // A new showtime with every seat free; *id gets its row id.
   bool insert_showtime(const Showtime& st, int64_t* id) {
-    if (!begin()) return false;
     std::string starts = iso_utc(st.starts_ms);
     sqlite3_bind_text(insert_showtime_, 1, st.movie.data(), int(st.movie.size()), SQLITE_STATIC);
     sqlite3_bind_text(insert_showtime_, 2, st.hall.data(), int(st.hall.size()), SQLITE_STATIC);
@@ -511,7 +508,6 @@ class Store {
 
   // Deletes showtime `id`; *found says whether there was one.
   bool delete_showtime(int64_t id, bool* found) {
-    if (!begin()) return false;
     sqlite3_bind_int64(delete_showtime_, 1, id);
     if (!write(delete_showtime_)) return false;
     *found = sqlite3_changes(db_) > 0;

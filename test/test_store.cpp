@@ -135,6 +135,39 @@ TEST_CASE("a turn's grants are written in batches: all of them, in order") {
   }
 }
 
+TEST_CASE("a write that fails fails its turn: the turn's other writes are not stored, the next turn starts clean") {
+  TempDir dir;
+  std::string db = dir.file("f.db");
+  Rng rng{5};
+  Round r = round_new(1, 1000, split_double_mean(1000, 10, rng));
+  Round big = round_new(2, 400000, split_double_mean(400000, 200000, rng));  // 1.6 MB of split: over a 1 MiB cap
+  {
+    Store s;
+    REQUIRE(s.open(db, false, 1));
+    REQUIRE(s.insert_round(r, 1));
+    REQUIRE(s.commit());
+    round_grab(r, "early", 1);
+    s.insert_grant(1, 0, r.grants[0]);
+    CHECK_FALSE(s.insert_round(big, 2));       // SQLITE_FULL
+    CHECK_FALSE(s.in_transaction());           // rolled back at once
+    round_grab(r, "late", 1);
+    s.insert_grant(1, 1, r.grants[1]);
+    CHECK_FALSE(s.commit());                   // the whole turn failed
+    round_undo_last_grant(r);
+    round_undo_last_grant(r);
+    round_grab(r, "next", 2);                  // a new turn: packet 0 again
+    s.insert_grant(1, 0, r.grants[0]);
+    CHECK(s.commit());
+  }
+  Store s;
+  REQUIRE(s.open(db, false));
+  std::optional<Round> back;
+  REQUIRE(s.load_round(&back));
+  CHECK(back->id == 1);
+  REQUIRE(back->grants.size() == 1);
+  CHECK(back->grants[0].user == "next");
+}
+
 TEST_CASE(":memory: works and keeps nothing") {
   Store s;
   REQUIRE(s.open(":memory:", true));
