@@ -39,6 +39,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -87,6 +88,7 @@ constexpr int ACCEPTS_PER_WAKEUP = 256;               // then let the other conn
 constexpr size_t WRITE_BUDGET_BYTES = 1024 * 1024;    // per connection per turn
 constexpr size_t OUT_HIGH_WATER_BYTES = 256 * 1024;   // stop reading a client that does not read its answers
 constexpr size_t KEEP_CAPACITY_BYTES = 64 * 1024;     // larger output buffers are freed once drained
+constexpr size_t TRIM_AFTER_BYTES = 1024 * 1024;      // closed connections' buffers freed before memory goes back to the kernel
 constexpr int EPOLL_BATCH = 512;                      // events taken per epoll_wait
 constexpr int64_t HEARTBEAT_MS = 15'000;              // a comment line on any stream quiet this long
 constexpr unsigned SSE_RETRY_MS = 3000;               // the reconnect delay we ask browsers for
@@ -263,6 +265,7 @@ struct Server {
   std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
   int64_t wall_ms = 0;         // epoch ms, read once per turn
+  size_t freed_bytes = 0;      // buffers of closed connections freed since the last malloc_trim
   int64_t timer_armed_ms = -1;
   int64_t accept_paused_until_ms = -1;  // -1: accepting
   int64_t stop_deadline_ms = -1;        // -1: running
@@ -1145,6 +1148,7 @@ static void conn_close(int fd) {
   c.in_flush_list = false;
   // A closed connection holds its Conn slot and nothing else: with its
   // buffers kept, every fd that once carried a 64 KiB body would pin one.
+  srv.freed_bytes += c.out.capacity() + c.stash.capacity() + c.http.capacity();
   std::string().swap(c.out);
   std::string().swap(c.stash);
   c.http.release();
@@ -1155,6 +1159,15 @@ static void conn_close(int fd) {
 static void close_marked() {
   for (size_t i = 0; i < srv.close_list.size(); i++) conn_close(srv.close_list[i]);
   srv.close_list.clear();
+  // free() keeps what it gets back for later use, and the kernel sees the
+  // pages as ours until the allocator returns them: it does so on its own
+  // only from the top of the heap. Once a MiB of buffers has been freed,
+  // malloc_trim hands back every whole free page (a walk over the free
+  // chunks: rare, and cheap next to a MiB of closes).
+  if (srv.freed_bytes >= TRIM_AFTER_BYTES) {
+    malloc_trim(0);
+    srv.freed_bytes = 0;
+  }
   if (srv.stop_deadline_ms >= 0 && srv.listen_fd >= 0) {  // stopping: the listener goes with this turn
     close(srv.listen_fd);
     srv.listen_fd = -1;
