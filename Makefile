@@ -22,7 +22,7 @@ REL_OPT      := -O2
 # _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
 HEADERS      := http_parse.hpp sse.hpp app.hpp store.hpp
-TESTS        := $(wildcard test/*.cpp) test/harness.hpp
+TESTS        := $(wildcard test/*.cpp) $(wildcard test/*.hpp)
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
 
 ifeq ($(SAN),1)

@@ -20,10 +20,26 @@
 // comes (414); the body is refused from its Content-Length before a byte of it
 // is read (413). llhttp runs strict: Content-Length with Transfer-Encoding,
 // two Content-Lengths, bare LF line ends are all errors. We add what strict
-// llhttp 8 still lets through: whitespace before a header's colon, folded
-// header lines, and a missing or repeated Host (RFC 9112 sections 3.2 and 5).
+// llhttp 8.1 still lets through, as RFC 9112 asks:
+//   - a CR not followed by LF anywhere in the head (2.2): llhttp 8.1 takes
+//     "\r" plus any byte for a line end, so "X:\rTransfer-Encoding: chunked"
+//     hides a header and "\r\n\rZGET /evil" a second request;
+//   - a line starting with SP or HTAB, after an empty value too (obs-fold,
+//     5.2), and whitespace before a colon (5.1) or an empty field name;
+//   - two spaces in the request line, and a target with raw bytes >= 0x80,
+//     controls or TAB (3.2: UTF-8 must come percent-encoded);
+//   - more than one Host, in any version, and none in HTTP/1.1 (3.2);
+//   - Transfer-Encoding other than exactly "chunked" (6.1, 6.3): chunked
+//     not last is 400, another coding before it 501, any in HTTP/1.0 400;
+//   - HTTP/2 and later, and the HTTP/2 preface, get 505; Expect:
+//     100-continue counts only from HTTP/1.1 on (RFC 9110 10.1.1).
+// Most of these are checked byte by byte by HeadScan before llhttp sees
+// the bytes; the first offending byte wins, so an answer never depends on
+// where the reads happened to split the request.
 //
-// Left out on purpose: trailers, HTTP/2, Upgrade (answered, then closed).
+// Left out on purpose: trailers (read and dropped), HTTP/2, Upgrade
+// (answered, then closed), HTTP/1.x with x > 1 (llhttp 8.1 refuses it, 400,
+// where RFC 9112 2.3 would read it as 1.1).
 #pragma once
 #include <llhttp.h>
 
@@ -34,6 +50,7 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <utility>
 
 struct HttpLimits {
   size_t max_head_bytes = 8 * 1024;   // request line + headers, else 431
@@ -42,8 +59,14 @@ struct HttpLimits {
 };
 
 // The request headers the server acts on; any other header is only checked.
-enum HttpField : uint8_t { IF_NONE_MATCH, LAST_EVENT_ID, COOKIE, AUTHORIZATION, CONTENT_TYPE, EXPECT, FIELD_COUNT };
+enum HttpField : uint8_t {
+  IF_NONE_MATCH, LAST_EVENT_ID, COOKIE, AUTHORIZATION, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING, FIELD_COUNT
+};
 
+inline constexpr std::string_view HTTP_ROOT = "/";  // the path of "http://host" with none of its own
+
+// Everything but the body is filled in when the head is complete (so a
+// request can be routed before its body arrives); the body when it is whole.
 struct HttpRequest {
   llhttp_method_t method = HTTP_GET;
   bool http10 = false;       // HTTP/1.0: keep-alive only when asked for
@@ -77,25 +100,29 @@ class HttpParser {
     size_t off = 0;
     for (;;) {
       size_t slice = len - off;
-      bool in_head = !headers_done_;
+      bool in_head = reading_head();  // the head, or the trailers after a chunked body: lines HeadScan checks
       if (in_head) slice = std::min(slice, limits_->max_head_bytes - head_bytes_);
-      chunk_ = data + off;
-      llhttp_errno_t err = llhttp_execute(&p_, chunk_, slice);
-      size_t n = err == HPE_OK ? slice : size_t(llhttp_get_error_pos(&p_) - chunk_);
-      if (n > 0) prev_byte_ = chunk_[n - 1];
+      // llhttp runs only over the bytes HeadScan let pass; if it finds
+      // nothing wrong before the byte HeadScan refused, that byte's error stands.
+      size_t passed = in_head ? scan_.run(data + off, slice) : slice;
+      const char* chunk = data + off;
+      llhttp_errno_t err = llhttp_execute(&p_, chunk, passed);
+      size_t n = err == HPE_OK ? passed : size_t(llhttp_get_error_pos(&p_) - chunk);
       off += n;
       if (in_head) head_bytes_ += n;
       *used = off;
-      if (err == HPE_PAUSED) {  // we paused it: after the head, or after a whole request
+      if (err == HPE_PAUSED) {  // we paused it: after the head, before trailers, or after a whole request
         llhttp_resume(&p_);
         if (message_done_) return HttpParse::Request;
-        if (expect_continue_) return HttpParse::Continue;
+        if (std::exchange(expect_continue_, false)) return HttpParse::Continue;
         continue;
       }
       if (err == HPE_PAUSED_UPGRADE) { *used = len; return HttpParse::NeedMore; }  // caller closes
+      if (err == HPE_PAUSED_H2_UPGRADE) return fail(505, "HTTP/2 is not served; speak HTTP/1.1");
+      if (err == HPE_INVALID_VERSION && p_.http_major >= 2) return fail(505, "only HTTP/1.0 and HTTP/1.1 are served");
       if (err != HPE_OK) return fail(status_ ? status_ : 400, reason_ ? reason_ : llhttp_get_error_reason(&p_));
-      if (in_head && !headers_done_ && head_bytes_ >= limits_->max_head_bytes)
-        return fail(431, "request header block too large");
+      if (passed < slice) return fail(400, scan_.reason);
+      if (reading_head() && head_bytes_ >= limits_->max_head_bytes) return fail(431, "request header block too large");
       if (off == len) return HttpParse::NeedMore;
     }
   }
@@ -104,6 +131,7 @@ class HttpParser {
   int error_status() const { return status_; }
   const char* error_reason() const { return reason_; }
   bool mid_request() const { return started_; }  // part of a request has arrived
+  bool is_head() const { return head_; }  // the request read so far is a HEAD: its answer, even an error, has no body
 
   // Forgets the request just handled, keeping the buffer's capacity.
   void next() {
@@ -112,9 +140,11 @@ class HttpParser {
     std::fill(std::begin(off_), std::end(off_), 0);
     std::fill(std::begin(len_), std::end(len_), 0);
     url_len_ = head_bytes_ = body_off_ = 0;
-    name_len_ = hosts_ = 0;
+    path_ = query_ = {0, 0};
+    name_len_ = 0;
     field_ = -1;
-    started_ = headers_done_ = message_done_ = expect_continue_ = false;
+    started_ = headers_done_ = message_done_ = expect_continue_ = host_seen_ = te_seen_ = in_trailers_ = head_ = false;
+    scan_ = HeadScan{};
   }
 
   // Frees the buffer: the connection will send no more requests (an SSE
@@ -125,6 +155,58 @@ class HttpParser {
   static inline const HttpLimits default_limits{};
 
  private:
+  // The byte-level rules of RFC 9112 that llhttp 8.1 does not enforce on
+  // the head (see the top of this file). run() goes over bytes as they
+  // arrive, keeping its place across reads, and returns how many pass.
+  struct HeadScan {
+    enum Part : uint8_t { REQUEST_LINE, FIELD_LINES, BODY } part = REQUEST_LINE;
+    size_t col = 0;          // bytes of the current line so far
+    int spaces = 0;          // SPs seen in the request line
+    bool after_cr = false;   // the last byte was CR: this one must be LF
+    bool after_sp = false;   // the last byte was SP (request line)
+    const char* reason = nullptr;
+
+    size_t run(const char* data, size_t n) {
+      for (size_t i = 0; i < n; i++) {
+        if (part == BODY) return n;  // the head has ended: the rest is not ours to check
+        unsigned char c = static_cast<unsigned char>(data[i]);
+        if (after_cr) {
+          after_cr = false;
+          if (c != '\n') return refuse(i, "a CR not followed by LF");
+          end_line();
+          continue;
+        }
+        if (c == '\n') return refuse(i, "a line must end with CRLF, not a bare LF");
+        if (c == '\r') {
+          after_cr = true;
+        } else if (part == REQUEST_LINE) {
+          if (c == ' ' && after_sp) return refuse(i, "two spaces in the request line");
+          if (c != ' ' && spaces == 1 && (c >= 0x80 || c < 0x21 || c == 0x7f))
+            return refuse(i, "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)");
+          spaces += c == ' ';
+          after_sp = c == ' ';
+        } else if (col == 0 && (c == ' ' || c == '\t')) {
+          return refuse(i, "a header line starting with whitespace (obs-fold)");
+        } else if (col == 0 && c == ':') {
+          return refuse(i, "a header line with no name");
+        }
+        col++;
+      }
+      return n;
+    }
+    // A CRLF ended a line of `col` bytes (the CR included).
+    void end_line() {
+      bool empty = col == 1;
+      col = 0;
+      if (part == REQUEST_LINE && !empty) part = FIELD_LINES;  // empty lines before a request are allowed (2.2)
+      else if (part == FIELD_LINES && empty) part = BODY;
+    }
+    size_t refuse(size_t at, const char* why) {
+      reason = why;
+      return at;
+    }
+  };
+
   HttpParse fail(int status, const char* reason) {
     status_ = status;
     reason_ = reason;
@@ -139,6 +221,10 @@ class HttpParser {
 
   static int on_begin(llhttp_t* p) {
     self(p).started_ = true;
+    return 0;
+  }
+  static int on_method_done(llhttp_t* p) {
+    self(p).head_ = p->method == HTTP_HEAD;
     return 0;
   }
   static int on_url(llhttp_t* p, const char* at, size_t n) {
@@ -160,11 +246,6 @@ class HttpParser {
   static int on_field_done(llhttp_t* p);
   static int on_value(llhttp_t* p, const char* at, size_t n) {
     HttpParser& h = self(p);
-    // A value arrives in several spans only when a read ended inside it, or
-    // when the client folded the line (obs-fold), which RFC 9112 lets us refuse.
-    bool more = h.value_started_ && (at != h.chunk_ || h.prev_byte_ == '\n');
-    if (more) return h.refuse(400, "folded header line");
-    h.value_started_ = true;
     if (h.field_ < 0) return 0;
     if (h.buf_.size() + n > h.limits_->max_head_bytes + h.limits_->max_url_bytes)
       return h.refuse(431, "request header block too large");
@@ -182,6 +263,7 @@ class HttpParser {
     return 0;
   }
   static int on_headers_done(llhttp_t* p);
+  int transfer_coding_refusal(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t n) {
     HttpParser& h = self(p);
     if (h.buf_.size() - h.body_off_ + n > h.limits_->max_body_bytes)
@@ -190,11 +272,29 @@ class HttpParser {
     return 0;
   }
   static int on_message_done(llhttp_t* p);
+  // The last chunk (size 0): what follows up to the blank line are trailer
+  // fields, which HeadScan checks like the head's, within the same budget.
+  static int on_chunk_header(llhttp_t* p) {
+    if (p->content_length != 0) return 0;
+    HttpParser& h = self(p);
+    h.in_trailers_ = true;
+    h.scan_ = HeadScan{HeadScan::FIELD_LINES};
+    return HPE_PAUSED;
+  }
+  bool reading_head() const { return !headers_done_ || (in_trailers_ && !message_done_); }
+  // The request's views into buf_, from the offsets kept; again after buf_ grew.
+  void point_views() {
+    std::string_view all(buf_);
+    req_.path = path_.second ? all.substr(path_.first, path_.second) : HTTP_ROOT;  // a path is never empty
+    req_.query = query_.second ? all.substr(query_.first, query_.second) : std::string_view();
+    for (int i = 0; i < FIELD_COUNT; i++) req_.fields[i] = all.substr(off_[i], len_[i]);
+  }
 
   static inline const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
     s.on_message_begin = on_begin;
+    s.on_method_complete = on_method_done;
     s.on_url = on_url;
     s.on_header_field = on_field;
     s.on_header_field_complete = on_field_done;
@@ -203,6 +303,7 @@ class HttpParser {
     s.on_headers_complete = on_headers_done;
     s.on_body = on_body;
     s.on_message_complete = on_message_done;
+    s.on_chunk_header = on_chunk_header;
     return s;
   }();
 
@@ -211,13 +312,12 @@ class HttpParser {
   std::string buf_;  // the URL, then the captured header values, then the body
   uint32_t off_[FIELD_COUNT], len_[FIELD_COUNT];
   size_t url_len_, head_bytes_, body_off_;
-  const char* chunk_ = nullptr;  // start of the bytes llhttp is running over
-  char prev_byte_ = 0;           // last byte of the previous run
-  char name_[16];                // the current header name; longer names are never ours
-  uint8_t name_len_, hosts_;
+  std::pair<size_t, size_t> path_, query_;  // offset and length in buf_
+  HeadScan scan_;
+  char name_[24];                // the current header name; longer names are never ours
+  uint8_t name_len_;
   int8_t field_;                 // the HttpField the current value goes to, or -1
-  bool value_started_ = false;
-  bool started_, headers_done_, message_done_, expect_continue_;
+  bool started_, headers_done_, message_done_, expect_continue_, host_seen_, te_seen_, in_trailers_, head_;
   int status_ = 0;
   const char* reason_ = nullptr;
   HttpRequest req_;
@@ -230,14 +330,17 @@ inline bool http_iequals(std::string_view a, std::string_view b) {
 }
 
 inline int HttpParser::on_field_done(llhttp_t* p) {
-  static constexpr std::string_view names[FIELD_COUNT] = {"if-none-match", "last-event-id", "cookie",
-                                                          "authorization", "content-type",  "expect"};
+  static constexpr std::string_view names[FIELD_COUNT] = {"if-none-match", "last-event-id", "cookie",           "authorization",
+                                                          "content-type",  "expect",        "transfer-encoding"};
   HttpParser& h = self(p);
   std::string_view name(h.name_, h.name_len_);
   h.name_len_ = 0;
-  h.value_started_ = false;
   h.field_ = -1;
-  if (http_iequals(name, "host")) h.hosts_++;
+  if (http_iequals(name, "host")) {
+    if (h.host_seen_) return h.refuse(400, "more than one Host header");
+    h.host_seen_ = true;
+  }
+  h.te_seen_ = h.te_seen_ || http_iequals(name, "transfer-encoding");  // llhttp flags no empty one
   for (int i = 0; i < FIELD_COUNT; i++) {
     if (!http_iequals(name, names[i])) continue;
     h.field_ = int8_t(i);
@@ -254,38 +357,60 @@ inline int HttpParser::on_field_done(llhttp_t* p) {
   return 0;
 }
 
+// The head is whole: check what needs all of it, and fill in the request
+// but its body, so the server can route it before the body arrives.
 inline int HttpParser::on_headers_done(llhttp_t* p) {
   HttpParser& h = self(p);
+  HttpRequest& r = h.req_;
   h.headers_done_ = true;
   if (p->http_major != 1) return h.refuse(505, "only HTTP/1.0 and HTTP/1.1 are served");
-  if (p->http_minor == 1 && h.hosts_ != 1) return h.refuse(400, "HTTP/1.1 needs exactly one Host header");
+  if (p->http_minor == 1 && !h.host_seen_) return h.refuse(400, "HTTP/1.1 needs a Host header");
+  if (int status = h.transfer_coding_refusal(p)) return h.refuse(status, h.reason_);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h.limits_->max_body_bytes)
     return h.refuse(413, "request body too large");
-  h.body_off_ = h.buf_.size();
-  bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  std::string_view expect(h.buf_.data() + h.off_[EXPECT], h.len_[EXPECT]);
-  h.expect_continue_ = has_body && http_iequals(expect, "100-continue");
-  return HPE_PAUSED;  // lets feed() count the head's bytes exactly
-}
-
-inline int HttpParser::on_message_done(llhttp_t* p) {
-  HttpParser& h = self(p);
-  HttpRequest& r = h.req_;
   std::string_view url(h.buf_.data(), h.url_len_);
   if (url.starts_with("http://") || url.starts_with("https://")) {  // absolute-form: keep the path
     size_t slash = url.find('/', url.find("//") + 2);
-    url = slash == url.npos ? "/" : url.substr(slash);
+    url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
   }
   if (!url.starts_with('/')) return h.refuse(400, "request target must start with '/'");
   size_t q = std::min(url.find('?'), url.find('#'));
-  r.path = url.substr(0, q);
-  if (q < url.size() && url[q] == '?') r.query = url.substr(q + 1, url.find('#') - q - 1);
-  for (int i = 0; i < FIELD_COUNT; i++) r.fields[i] = std::string_view(h.buf_.data() + h.off_[i], h.len_[i]);
-  r.body = std::string_view(h.buf_).substr(h.body_off_);
+  if (url.data() != HTTP_ROOT.data()) h.path_ = {size_t(url.data() - h.buf_.data()), std::min(q, url.size())};
+  if (q < url.size() && url[q] == '?') h.query_ = {h.path_.first + q + 1, url.substr(q + 1).find('#')};
+  h.point_views();
   r.method = llhttp_method_t(p->method);
   r.http10 = p->http_minor == 0;
   r.keep_alive = llhttp_should_keep_alive(p);
   r.upgrade = p->upgrade;
+  h.body_off_ = h.buf_.size();
+  bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  h.expect_continue_ = has_body && !r.http10 && http_iequals(r.fields[EXPECT], "100-continue");
+  return HPE_PAUSED;  // lets feed() count the head's bytes exactly
+}
+
+// RFC 9112 6: the only transfer coding served is chunked, alone, from
+// HTTP/1.1 on. Returns the status to refuse with (and sets the reason), or 0.
+inline int HttpParser::transfer_coding_refusal(llhttp_t* p) {
+  if (!(p->flags & F_TRANSFER_ENCODING) && !te_seen_) return 0;
+  auto refusal = [this](int status, const char* why) {
+    reason_ = why;
+    return status;
+  };
+  if (p->flags & F_CONTENT_LENGTH) return refusal(400, "Content-Length with Transfer-Encoding");
+  if (p->http_minor == 0) return refusal(400, "Transfer-Encoding in an HTTP/1.0 request");  // 6.1: framing is faulty
+  std::string_view te(buf_.data() + off_[TRANSFER_ENCODING], len_[TRANSFER_ENCODING]);
+  size_t comma = te.rfind(',');
+  std::string_view last = comma == te.npos ? te : te.substr(comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  if (!http_iequals(last, "chunked")) return refusal(400, "Transfer-Encoding must end with chunked");  // 6.3
+  if (comma != te.npos) return refusal(501, "only the chunked transfer coding is understood");
+  return 0;
+}
+
+inline int HttpParser::on_message_done(llhttp_t* p) {
+  HttpParser& h = self(p);
+  h.point_views();  // the body's bytes may have moved the buffer
+  h.req_.body = std::string_view(h.buf_).substr(h.body_off_);
   h.message_done_ = true;
   h.expect_continue_ = false;
   return HPE_PAUSED;  // one request at a time
@@ -305,12 +430,14 @@ inline std::string_view http_status_line(int status) {
     case 401: return "HTTP/1.1 401 Unauthorized\r\n";
     case 404: return "HTTP/1.1 404 Not Found\r\n";
     case 405: return "HTTP/1.1 405 Method Not Allowed\r\n";
+    case 408: return "HTTP/1.1 408 Request Timeout\r\n";
     case 409: return "HTTP/1.1 409 Conflict\r\n";
     case 410: return "HTTP/1.1 410 Gone\r\n";
     case 413: return "HTTP/1.1 413 Content Too Large\r\n";
     case 414: return "HTTP/1.1 414 URI Too Long\r\n";
     case 415: return "HTTP/1.1 415 Unsupported Media Type\r\n";
     case 431: return "HTTP/1.1 431 Request Header Fields Too Large\r\n";
+    case 501: return "HTTP/1.1 501 Not Implemented\r\n";
     case 503: return "HTTP/1.1 503 Service Unavailable\r\n";
     case 505: return "HTTP/1.1 505 HTTP Version Not Supported\r\n";
     default: return "HTTP/1.1 500 Internal Server Error\r\n";  // a status we never meant to send

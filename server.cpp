@@ -175,7 +175,8 @@ struct Route {
   struct Entry {
     llhttp_method_t method;
     Handler handler;
-    int arg;  // which static file, or which stream
+    int arg;     // which static file, or which stream
+    bool admin;  // needs the admin token (checked before the handler runs)
   };
   std::vector<Entry> entries;
   std::string allow;  // the methods, as the Allow header lists them
@@ -402,6 +403,8 @@ static void conn_close_later(int fd) {
 
 // ---- Timeouts --------------------------------------------------------------------
 
+static void respond_error(int fd, int status, std::string_view message, std::string_view extra = {}, bool head = false);
+
 static void timer_unlink(int fd) {
   Conn& c = srv.conns[fd];
   if (c.timer == NO_TIMER) return;
@@ -425,13 +428,18 @@ static void timer_start(int fd, TimerKind kind) {
 }
 
 // Closes every connection whose deadline has passed, oldest first.
+// A request begun but not finished in time is told 408 before the close;
+// an idle connection is just closed (a client reusing it would take a 408
+// for the answer to a request it has not sent yet).
 static void timers_expire() {
   for (TimerList& l : srv.timers) {
     while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
       int fd = l.head;
       timer_unlink(fd);
       srv.metrics.timeouts++;
-      conn_close_later(fd);
+      Conn& c = srv.conns[fd];
+      if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
+      else conn_close_later(fd);
     }
   }
 }
@@ -501,7 +509,7 @@ static void on_accept() {
 // ---- Read -------------------------------------------------------------------------
 
 static void on_request(int fd, const HttpRequest& req);
-static void respond_error(int fd, int status, std::string_view message, std::string_view extra = {});
+static void on_expect_continue(int fd, const HttpRequest& req);
 
 // Runs the parser over bytes that arrived and dispatches each whole request.
 // Stops early when the connection turned into a stream, is closing, or has
@@ -523,12 +531,11 @@ static void conn_parse(int fd, const char* data, size_t len) {
     off += used;
     if (r == HttpParse::NeedMore) break;
     if (r == HttpParse::Error) {
-      respond_error(fd, c.http.error_status(), c.http.error_reason());
+      respond_error(fd, c.http.error_status(), c.http.error_reason(), {}, c.http.is_head());
       return;
     }
     if (r == HttpParse::Continue) {
-      c.out += "HTTP/1.1 100 Continue\r\n\r\n";
-      flush_later(fd);
+      on_expect_continue(fd, c.http.request());
       continue;
     }
     on_request(fd, c.http.request());
@@ -583,32 +590,79 @@ static void on_readable(int fd) {
 // ---- Dispatch ---------------------------------------------------------------------
 
 static bool is_stream_route(const Route& r);
+static bool admin_ok(int fd, const HttpRequest& req);
+static bool bearer_ok(const HttpRequest& req);
+static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 
-// One whole request: find its route and run the handler, which appends the
-// answer to the connection's output.
+// The route for `path`: its own, else the one of its parent when that ends
+// in a slash ("/a/b/" answers for "/a/b/42"; "/" itself is the home page
+// and answers for nothing under it). nullptr when there is none.
+static const Route* route_for(std::string_view path) {
+  auto it = srv.routes.find(path);
+  std::string_view parent = path.substr(0, path.rfind('/') + 1);
+  if (it == srv.routes.end() && parent.size() > 1) it = srv.routes.find(parent);
+  return it == srv.routes.end() ? nullptr : &it->second;
+}
+
+// The handler `route` has for `method`, or nullptr.
+static const Route::Entry* route_entry(const Route& route, llhttp_method_t method) {
+  for (const Route::Entry& e : route.entries)
+    if (e.method == method) return &e;
+  return nullptr;
+}
+
+static void route_request(int fd, const HttpRequest& req);
+
+// One whole request: route it, then close after the answer if the request
+// asked for that (HTTP/1.0 without keep-alive, Connection: close, Upgrade).
+// A stream ends when the connection does, whatever the request asked for.
 static void on_request(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
-  auto it = srv.routes.find(req.path);
-  // "/a/b/42" not found: a route "/a/b/" (ending in a slash, not "/" itself,
-  // which is the home page) answers for everything right under it.
-  std::string_view parent = req.path.substr(0, req.path.rfind('/') + 1);
-  if (it == srv.routes.end() && parent.size() > 1) it = srv.routes.find(parent);
-  if (it == srv.routes.end()) return respond_error(fd, 404, "no such page");
-  const Route& route = it->second;
+  size_t changes = srv.provisional.size();
+  route_request(fd, req);
+  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
+  if (c.parked) return;  // not answered yet
+  if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
+}
+
+// Finds the request's route, checks what all routes share (the connection
+// limit, the method, the admin token), and runs the handler, which appends
+// the answer to the connection's output (or parks the request).
+static void route_request(int fd, const HttpRequest& req) {
+  Conn& c = srv.conns[fd];
+  const Route* route = route_for(req.path);
+  if (!route) return respond_refusal(fd, req, 404, "no such page");
   if (c.over_capacity) {
     // A browser's EventSource gives up for good on an error status but
     // retries a dropped connection, so a stream over capacity is just closed.
-    if (is_stream_route(route)) return conn_close_later(fd);
-    return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n");
+    if (is_stream_route(*route)) return conn_close_later(fd);
+    return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n", req.method == HTTP_HEAD);
   }
-  auto entry = std::find_if(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == req.method; });
-  if (entry == route.entries.end()) return respond_error(fd, 405, "method not allowed here", "Allow: " + route.allow + "\r\n");
-  size_t changes = srv.provisional.size();
+  const Route::Entry* entry = route_entry(*route, req.method);
+  if (!entry) return respond_refusal(fd, req, 405, "method not allowed here", "Allow: " + route->allow + "\r\n");
+  if (entry->admin && !admin_ok(fd, req)) return;  // answered 401
   entry->handler(fd, req, entry->arg);
-  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
-  if (c.parked) return;  // not answered yet
-  // A stream ends when the connection does, whatever the request asked for.
-  if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
+}
+
+// A request head that asks for "100 Continue" before it sends its body
+// (RFC 9110 10.1.1). The invitation goes out only when the request would
+// be handled: an unknown path, a wrong method, a full server or a missing
+// admin token is refused at once, before the client sends a byte of body,
+// and the connection is then closed, since the body it may send anyway
+// cannot be told from a next request. With Expect, the admin token must
+// come in the Authorization header (a form field would be in the body).
+static void on_expect_continue(int fd, const HttpRequest& req) {
+  Conn& c = srv.conns[fd];
+  const Route* route = route_for(req.path);
+  const Route::Entry* entry = route ? route_entry(*route, req.method) : nullptr;
+  if (!route) return respond_error(fd, 404, "no such page");
+  if (c.over_capacity) return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n");
+  if (!entry) return respond_error(fd, 405, "method not allowed here", "Allow: " + route->allow + "\r\n");
+  if (entry->admin && !bearer_ok(req))
+    return respond_error(fd, 401, "admin token missing or wrong (with Expect: 100-continue, send it as Authorization: Bearer)",
+                         "WWW-Authenticate: Bearer\r\n");
+  c.out += "HTTP/1.1 100 Continue\r\n\r\n";
+  flush_later(fd);
 }
 
 // Handles a parked request again, now that the commit it waited for is
@@ -639,16 +693,30 @@ static void respond(int fd, const HttpRequest& req, int status, std::string_view
   flush_later(fd);
 }
 
-// An error answer; always closes the connection, since after a bad request
-// we cannot know where the next one would start.
-static void respond_error(int fd, int status, std::string_view message, std::string_view extra) {
+// "404 Not Found: no such page\n": the body of the plain-text errors.
+static std::string error_text(int status, std::string_view message) {
+  return std::to_string(status) + " " + std::string(http_status_text(status)) + ": " + std::string(message) + "\n";
+}
+
+// An error after which the connection cannot go on: a request whose
+// framing cannot be trusted (400, 413, 414, 431, 501, 505: where the next
+// request would start is unknown), one that came too slowly (408), one
+// past the connection limit, one refused before its body (see
+// on_expect_continue). Answered, then closed. `head`: the request was a
+// HEAD, so the answer has no body.
+static void respond_error(int fd, int status, std::string_view message, std::string_view extra, bool head) {
   Conn& c = srv.conns[fd];
-  std::string body = std::to_string(status) + " " + std::string(http_status_text(status)) + ": " + std::string(message) + "\n";
-  http_respond(c.out, status, date_line(), false, false, "text/plain; charset=utf-8", body, extra);
+  http_respond(c.out, status, date_line(), false, false, "text/plain; charset=utf-8", error_text(status, message), extra, head);
   srv.metrics.requests_by_status[status]++;
   c.close_after_write = true;
   conn_set_interest(fd);  // stop reading
   flush_later(fd);
+}
+
+// A refusal of a well-formed request (404, 405): its framing was sound, so
+// the connection stays open for the next one if the request asked for that.
+static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra) {
+  respond(fd, req, status, "text/plain; charset=utf-8", error_text(status, message), extra);
 }
 
 static void on_static(int fd, const HttpRequest& req, int file) {
@@ -766,8 +834,15 @@ static bool token_equal(std::string_view given, std::string_view expected) {
   return diff == 0;
 }
 
+// True when the request carries "Authorization: Bearer <the admin token>".
+static bool bearer_ok(const HttpRequest& req) {
+  std::string_view auth = req.fields[AUTHORIZATION];
+  return auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ") && token_equal(auth.substr(7), srv.admin_token);
+}
+
 // True for the admin token, as "Authorization: Bearer <token>" or form field
-// `token`; otherwise answers 401 itself.
+// `token`; otherwise answers 401 itself. on_request asks it for the routes
+// marked ADMIN.
 static bool admin_ok(int fd, const HttpRequest& req) {
   std::string_view auth = req.fields[AUTHORIZATION];
   std::string token;
@@ -870,7 +945,6 @@ static void respond_store_unavailable(int fd, const HttpRequest& req) {
 }
 
 static void on_new_round(int fd, const HttpRequest& req, int) {
-  if (!admin_ok(fd, req)) return;
   int64_t total = 0, count = 0;
   if (!form_int(fd, req, "total_cents", 1, MAX_TOTAL_CENTS, &total) || !form_int(fd, req, "count", 1, MAX_PACKETS, &count))
     return;
@@ -970,7 +1044,6 @@ static std::shared_ptr<Poll> start_poll(std::string question, std::vector<std::s
 }
 
 static void on_new_poll(int fd, const HttpRequest& req, int) {
-  if (!admin_ok(fd, req)) return;
   std::string question, options;
   if (form_field(fd, req, "question", &question) == FormLookup::Malformed) return;
   if (form_field(fd, req, "options", &options) == FormLookup::Malformed) return;
@@ -1007,7 +1080,6 @@ static void on_showtimes_list(int fd, const HttpRequest& req, int) {
 }
 
 static void on_showtime_add(int fd, const HttpRequest& req, int) {
-  if (!admin_ok(fd, req)) return;
   Showtime st;
   std::string starts_at;
   for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}}) {
@@ -1030,7 +1102,6 @@ static void on_showtime_add(int fd, const HttpRequest& req, int) {
 
 // DELETE /cinema/showtimes/{id}
 static void on_showtime_delete(int fd, const HttpRequest& req, int) {
-  if (!admin_ok(fd, req)) return;
   std::string_view id = req.path.substr(req.path.rfind('/') + 1);
   bool numeric = !id.empty() && id.size() <= 18 && id.find_first_not_of("0123456789") == std::string_view::npos;
   bool found = false;
@@ -1471,7 +1542,9 @@ static void run() {
 // Routes `methods` ("GET, HEAD") of `path` to `handler`. A method the path
 // already answers keeps its first handler: app routes, added before the
 // pages, win over a file of the same name.
-static void route_add(const std::string& path, std::string_view methods, Handler handler, int arg) {
+constexpr bool ADMIN = true;  // route_add's last argument, for the routes that need the admin token
+
+static void route_add(const std::string& path, std::string_view methods, Handler handler, int arg, bool admin = false) {
   Route& route = srv.routes[path];
   while (!methods.empty()) {
     std::string_view name = methods.substr(0, methods.find(','));
@@ -1479,7 +1552,7 @@ static void route_add(const std::string& path, std::string_view methods, Handler
     llhttp_method_t method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : HTTP_DELETE;
     bool taken = std::any_of(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == method; });
     if (taken) continue;
-    route.entries.push_back({method, handler, arg});
+    route.entries.push_back({method, handler, arg, admin});
     route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);
   }
 }
@@ -1550,17 +1623,17 @@ static void setup_routes() {
   add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock, true, true);  // CLOCK_APP
   add_app("/redpacket/events", "redpacket", 1000, render_redpacket, true);   // REDPACKET_APP
   route_add("/redpacket/grab", "POST", on_grab, 0);
-  route_add("/redpacket/rounds", "POST", on_new_round, 0);
+  route_add("/redpacket/rounds", "POST", on_new_round, 0, ADMIN);
   route_add("/redpacket/me", "GET, HEAD", on_redpacket_me, 0);
   add_app("/vote/result-sse", "poll", srv.cfg.vote_interval_ms, render_poll, true);  // POLL_APP
   route_add("/vote", "POST", on_vote, 0);
   route_add("/vote/me", "GET, HEAD", on_vote_me, 0);
-  route_add("/vote/polls", "POST", on_new_poll, 0);
+  route_add("/vote/polls", "POST", on_new_poll, 0, ADMIN);
   add_app("/events", "cinema", srv.cfg.schedule_interval_ms, render_cinema, false);  // CINEMA_APP
   route_add("/cinema/events", "GET", on_subscribe, CINEMA_APP);
   route_add("/cinema/showtimes", "GET, HEAD", on_showtimes_list, 0);
-  route_add("/cinema/showtimes", "POST", on_showtime_add, 0);
-  route_add("/cinema/showtimes/", "DELETE", on_showtime_delete, 0);  // a prefix: /cinema/showtimes/{id}
+  route_add("/cinema/showtimes", "POST", on_showtime_add, 0, ADMIN);
+  route_add("/cinema/showtimes/", "DELETE", on_showtime_delete, 0, ADMIN);  // a prefix: /cinema/showtimes/{id}
   load_public(srv.cfg.public_dir);
 }
 

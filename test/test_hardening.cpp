@@ -15,11 +15,14 @@
 
 namespace {
 
-// True once the server has closed this socket (reading gives end of file or a reset).
+// True once the server has closed this socket: reading, past whatever it
+// said last (a 408), gives end of file or a reset.
 bool peer_closed(int fd) {
-  char byte;
-  ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  char buf[512];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+  }
+  return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 int count_events(const std::string& stream) {
