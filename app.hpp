@@ -96,12 +96,13 @@ inline std::string iso_time(int64_t epoch_ms) {
   return buf;
 }
 
-// True when `s` is well-formed UTF-8 with no control characters.
-inline bool valid_text(std::string_view s) {
+// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates),
+// and, unless `controls` allows them, holds no control characters.
+inline bool valid_utf8(std::string_view s, bool controls = true) {
   for (size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > s.size() || c < 0x20 || c == 0x7f) return false;
+    if (len == 0 || i + len > s.size() || (!controls && (c < 0x20 || c == 0x7f))) return false;
     uint32_t cp = len == 1 ? c : c & (0x7f >> len);
     for (size_t k = 1; k < len; k++) {
       unsigned char cc = static_cast<unsigned char>(s[i + k]);
@@ -114,6 +115,10 @@ inline bool valid_text(std::string_view s) {
   }
   return true;
 }
+
+// True when `s` is well-formed UTF-8 with no control characters: text a
+// page shows (names, questions, options, movies).
+inline bool valid_text(std::string_view s) { return valid_utf8(s, false); }
 
 constexpr size_t MAX_USER_BYTES = 64;
 

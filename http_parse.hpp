@@ -38,8 +38,11 @@
 // where the reads happened to split the request.
 //
 // Left out on purpose: trailers (read and dropped), HTTP/2, Upgrade
-// (answered, then closed), HTTP/1.x with x > 1 (llhttp 8.1 refuses it, 400,
-// where RFC 9112 2.3 would read it as 1.1).
+// (answered, then closed). Not enforced as RFC 9112 words it, because
+// llhttp 8.1 is stricter and stricter is safe: HTTP/1.x with x > 1 is
+// refused (400) where 2.3 would read it as 1.1; a chunk extension without
+// a value after one with a value, or whitespace before its ';', is
+// refused where 7.1.1 allows them.
 #pragma once
 #include <llhttp.h>
 

@@ -797,7 +797,9 @@ static void respond_json_error(int fd, const HttpRequest& req, int status, std::
 }
 
 // Reads form field `key` from the body. Answers 415 or 400 itself and
-// returns Malformed when the body is not a well-formed form.
+// returns Malformed when the body is not a well-formed form, or the value
+// is not UTF-8 (every answer is JSON, and JSON is UTF-8: a value that may
+// be echoed in one must be text).
 static FormLookup form_field(int fd, const HttpRequest& req, std::string_view key, std::string* value) {
   std::string_view type = req.fields[CONTENT_TYPE];
   if (!type.empty() && !http_iequals(type.substr(0, type.find(';')), "application/x-www-form-urlencoded")) {
@@ -806,6 +808,10 @@ static FormLookup form_field(int fd, const HttpRequest& req, std::string_view ke
   }
   FormLookup found = http_form_value(req.body, key, value);
   if (found == FormLookup::Malformed) respond_json_error(fd, req, 400, "the form body has a broken %-escape");
+  if (found == FormLookup::Found && !valid_utf8(*value)) {
+    respond_json_error(fd, req, 400, "'" + std::string(key) + "' is not UTF-8 text");
+    return FormLookup::Malformed;
+  }
   return found;
 }
 
@@ -1102,14 +1108,16 @@ static void on_showtime_add(int fd, const HttpRequest& req, int) {
 
 // DELETE /cinema/showtimes/{id}
 static void on_showtime_delete(int fd, const HttpRequest& req, int) {
-  std::string_view id = req.path.substr(req.path.rfind('/') + 1);
-  bool numeric = !id.empty() && id.size() <= 18 && id.find_first_not_of("0123456789") == std::string_view::npos;
+  std::string_view digits = req.path.substr(req.path.rfind('/') + 1);
+  bool numeric = !digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string_view::npos;
+  if (!numeric) return respond_json_error(fd, req, 404, "no showtime there: a showtime's id is a whole number");
+  int64_t id = std::stoll(std::string(digits));  // "0007" is 7, and is answered as 7
   bool found = false;
-  if (numeric && !srv.store.delete_showtime(std::stoll(std::string(id)), &found)) return respond_store_unavailable(fd, req);
-  if (!found) return respond_json_error(fd, req, 404, "no showtime '" + std::string(id) + "'");
+  if (!srv.store.delete_showtime(id, &found)) return respond_store_unavailable(fd, req);
+  if (!found) return respond_json_error(fd, req, 404, "no showtime " + std::to_string(id));
   expect_commit(fd, req);
   srv.apps[CINEMA_APP].stream.dirty = true;
-  respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::string(id) + "}");
+  respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
 }
 
 // Puts a dozen showtimes over the next days into a new schedule table.

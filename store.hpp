@@ -472,9 +472,9 @@ class Store {
     *invalid = 0;
     int rc;
     while ((rc = sqlite3_step(select_showtimes_)) == SQLITE_ROW) {
-      auto text = [&](int col) {
+      auto text = [&](int col) {  // all of it: a NUL inside must not cut it short (valid_text refuses it)
         const unsigned char* t = sqlite3_column_text(select_showtimes_, col);
-        return std::string(t ? reinterpret_cast<const char*>(t) : "");
+        return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(select_showtimes_, col))) : std::string();
       };
       Showtime st{sqlite3_column_int64(select_showtimes_, 0), text(1), text(2), 0, sqlite3_column_int64(select_showtimes_, 4),
                   sqlite3_column_int64(select_showtimes_, 5)};

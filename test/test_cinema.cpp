@@ -2,6 +2,7 @@
 // truth, changed through the API or from outside with the sqlite3 tool.
 #include <doctest/doctest.h>
 
+#include "../app.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -178,6 +179,26 @@ TEST_CASE("subscribers arriving while a change waits cost no render each (a reco
   for (auto& c : storm) REQUIRE(sse_next(*c, [](const SseEvent& e) { return e.data.find("One") != std::string::npos; }, 2000));
   CHECK(metric(srv.port, "sse_stream_renders_total{stream=\"cinema\"}") - renders <= 1);  // the trailing edge's, at most
   for (auto& c : storm) CHECK(sse_next(*c, [](const SseEvent& e) { return e.data.find("Two") != std::string::npos; }, 4000));
+}
+
+TEST_CASE("JSON stays valid: an id is answered as a number, rows that are not text are left off and counted") {
+  TempDir dir;
+  std::string db = dir.file("text.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN, "--schedule-interval", "0.2"});
+  Client del(srv.port);
+  del.send("DELETE /cinema/showtimes/0000001 HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n");
+  Response r = del.response();
+  CHECK(r.status == 200);
+  CHECK(r.body == "{\"ok\":true,\"deleted\":1}");
+  // Edited by hand: a NUL inside a name, bytes that are not UTF-8.
+  REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES "
+                           "('Cut' || char(0) || 'Short', 'H', '" + in_days(1) + "', 5, 5), "
+                           "(CAST(X'4E6FFF' AS TEXT), 'H', '" + in_days(1) + "', 5, 5)") == 0);
+  CHECK(wait_for([&] { return metric(srv.port, "sse_showtime_rows_invalid") == 2; }, 3000));
+  std::string board = http_get(srv.port, "/cinema/showtimes").body;
+  CHECK(board.find("\"movie\":\"Cut\"") == std::string::npos);  // never shown truncated
+  CHECK(board.find("\"No") == std::string::npos);
+  CHECK(valid_utf8(board));
 }
 
 TEST_CASE("past showtimes drop off the board on their own") {

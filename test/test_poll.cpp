@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "../app.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -110,6 +111,17 @@ TEST_CASE("bad votes: unknown option lists the valid ones, no identity, bad enco
   Response ok = http_post(srv.port, "/vote", "voter=a&option=Red");
   CHECK(ok.status == 200);
   CHECK(ok.body.ends_with("\"total\":1}"));
+}
+
+TEST_CASE("a form value that is not UTF-8 is refused with 400, so every answer stays valid JSON") {
+  ServerProcess srv(poll_args());
+  for (const char* form : {"voter=v&option=%FF", "voter=v&option=Red%C3", "voter=%C0%AF&option=Red"}) {
+    CAPTURE(form);
+    Response r = http_post(srv.port, "/vote", form);
+    CHECK(r.status == 400);
+    CHECK(r.body.find("UTF-8") != std::string::npos);
+    CHECK(valid_utf8(r.body));
+  }
 }
 
 TEST_CASE("the uid cookie from a page load is a voter") {

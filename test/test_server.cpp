@@ -2,6 +2,8 @@
 // the clock stream, slow consumers, timeouts, capacity and shutdown.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <map>
 #include <set>
 
 #include <fcntl.h>
@@ -174,6 +176,117 @@ TEST_CASE("100 pipelined requests, 200s and 404s mixed, get 100 answers in order
     REQUIRE(r.status == (i % 3 == 1 ? 404 : 200));
   }
   CHECK_FALSE(c.closed_within(100));
+}
+
+// The rows of the README table under `heading`, each split into its cells.
+std::vector<std::vector<std::string>> readme_table(const std::string& heading) {
+  std::ifstream f("README.md");
+  REQUIRE(f.good());
+  std::vector<std::vector<std::string>> rows;
+  bool in_section = false, in_table = false;
+  for (std::string line; std::getline(f, line);) {
+    if (line.starts_with(heading)) in_section = true;
+    if (!in_section) continue;
+    if (!line.starts_with("|")) {
+      if (in_table) break;
+      continue;
+    }
+    in_table = true;
+    if (line.starts_with("|---") || line.starts_with("| route |") || line.starts_with("| status |")) continue;
+    std::vector<std::string> cells;
+    for (size_t at = 1, bar; (bar = line.find(" |", at)) != std::string::npos; at = bar + 2) cells.push_back(line.substr(at + 1, bar - at - 1));
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+TEST_CASE("documented means built: every route of the README's table answers its methods") {
+  ServerProcess srv({"--quiet"});
+  auto rows = readme_table("## Routes");
+  REQUIRE(rows.size() >= 15);
+  int checked = 0;
+  for (auto& row : rows) {
+    // "`/events` (also `/cinema/events`)": each backquoted path; {id} is some id.
+    std::vector<std::string> paths;
+    for (size_t at = 0; (at = row[0].find("`/", at)) != std::string::npos;) {
+      size_t end = row[0].find('`', at + 1);
+      paths.push_back(row[0].substr(at + 1, end - at - 1));
+      at = end + 1;
+    }
+    if (row[0].find("every file") != std::string::npos) paths = {"/", "/redpacket", "/style.css"};
+    for (std::string path : paths) {
+      if (size_t brace = path.find("{id}"); brace != std::string::npos) path.replace(brace, 4, "999");
+      for (size_t at = 0; at < row[1].size();) {
+        std::string method = row[1].substr(at, row[1].find(',', at) - at);
+        at += method.size() + 2;
+        CAPTURE(method + " " + path);
+        Client c(srv.port);
+        std::string body = method == "POST" ? "x=1" : "";
+        c.send(method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+        Response r = c.response(2000, method == "HEAD");
+        CHECK(r.status != 0);
+        CHECK(r.status != 405);
+        CHECK(r.body.find("no such page") == std::string::npos);
+        checked++;
+      }
+    }
+  }
+  CHECK(checked >= 20);
+}
+
+TEST_CASE("documented means built: every row of the README's error table, its status and what happens to the connection") {
+  ServerProcess srv({"--quiet", "--admin-token", "tok", "--redpacket-count", "1", "--max-voters", "2", "--header-timeout", "0.3"});
+  ServerProcess full({"--quiet", "--max-conns", "1"});
+  Client holder(full.port);  // full's one connection
+  holder.send(get_request("/healthz"));
+  REQUIRE(holder.response().status == 200);
+  const std::string form = "Content-Type: application/x-www-form-urlencoded\r\n";
+  auto post = [&](const std::string& path, const std::string& body, const std::string& extra = "") {
+    return "POST " + path + " HTTP/1.1\r\nHost: t\r\n" + form + extra + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=first").status == 200);  // the only packet
+  REQUIRE(http_post(srv.port, "/vote", "voter=v1&option=Auction").status == 200);
+  REQUIRE(http_post(srv.port, "/vote", "voter=v2&option=Auction").status == 200);  // the poll is full
+  // status, and whether the connection stays open -> the request that gets it
+  std::map<std::pair<int, bool>, std::pair<int, std::string>> examples = {
+      {{400, false}, {srv.port, "GET / HTTP/1.1\r\nHost: t\r\nHost: t\r\n\r\n"}},
+      {{400, true}, {srv.port, post("/vote", "voter=v9&option=%FF")}},
+      {{401, true}, {srv.port, post("/vote/polls", "question=Q&options=A,B")}},
+      {{404, true}, {srv.port, get_request("/nope")}},
+      {{405, true}, {srv.port, "DELETE /healthz HTTP/1.1\r\nHost: t\r\n\r\n"}},
+      {{408, false}, {srv.port, "GET /healthz HTTP/1.1\r\nHost"}},
+      {{409, true}, {srv.port, post("/vote", "voter=v1&option=Auction")}},
+      {{410, true}, {srv.port, post("/redpacket/grab", "user=second")}},
+      {{413, false}, {srv.port, "POST /vote HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n"}},
+      {{414, false}, {srv.port, get_request("/" + std::string(3000, 'a'))}},
+      {{415, true}, {srv.port, "POST /vote HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nx=1"}},
+      {{431, false}, {srv.port, get_request("/", "X: " + std::string(9000, 'a') + "\r\n")}},
+      {{501, false}, {srv.port, "POST /vote HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"}},
+      {{503, false}, {full.port, get_request("/healthz")}},
+      {{503, true}, {srv.port, post("/vote", "voter=v3&option=Auction")}},
+      {{505, false}, {srv.port, "GET / HTTP/2.0\r\nHost: t\r\n\r\n"}},
+  };
+  auto rows = readme_table("Errors.");
+  REQUIRE(rows.size() == examples.size());
+  for (auto& row : rows) {
+    int status = std::atoi(row[0].c_str() + 1);  // "`404`"
+    bool open = row[2] == "open";
+    CAPTURE(row[0] + " " + row[2]);
+    auto it = examples.find({status, open});
+    REQUIRE_MESSAGE(it != examples.end(), "the README lists an error no test makes");
+    Client c(it->second.first);
+    c.send(it->second.second);
+    Response r = c.response(3000);
+    CHECK(r.status == status);
+    if (open) {
+      CHECK_FALSE(r.header("connection") == "close");
+      c.send(get_request("/healthz"));
+      CHECK(c.response().status == 200);
+    } else {
+      CHECK(c.closed_within(2000));
+    }
+  }
 }
 
 TEST_CASE("100 pipelined requests in one write get 100 answers in order") {
