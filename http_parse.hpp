@@ -163,50 +163,100 @@ class HttpParser {
   // arrive, keeping its place across reads, and returns how many pass.
   struct HeadScan {
     enum Part : uint8_t { REQUEST_LINE, FIELD_LINES, BODY } part = REQUEST_LINE;
-    size_t col = 0;          // bytes of the current line so far
-    int spaces = 0;          // SPs seen in the request line
+    bool line_start = true;  // the next byte begins a line
+    bool blank = false;      // this line is only a CR so far
     bool after_cr = false;   // the last byte was CR: this one must be LF
     bool after_sp = false;   // the last byte was SP (request line)
+    int spaces = 0;          // SPs seen in the request line
     const char* reason = nullptr;
 
     size_t run(const char* data, size_t n) {
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = 0; i < n;) {
         if (part == BODY) return n;  // the head has ended: the rest is not ours to check
-        unsigned char c = static_cast<unsigned char>(data[i]);
-        if (after_cr) {
-          after_cr = false;
-          if (c != '\n') return refuse(i, "a CR not followed by LF");
-          end_line();
-          continue;
+        const char* why = nullptr;
+        if (!after_cr && part == FIELD_LINES && !line_start) {
+          // Inside a field line only CR and LF matter: jump to the first.
+          const void* cr = memchr(data + i, '\r', n - i);
+          size_t end = cr ? size_t(static_cast<const char*>(cr) - data) : n;
+          if (const void* lf = memchr(data + i, '\n', end - i)) end = size_t(static_cast<const char*>(lf) - data);
+          i = end;
+        } else if (!after_cr && part == REQUEST_LINE) {
+          i = request_line(data, i, n, &why);  // up to its CR (or a refused byte)
         }
-        if (c == '\n') return refuse(i, "a line must end with CRLF, not a bare LF");
-        if (c == '\r') {
-          after_cr = true;
-        } else if (part == REQUEST_LINE) {
-          if (c == ' ' && after_sp) return refuse(i, "two spaces in the request line");
-          if (c != ' ' && spaces == 1 && (c >= 0x80 || c < 0x21 || c == 0x7f))
-            return refuse(i, "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)");
-          spaces += c == ' ';
-          after_sp = c == ' ';
-        } else if (col == 0 && (c == ' ' || c == '\t')) {
-          return refuse(i, "a header line starting with whitespace (obs-fold)");
-        } else if (col == 0 && c == ':') {
-          return refuse(i, "a header line with no name");
+        if (i == n) return n;
+        if (why || (why = step(static_cast<unsigned char>(data[i])))) {
+          reason = why;
+          return i;
         }
-        col++;
+        i++;
       }
       return n;
     }
-    // A CRLF ended a line of `col` bytes (the CR included).
-    void end_line() {
-      bool empty = col == 1;
-      col = 0;
-      if (part == REQUEST_LINE && !empty) part = FIELD_LINES;  // empty lines before a request are allowed (2.2)
-      else if (part == FIELD_LINES && empty) part = BODY;
+    // The request line's bytes from data[i] up to a CR or LF (not taken):
+    // SPs never two together, and after the first a target of printable
+    // ASCII. Returns where it stopped; *why is set if at a refused byte.
+    size_t request_line(const char* data, size_t i, size_t n, const char** why) {
+      int sp = spaces;
+      bool prev_sp = after_sp;
+      size_t from = i;
+      for (; i < n; i++) {
+        unsigned char c = static_cast<unsigned char>(data[i]);
+        if (unsigned(c - 0x21) < 0x5e) {  // printable ASCII but SP: fine anywhere in the line
+          prev_sp = false;
+          continue;
+        }
+        if (c == ' ') {
+          if (prev_sp) {
+            *why = "two spaces in the request line";
+            break;
+          }
+          sp++;
+          prev_sp = true;
+          continue;
+        }
+        if (c == '\r' || c == '\n') break;
+        if (sp == 1) {
+          *why = "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)";
+          break;
+        }
+        prev_sp = false;  // elsewhere in the line, llhttp judges it
+      }
+      spaces = sp;
+      after_sp = prev_sp;
+      if (i > from) line_start = false;
+      return i;
     }
-    size_t refuse(size_t at, const char* why) {
-      reason = why;
-      return at;
+    // One byte that is not plain text: nullptr, or why it is refused.
+    const char* step(unsigned char c) {
+      if (after_cr) {
+        after_cr = false;
+        if (c != '\n') return "a CR not followed by LF";
+        end_line();
+        return nullptr;
+      }
+      if (c == '\n') return "a line must end with CRLF, not a bare LF";
+      if (c == '\r') {
+        after_cr = true;
+        blank = line_start;
+      } else if (part == REQUEST_LINE) {
+        if (c == ' ' && after_sp) return "two spaces in the request line";
+        if (c != ' ' && spaces == 1 && (c >= 0x80 || c < 0x21 || c == 0x7f))
+          return "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)";
+        spaces += c == ' ';
+        after_sp = c == ' ';
+      } else if (line_start && (c == ' ' || c == '\t')) {
+        return "a header line starting with whitespace (obs-fold)";
+      } else if (line_start && c == ':') {
+        return "a header line with no name";
+      }
+      line_start = false;
+      return nullptr;
+    }
+    // A CRLF ended a line (`blank`: an empty one).
+    void end_line() {
+      if (part == REQUEST_LINE && !blank) part = FIELD_LINES;  // empty lines before a request are allowed (2.2)
+      else if (part == FIELD_LINES && blank) part = BODY;
+      line_start = true;
     }
   };
 
@@ -288,6 +338,7 @@ class HttpParser {
   // The request's views into buf_, from the offsets kept; again after buf_ grew.
   void point_views() {
     std::string_view all(buf_);
+    viewed_ = buf_.data();
     req_.path = path_.second ? all.substr(path_.first, path_.second) : HTTP_ROOT;  // a path is never empty
     req_.query = query_.second ? all.substr(query_.first, query_.second) : std::string_view();
     for (int i = 0; i < FIELD_COUNT; i++) req_.fields[i] = all.substr(off_[i], len_[i]);
@@ -316,6 +367,7 @@ class HttpParser {
   uint32_t off_[FIELD_COUNT], len_[FIELD_COUNT];
   size_t url_len_, head_bytes_, body_off_;
   std::pair<size_t, size_t> path_, query_;  // offset and length in buf_
+  const char* viewed_ = nullptr;             // buf_.data() when the request's views were made
   HeadScan scan_;
   char name_[24];                // the current header name; longer names are never ours
   uint8_t name_len_;
@@ -412,7 +464,7 @@ inline int HttpParser::transfer_coding_refusal(llhttp_t* p) {
 
 inline int HttpParser::on_message_done(llhttp_t* p) {
   HttpParser& h = self(p);
-  h.point_views();  // the body's bytes may have moved the buffer
+  if (h.buf_.data() != h.viewed_) h.point_views();  // the body's bytes moved the buffer
   h.req_.body = std::string_view(h.buf_).substr(h.body_off_);
   h.message_done_ = true;
   h.expect_continue_ = false;

@@ -599,8 +599,9 @@ static void respond_refusal(int fd, const HttpRequest& req, int status, std::str
 // and answers for nothing under it). nullptr when there is none.
 static const Route* route_for(std::string_view path) {
   auto it = srv.routes.find(path);
+  if (it != srv.routes.end()) return &it->second;
   std::string_view parent = path.substr(0, path.rfind('/') + 1);
-  if (it == srv.routes.end() && parent.size() > 1) it = srv.routes.find(parent);
+  if (parent.size() > 1) it = srv.routes.find(parent);
   return it == srv.routes.end() ? nullptr : &it->second;
 }
 
