@@ -1410,82 +1410,89 @@ static void on_signal() {
 }
 
 // ---- Metrics ----------------------------------------------------------------------------
+//
+// /metrics in Prometheus's text format, from one table: each row a name, its
+// type, its help line, and how to read its value now (one sample), or its
+// value for each stream (a sample per stream, labelled stream="...").
+
+// What the connection table holds, summed once per /metrics answer.
+struct ConnTotals {
+  size_t queued = 0, stashed = 0, buffers = 0;
+};
+static ConnTotals conn_totals;
+
+struct MetricRow {
+  const char* name;
+  const char* type;
+  const char* help;
+  double (*value)();
+  double (*per_stream)(const App&) = nullptr;
+};
+
+static const MetricRow METRICS[] = {
+    {"sse_connections_open", "gauge", "Client connections served now (those past --max-conns are counted apart).",
+     [] { return double(srv.conns_open); }},
+    {"sse_connections_over_capacity", "gauge", "Connections accepted past --max-conns, not yet answered 503 and closed.",
+     [] { return double(srv.conns_over); }},
+    {"sse_connections_refused_total", "counter", "Connections closed unanswered: their fd lay past the table sized at start.",
+     [] { return double(srv.metrics.refused_past_table); }},
+    {"sse_connections_accepted_total", "counter", "Connections accepted since start.", [] { return double(srv.metrics.accepted); }},
+    {"sse_bytes_written_total", "counter", "Bytes written to client sockets.", [] { return double(srv.metrics.bytes_written); }},
+    {"sse_slow_consumers_dropped_total", "counter", "Subscribers closed for falling --sse-max-pending behind.",
+     [] { return double(srv.metrics.slow_consumers_dropped); }},
+    {"sse_output_queued_bytes", "gauge", "Answers and events written that the kernel has not taken yet.",
+     [] { return double(conn_totals.queued); }},
+    {"sse_input_stashed_bytes", "gauge", "Requests received but parked until their client reads its answers.",
+     [] { return double(conn_totals.stashed); }},
+    {"sse_connection_buffer_bytes", "gauge", "Memory the connection table's buffers hold (output, stash, parser), open or not.",
+     [] { return double(conn_totals.buffers); }},
+    {"sse_timeouts_total", "counter", "Connections closed by the header or idle timeout.", [] { return double(srv.metrics.timeouts); }},
+    {"sse_store_commits_total", "counter", "Database transactions committed (one per loop turn that wrote).",
+     [] { return double(srv.store.commits); }},
+    {"sse_store_rows_written_total", "counter", "Rows written to the database (grants, votes, showtimes).",
+     [] { return double(srv.store.rows_written); }},
+    {"sse_store_failed_writes_total", "counter", "Turns whose writes the database refused; their changes were undone and answered 503.",
+     [] { return double(srv.metrics.failed_commits); }},
+    {"sse_requests_parked_total", "counter", "Requests that waited for a commit because their answer read a change not yet stored.",
+     [] { return double(srv.metrics.requests_parked); }},
+    {"sse_store_checkpoints_total", "counter", "WAL checkpoints done by the helper thread.", [] { return double(srv.store.checkpoints()); }},
+    {"sse_broadcasts_total", "counter", "Snapshots pushed to a stream's subscribers.", [] { return double(srv.metrics.broadcasts); }},
+    {"sse_last_broadcast_seconds", "gauge", "How long the last snapshot broadcast took.",
+     [] { return srv.metrics.last_broadcast_seconds; }},
+    {"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table the last re-read left off the board.",
+     [] { return double(srv.metrics.showtime_rows_invalid); }},
+    {"sse_subscribers", "gauge", "SSE subscribers per stream.", nullptr, [](const App& a) { return double(a.stream.subscribers.size()); }},
+    {"sse_stream_snapshots_total", "counter", "Snapshots pushed, per stream.", nullptr, [](const App& a) { return double(a.snapshots_sent); }},
+    {"sse_stream_renders_total", "counter", "Times a stream's state was rendered (pushes due, and the clock's newcomers).", nullptr,
+     [](const App& a) { return double(a.renders); }},
+};
 
 static void on_metrics(int fd, const HttpRequest& req, int) {
+  conn_totals = {};
+  for (const Conn& c : srv.conns) {
+    conn_totals.buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
+    if (c.state == ConnState::Free) continue;
+    conn_totals.queued += pending(c);
+    conn_totals.stashed += c.stash.size();
+  }
   std::string m;
-  char line[160];
+  char line[256];
   auto add = [&](const char* fmt, auto... v) {
     snprintf(line, sizeof line, fmt, v...);
     m += line;
   };
-  m += "# HELP sse_connections_open Client connections served now (those past --max-conns are counted apart).\n# TYPE sse_connections_open gauge\n";
-  add("sse_connections_open %d\n", srv.conns_open);
-  m += "# HELP sse_connections_refused_total Connections closed unanswered: their fd lay past the table sized at start.\n";
-  m += "# TYPE sse_connections_refused_total counter\n";
-  add("sse_connections_refused_total %" PRIu64 "\n", srv.metrics.refused_past_table);
-  m += "# HELP sse_connections_over_capacity Connections accepted past --max-conns, not yet answered 503 and closed.\n";
-  m += "# TYPE sse_connections_over_capacity gauge\n";
-  add("sse_connections_over_capacity %d\n", srv.conns_over);
-  m += "# HELP sse_connections_accepted_total Connections accepted since start.\n# TYPE sse_connections_accepted_total counter\n";
-  add("sse_connections_accepted_total %" PRIu64 "\n", srv.metrics.accepted);
-  m += "# HELP sse_subscribers SSE subscribers per stream.\n# TYPE sse_subscribers gauge\n";
-  for (const App& app : srv.apps) add("sse_subscribers{stream=\"%s\"} %zu\n", app.stream.name.c_str(), app.stream.subscribers.size());
+  for (const MetricRow& row : METRICS) {
+    add("# HELP %s %s\n# TYPE %s %s\n", row.name, row.help, row.name, row.type);
+    if (row.value) add("%s %.15g\n", row.name, row.value());
+    else
+      for (const App& app : srv.apps) add("%s{stream=\"%s\"} %.15g\n", row.name, app.stream.name.c_str(), row.per_stream(app));
+  }
   m += "# HELP sse_http_requests_total Responses sent, by status code.\n# TYPE sse_http_requests_total counter\n";
   srv.metrics.requests_by_status[200]++;  // count this very answer
   for (int code = 100; code < 600; code++)
     if (srv.metrics.requests_by_status[code])
       add("sse_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, srv.metrics.requests_by_status[code]);
   srv.metrics.requests_by_status[200]--;
-  m += "# HELP sse_bytes_written_total Bytes written to client sockets.\n# TYPE sse_bytes_written_total counter\n";
-  add("sse_bytes_written_total %" PRIu64 "\n", srv.metrics.bytes_written);
-  m += "# HELP sse_slow_consumers_dropped_total Subscribers closed for falling --sse-max-pending behind.\n";
-  m += "# TYPE sse_slow_consumers_dropped_total counter\n";
-  add("sse_slow_consumers_dropped_total %" PRIu64 "\n", srv.metrics.slow_consumers_dropped);
-  size_t queued = 0, stashed = 0, buffers = 0;
-  for (const Conn& c : srv.conns) {
-    buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
-    if (c.state == ConnState::Free) continue;
-    queued += pending(c);
-    stashed += c.stash.size();
-  }
-  m += "# HELP sse_output_queued_bytes Answers and events written that the kernel has not taken yet.\n";
-  m += "# TYPE sse_output_queued_bytes gauge\n";
-  add("sse_output_queued_bytes %zu\n", queued);
-  m += "# HELP sse_input_stashed_bytes Requests received but parked until their client reads its answers.\n";
-  m += "# TYPE sse_input_stashed_bytes gauge\n";
-  add("sse_input_stashed_bytes %zu\n", stashed);
-  m += "# HELP sse_connection_buffer_bytes Memory the connection table's buffers hold (output, stash, parser), open or not.\n";
-  m += "# TYPE sse_connection_buffer_bytes gauge\n";
-  add("sse_connection_buffer_bytes %zu\n", buffers);
-  m += "# HELP sse_timeouts_total Connections closed by the header or idle timeout.\n# TYPE sse_timeouts_total counter\n";
-  add("sse_timeouts_total %" PRIu64 "\n", srv.metrics.timeouts);
-  m += "# HELP sse_store_commits_total Database transactions committed (one per loop turn that wrote).\n";
-  m += "# TYPE sse_store_commits_total counter\n";
-  add("sse_store_commits_total %" PRIu64 "\n", srv.store.commits);
-  m += "# HELP sse_store_rows_written_total Rows written to the database (grants, votes, showtimes).\n";
-  m += "# TYPE sse_store_rows_written_total counter\n";
-  add("sse_store_rows_written_total %" PRIu64 "\n", srv.store.rows_written);
-  m += "# HELP sse_store_failed_writes_total Turns whose writes the database refused; their changes were undone and answered 503.\n";
-  m += "# TYPE sse_store_failed_writes_total counter\n";
-  add("sse_store_failed_writes_total %" PRIu64 "\n", srv.metrics.failed_commits);
-  m += "# HELP sse_requests_parked_total Requests that waited for a commit because their answer read a change not yet stored.\n";
-  m += "# TYPE sse_requests_parked_total counter\n";
-  add("sse_requests_parked_total %" PRIu64 "\n", srv.metrics.requests_parked);
-  m += "# HELP sse_store_checkpoints_total WAL checkpoints done by the helper thread.\n";
-  m += "# TYPE sse_store_checkpoints_total counter\n";
-  add("sse_store_checkpoints_total %" PRIu64 "\n", srv.store.checkpoints());
-  m += "# HELP sse_broadcasts_total Snapshots pushed to a stream's subscribers.\n# TYPE sse_broadcasts_total counter\n";
-  add("sse_broadcasts_total %" PRIu64 "\n", srv.metrics.broadcasts);
-  m += "# HELP sse_stream_snapshots_total Snapshots pushed, per stream.\n# TYPE sse_stream_snapshots_total counter\n";
-  for (const App& app : srv.apps) add("sse_stream_snapshots_total{stream=\"%s\"} %" PRIu64 "\n", app.stream.name.c_str(), app.snapshots_sent);
-  m += "# HELP sse_stream_renders_total Times a stream's state was rendered (pushes due, and the clock's newcomers).\n";
-  m += "# TYPE sse_stream_renders_total counter\n";
-  for (const App& app : srv.apps) add("sse_stream_renders_total{stream=\"%s\"} %" PRIu64 "\n", app.stream.name.c_str(), app.renders);
-  m += "# HELP sse_showtime_rows_invalid Rows of the showtimes table the last re-read left off the board.\n";
-  m += "# TYPE sse_showtime_rows_invalid gauge\n";
-  add("sse_showtime_rows_invalid %d\n", srv.metrics.showtime_rows_invalid);
-  m += "# HELP sse_last_broadcast_seconds How long the last snapshot broadcast took.\n# TYPE sse_last_broadcast_seconds gauge\n";
-  add("sse_last_broadcast_seconds %.9f\n", srv.metrics.last_broadcast_seconds);
   respond(fd, req, 200, "text/plain; version=0.0.4; charset=utf-8", m);
 }
 
@@ -1671,71 +1678,62 @@ static void setup_fd_table() {
   srv.conns.reserve(size_t(srv.cfg.max_conns + FD_RESERVE));
 }
 
-// Opens the database and loads the state back; on first start, makes the
-// round the flags describe. Any failure is a message and exit 1 (or 2 for a
-// round the flags cannot describe): never a silent fresh start.
-static void setup_store() {
-  uint64_t key[2];  // before anything is loaded into a NameIndex
-  if (getrandom(key, sizeof key, 0) != sizeof key) die("getrandom");
-  NameIndex::set_key(key[0], key[1]);
-  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb)) {
-    fprintf(stderr, "sse-server: cannot use database %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-    exit(1);
+// Start-up's way out: what went wrong with the database, and exit 1.
+[[noreturn]] static void store_failed(const char* doing) {
+  fprintf(stderr, "sse-server: cannot %s %s: %s\n", doing, srv.cfg.db_path.c_str(), srv.store.error().c_str());
+  exit(1);
+}
+
+// A first start's round or poll: what the flags describe, if they make one
+// (else a message and exit 2), made and committed.
+static void start_first_round() {
+  if (auto why = round_refusal(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count)) {
+    fprintf(stderr, "sse-server: --redpacket-total/--redpacket-count: %s\n", why->c_str());
+    exit(2);
   }
-  std::optional<Round> round;
-  if (!srv.store.load_round(&round)) {
-    fprintf(stderr, "sse-server: cannot load %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-    exit(1);
+  if (!start_round(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count) || !srv.store.commit()) store_failed("write to");
+}
+
+static void start_first_poll() {
+  std::vector<std::string> options = split_options(srv.cfg.poll_options);
+  if (auto why = poll_refusal(srv.cfg.poll_question, options)) {
+    fprintf(stderr, "sse-server: --poll-question/--poll-options: %s\n", why->c_str());
+    exit(2);
   }
-  uint64_t seed;
-  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) die("getrandom");
-  srv.rng = Rng{seed};
-  srv.wall_ms = clock_ms(CLOCK_REALTIME);
-  if (round) {
-    srv.round = std::move(*round);
-  } else {
-    if (auto why = round_refusal(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count)) {
-      fprintf(stderr, "sse-server: --redpacket-total/--redpacket-count: %s\n", why->c_str());
-      exit(2);
-    }
-    if (!start_round(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count) || !srv.store.commit()) {
-      fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-      exit(1);
-    }
-  }
-  std::optional<Poll> poll;
-  if (!srv.store.load_poll(&poll)) {
-    fprintf(stderr, "sse-server: cannot load %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-    exit(1);
-  }
-  if (poll) {
-    srv.poll = std::move(*poll);
-  } else {
-    std::vector<std::string> options = split_options(srv.cfg.poll_options);
-    if (auto why = poll_refusal(srv.cfg.poll_question, options)) {
-      fprintf(stderr, "sse-server: --poll-question/--poll-options: %s\n", why->c_str());
-      exit(2);
-    }
-    if (!start_poll(srv.cfg.poll_question, std::move(options)) || !srv.store.commit()) {
-      fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-      exit(1);
-    }
-  }
-  if (srv.store.schedule_is_new() && (!seed_schedule() || !srv.store.commit())) {
-    fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-    exit(1);
-  }
-  // This start's run number, stored before any event id made from it leaves.
+  if (!start_poll(srv.cfg.poll_question, std::move(options)) || !srv.store.commit()) store_failed("write to");
+}
+
+// This start's run number, stored before any event id made from it leaves.
+static void start_run() {
   int64_t run = 0;
-  if (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()) {
-    fprintf(stderr, "sse-server: cannot write to %s: %s\n", srv.cfg.db_path.c_str(), srv.store.error().c_str());
-    exit(1);
-  }
+  if (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()) store_failed("write to");
   if (uint64_t(run) > SseIds::MAX_RUN) {
     fprintf(stderr, "sse-server: %s has counted %lld runs, more than event ids can tell apart\n", srv.cfg.db_path.c_str(), (long long)run);
     exit(1);
   }
   srv.event_ids = SseIds(uint64_t(run));
+}
+
+// Opens the database and loads the state back; on first start, makes the
+// round, the poll and the schedule the flags describe. Any failure is a
+// message and exit 1 (or 2 for what the flags cannot describe): never a
+// silent fresh start.
+static void setup_store() {
+  uint64_t key[2], seed;  // the name index's key, before anything is loaded into one
+  if (getrandom(key, sizeof key, 0) != sizeof key || getrandom(&seed, sizeof seed, 0) != sizeof seed) die("getrandom");
+  NameIndex::set_key(key[0], key[1]);
+  srv.rng = Rng{seed};
+  srv.wall_ms = clock_ms(CLOCK_REALTIME);
+  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb)) store_failed("use database");
+  std::optional<Round> round;
+  std::optional<Poll> poll;
+  if (!srv.store.load_round(&round) || !srv.store.load_poll(&poll)) store_failed("load");
+  if (round) srv.round = std::move(*round);
+  else start_first_round();
+  if (poll) srv.poll = std::move(*poll);
+  else start_first_poll();
+  if (srv.store.schedule_is_new() && (!seed_schedule() || !srv.store.commit())) store_failed("write to");
+  start_run();
   srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
   srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
   srv.admin_token = srv.cfg.admin_token;
