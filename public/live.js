@@ -16,6 +16,8 @@
  *
  * Usage: const live = liveStream('/sse', (obj, event) => { ... }, el);
  *        live.close();  // stop for good
+ *
+ * And liveRegion(el), the way every page speaks to screen readers.
  */
 function liveStream(url, onData, indicatorEl) {
   const RETRY_MS = 3000;
@@ -62,5 +64,23 @@ function liveStream(url, onData, indicatorEl) {
       clearTimeout(retryTimer);
       source.close();
     },
+  };
+}
+
+/* liveRegion(el) returns say(text, kind): puts `text` in `el`, an
+ * aria-live region, and `kind` in its data-kind for the stylesheet. The
+ * same words twice in a row are cleared first and put back 100 ms later:
+ * a screen reader announces only a change. */
+function liveRegion(el) {
+  let timer = null;
+  return function say(text, kind) {
+    clearTimeout(timer);
+    if (kind !== undefined) el.dataset.kind = kind;
+    if (el.textContent !== text) {
+      el.textContent = text;
+      return;
+    }
+    el.textContent = '';
+    timer = setTimeout(() => { el.textContent = text; }, 100);
   };
 }

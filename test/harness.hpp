@@ -367,3 +367,13 @@ inline bool sse_next(Client& c, const std::function<bool(const SseEvent&)>& want
     if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
   }
 }
+
+// The same, for a test that looks only at each event's data; every data
+// read is appended to *seen.
+inline bool sse_next(Client& c, const std::function<bool(const std::string&)>& want, int timeout_ms,
+                     std::vector<std::string>* seen = nullptr) {
+  return sse_next(c, [&](const SseEvent& e) {
+    if (seen) seen->push_back(e.data);
+    return want(e.data);
+  }, timeout_ms);
+}

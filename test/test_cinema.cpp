@@ -10,24 +10,6 @@ namespace {
 const std::string TOKEN = "cinema-admin-token";
 const std::string AUTH = "Authorization: Bearer " + TOKEN + "\r\n";
 
-// Reads SSE events until one's data satisfies `want`, or the deadline.
-// Every data line read is appended to *seen (if given).
-bool next_board(Client& c, const std::function<bool(const std::string&)>& want, int timeout_ms,
-                std::vector<std::string>* seen = nullptr) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    size_t at;
-    while ((at = c.buf.find("data: ")) != std::string::npos) {
-      size_t eol = c.buf.find('\n', at);
-      if (eol == std::string::npos) break;
-      std::string data = c.buf.substr(at + 6, eol - at - 6);
-      c.buf.erase(0, eol + 1);
-      if (seen) seen->push_back(data);
-      if (want(data)) return true;
-    }
-    if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
-  }
-}
 
 // Runs the sqlite3 command-line tool on `db`; returns its exit status.
 int sqlite3_tool(const std::string& db, const std::string& sql) {
@@ -80,7 +62,7 @@ TEST_CASE("a showtime added through the API reaches a subscriber; a deleted one 
   sub.send(get_request("/events"));
   REQUIRE(sub.read_until("\r\n\r\n"));
   CHECK(sub.buf.find("Content-Type: text/event-stream") != std::string::npos);
-  REQUIRE(next_board(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
+  REQUIRE(sse_next(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
   int64_t sent = now_ms();
   Response made = http_post(srv.port, "/cinema/showtimes",
                             "movie=+Jurassic+Fork++&hall=Hall+7&starts_at=" + in_days(1) + "&seats=40", AUTH);  // edge spaces dropped
@@ -88,16 +70,16 @@ TEST_CASE("a showtime added through the API reaches a subscriber; a deleted one 
   long long id = json_int(made.body, "id");
   CHECK(made.header("location") == "/cinema/showtimes/" + std::to_string(id));
   CHECK(made.body.find("\"seats_total\":40,\"seats_left\":40") != std::string::npos);
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("\"movie\":\"Jurassic Fork\"") != std::string::npos; }, 1000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("\"movie\":\"Jurassic Fork\"") != std::string::npos; }, 1000));
   CHECK(now_ms() - sent < 1000);
   Client del(srv.port);
   del.send("DELETE /cinema/showtimes/" + std::to_string(id) + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n");
   CHECK(del.response().body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("Jurassic Fork") == std::string::npos; }, 1000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("Jurassic Fork") == std::string::npos; }, 1000));
   // The alias path streams the same board.
   Client alias(srv.port);
   alias.send(get_request("/cinema/events"));
-  CHECK(next_board(alias, [](const std::string& d) { return d.starts_with("{\"showtimes\":["); }, 2000));
+  CHECK(sse_next(alias, [](const std::string& d) { return d.starts_with("{\"showtimes\":["); }, 2000));
 }
 
 TEST_CASE("a row inserted with the sqlite3 tool reaches a subscriber within the re-read period") {
@@ -106,20 +88,20 @@ TEST_CASE("a row inserted with the sqlite3 tool reaches a subscriber within the 
   ServerProcess srv({"--quiet", "--db", db, "--schedule-interval", "0.5"});
   Client sub(srv.port);
   sub.send(get_request("/events"));
-  REQUIRE(next_board(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
+  REQUIRE(sse_next(sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 2000));
   int64_t inserted = now_ms();
   REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES "
                            "('From Outside', 'Hall X', '" + in_days(2) + "', 60, 12)") == 0);
-  CHECK(next_board(sub, [](const std::string& d) {
+  CHECK(sse_next(sub, [](const std::string& d) {
     return d.find("\"movie\":\"From Outside\",\"hall\":\"Hall X\"") != std::string::npos &&
            d.find("\"seats_total\":60,\"seats_left\":12") != std::string::npos;
   }, 2000));
   CHECK(now_ms() - inserted < 1500);  // one re-read period, and then some
   // An edit and a delete from outside show up the same way.
   REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET seats_left = 0 WHERE movie = 'From Outside'") == 0);
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("\"seats_total\":60,\"seats_left\":0") != std::string::npos; }, 2000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("\"seats_total\":60,\"seats_left\":0") != std::string::npos; }, 2000));
   REQUIRE(sqlite3_tool(db, "DELETE FROM showtimes WHERE movie = 'From Outside'") == 0);
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("From Outside") == std::string::npos; }, 2000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("From Outside") == std::string::npos; }, 2000));
   // A row that is not a showtime (no time zone) stays off the board, and is counted.
   REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES "
                            "('Zoneless', 'H', '2030-01-01 10:00', 5, 5)") == 0);
@@ -132,8 +114,8 @@ TEST_CASE("a re-read of an unchanged table sends nothing new, only heartbeats") 
   Client sub(srv.port);
   sub.send(get_request("/events"));
   std::vector<std::string> boards;
-  REQUIRE(next_board(sub, [](const std::string&) { return true; }, 2000, &boards));
-  CHECK_FALSE(next_board(sub, [](const std::string&) { return true; }, 1500, &boards));  // 7 re-reads, no event
+  REQUIRE(sse_next(sub, [](const std::string&) { return true; }, 2000, &boards));
+  CHECK_FALSE(sse_next(sub, [](const std::string&) { return true; }, 1500, &boards));  // 7 re-reads, no event
   CHECK(boards.size() == 1);
   CHECK(metric(srv.port, "sse_broadcasts_total") >= 1);
 }
@@ -212,8 +194,8 @@ TEST_CASE("past showtimes drop off the board on their own") {
                                std::string(at) + "', 5, 5)") == 0);
   Client sub(srv.port);
   sub.send(get_request("/events"));
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("Starting Now") != std::string::npos; }, 2000));
-  CHECK(next_board(sub, [](const std::string& d) { return d.find("Starting Now") == std::string::npos; }, 4000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("Starting Now") != std::string::npos; }, 2000));
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("Starting Now") == std::string::npos; }, 4000));
 }
 
 TEST_CASE("bad input: 400 naming the field, 404 for an unknown id, 401 without the token") {

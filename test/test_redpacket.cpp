@@ -14,21 +14,6 @@ namespace {
 
 const std::string TOKEN = "test-admin-token";
 
-// Reads SSE events from `c` until one's data satisfies `want`, or the deadline.
-bool read_event_until(Client& c, const std::function<bool(const std::string&)>& want, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    size_t at;
-    while ((at = c.buf.find("data: ")) != std::string::npos) {
-      size_t eol = c.buf.find('\n', at);
-      if (eol == std::string::npos) break;
-      std::string data = c.buf.substr(at + 6, eol - at - 6);
-      c.buf.erase(0, eol + 1);
-      if (want(data)) return true;
-    }
-    if (now_ms() >= end || !c.fill(int(end - now_ms()))) return false;
-  }
-}
 
 std::string run_server_expecting_exit(const std::vector<std::string>& args, int* code) {
   std::string cmd = std::string(getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server") + " --port 0";
@@ -83,12 +68,12 @@ TEST_CASE("a subscriber sees the round and watches remaining fall") {
   sub.send(get_request("/redpacket/events"));
   REQUIRE(sub.read_until("\r\n\r\n"));
   CHECK(sub.buf.find("Content-Type: text/event-stream") != std::string::npos);
-  CHECK(read_event_until(sub, [](const std::string& d) {
+  CHECK(sse_next(sub, [](const std::string& d) {
     return json_int(d, "remaining") == 10 && json_int(d, "count") == 10 && json_int(d, "total_cents") == 1000;
   }, 2000));
   for (int u = 0; u < 3; u++) REQUIRE(http_post(srv.port, "/redpacket/grab", "user=w" + std::to_string(u)).status == 200);
   std::string last;
-  CHECK(read_event_until(sub, [&](const std::string& d) { last = d; return json_int(d, "remaining") == 7; }, 2000));
+  CHECK(sse_next(sub, [&](const std::string& d) { last = d; return json_int(d, "remaining") == 7; }, 2000));
   CHECK(last.find("\"winners\":[{\"packet\":2,\"user\":\"w2\"") != std::string::npos);  // newest first
   CHECK(last.find("\"user\":\"w0\"") != std::string::npos);
 }
@@ -211,7 +196,7 @@ TEST_CASE("admin: new rounds need the token, are validated, and replace the curr
   CHECK(made.status == 200);
   long long round = json_int(made.body, "round");
   CHECK(round == 2);
-  CHECK(read_event_until(sub, [&](const std::string& d) { return json_int(d, "round") == round && json_int(d, "remaining") == 5; }, 2000));
+  CHECK(sse_next(sub, [&](const std::string& d) { return json_int(d, "round") == round && json_int(d, "remaining") == 5; }, 2000));
   Response again = http_post(srv.port, "/redpacket/grab", "user=alice");  // a new round: alice may grab again
   CHECK(again.status == 200);
   CHECK(again.body.find("already") == std::string::npos);
@@ -303,7 +288,7 @@ TEST_CASE("first start makes the round the flags describe; refuses one they cann
   ServerProcess srv({"--quiet", "--redpacket-total", "777", "--redpacket-count", "7"});
   Client sub(srv.port);
   sub.send(get_request("/redpacket/events"));
-  CHECK(read_event_until(sub, [](const std::string& d) { return json_int(d, "total_cents") == 777 && json_int(d, "count") == 7; }, 2000));
+  CHECK(sse_next(sub, [](const std::string& d) { return json_int(d, "total_cents") == 777 && json_int(d, "count") == 7; }, 2000));
   TempDir dir;
   int code = 0;
   std::string out = run_server_expecting_exit({"--db", dir.file("x.db"), "--redpacket-total", "3", "--redpacket-count", "5"}, &code);
