@@ -1,29 +1,39 @@
 // server.cpp — one thread, one epoll, every connection in one table.
 //
-// This is the whole server: flags, the event loop, the life of a connection
-// from accept() to close(), the route table and the handlers. Read it top to
-// bottom and you follow a connection the way the kernel hands it to us.
+// This is the loop reader's file: how a connection is accepted, read,
+// answered, written and closed, and how one turn of the loop runs. It names
+// no app: the apps (apps/*.hpp) describe themselves through the contract in
+// app.hpp, and the only line here that names them is their list. Read it
+// top to bottom and you follow a connection the way the kernel hands it to
+// us; http_parse.hpp (bytes to requests) and sse.hpp (the event format and
+// when a stream is due) are the rest of the loop reader's path.
 //
 // The loop. Everything the server waits on is a file descriptor registered
 // with one epoll instance: the listening socket, each client socket, one
 // timerfd (our alarm clock: it fires at the next deadline — a coalesced push,
 // a periodic push, a heartbeat, a timeout) and one signalfd (SIGINT and
-// SIGTERM arrive as readable bytes instead of interrupting us). One turn of
-// the loop:
+// SIGTERM arrive as readable bytes instead of interrupting us). One turn:
 //
-//   wait → read every ready socket and run the parser over what arrived →
-//   handlers run inline and append responses to the connection's output
-//   (or park a request whose answer must wait for the commit) → handle
-//   the requests parked last turn → expire timeouts → commit → write every
-//   connection with pending output → push the SSE streams that are due →
-//   close what was marked for closing.
+//   epoll_wait ──> for each ready fd:  accept  |  read → parse → route →
+//        ^           handler → answer appended (or the request parked)
+//        |         then, once per turn (turn_finish):
+//        |           handle again the requests parked last turn
+//        |           expire timeouts
+//        |           commit the database ── failed? undo, answers → 503
+//        |           write every connection that has output
+//        |           push the streams that are due
+//        '────────── close what was marked
 //
-// Responses are written only at the end of the turn, all together, after
-// the store's one commit per turn (group commit, as Redis answers in
-// beforeSleep): a reply never leaves before the change it reports is safe,
-// and if the commit fails, the replies that reported its changes become
-// 503s. Answers go out before the pushes: a broadcast to 10,000 streams
-// should not delay the voter who caused it.
+// Answers are written only after the turn's one commit (group commit, as
+// Redis answers in beforeSleep): a reply never leaves before the change it
+// reports is stored. Answers go out before the pushes: a broadcast to
+// 10,000 streams should not delay the voter who caused it.
+//
+// Reading map — one connection's path, in the order below: on_accept,
+// conn_open, on_readable, conn_parse (HttpParser::feed), on_request,
+// route_request (the app's handler), respond_answer, conn_flush, and for a
+// stream on_subscribe, streams_push, sse_send; finally conn_close. A turn:
+// run, on_event, turn_finish, turn_commit, timers_expire, timer_arm.
 //
 // Connections live in a table indexed by fd (the kernel hands out the lowest
 // free fd, so the table stays dense). Writing follows "write now, queue the
@@ -33,11 +43,9 @@
 //
 // Left out on purpose: TLS (put a proxy in front), HTTP/2, compression (SSE
 // must not be compressed anyway), more than one thread serving connections
-// (one core serves tens of thousands of streams; several processes can share
-// a port later). The only other thread is store.hpp's WAL checkpointer,
-// which keeps fsync out of the loop and never touches a connection.
+// (one core serves tens of thousands of streams). The only other thread is
+// store.hpp's WAL checkpointer, which never touches a connection.
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -47,41 +55,41 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cinttypes>
-#include <climits>
 #include <cstdarg>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <ctime>
-#include <functional>
-#include <memory>
 #include <new>
-#include <string>
-#include <string_view>
 #include <unordered_map>
-#include <vector>
 
 #include "app.hpp"
 #include "http_parse.hpp"
 #include "sse.hpp"
 #include "store.hpp"
 
-// ---- Limits -------------------------------------------------------------------
+// The apps: the only lines that name them. An app is one file in apps/, one
+// entry here and one page in public/. Their flags are listed in this order,
+// their routes added in this order (the pages last, so an app's path wins
+// over a file of the same name).
+#include "apps/cinema.hpp"
+#include "apps/clock.hpp"
+#include "apps/pages.hpp"
+#include "apps/poll.hpp"
+#include "apps/redpacket.hpp"
+static AppSpec (*const APP_LIST[])() = {clock_app, redpacket_app, poll_app, cinema_app, pages_app};
+
+// ---- Limits and state --------------------------------------------------------
 //
 // What a connection costs: one Conn slot (about 540 bytes, in a table
 // reserved at start and touched up to the highest fd in use; it never
 // moves), plus its output queue while the kernel refuses bytes, plus while
 // a request is arriving its URL, a few header values and the body (bounded
-// by the HTTP limits). An SSE subscriber holds no input buffer at all and
-// no output buffer while it keeps up; a closed connection holds only its slot.
+// by the HTTP limits). A subscriber holds no input buffer at all and no
+// output buffer while it keeps up; a closed connection holds only its slot.
 
 constexpr size_t READ_CHUNK_BYTES = 64 * 1024;        // one read(), into a buffer all connections share
 constexpr int ACCEPTS_PER_WAKEUP = 256;               // then let the other connections have a turn
@@ -100,30 +108,19 @@ constexpr int FD_CEILING = 1 << 20;
 struct Config {
   int port = 8080;
   std::string bind = "127.0.0.1";
-  std::string public_dir = "public";
   int max_conns = 0;  // 0: the fd limit minus FD_RESERVE
   int64_t header_timeout_ms = 10'000;
   int64_t idle_timeout_ms = 60'000;
   HttpLimits limits;
   size_t sse_max_pending = 256 * 1024;
-  int64_t clock_interval_ms = 3000;
   int64_t push_gap_ms = 100;
   std::string cors_origin;
   bool quiet = false;
   std::string db_path = "sse.db";
   bool fsync = false;
-  int64_t db_max_mb = 0;  // 0: no cap
+  int64_t db_max_mb = 0;    // 0: no cap
   std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
-  int64_t redpacket_total_cents = 10000;
-  int64_t redpacket_count = 100;
-  int64_t vote_interval_ms = 5000;
-  size_t max_voters = 1'000'000;  // per poll; each costs memory for the poll's life (see the limits)
-  int64_t schedule_interval_ms = 5000;
-  std::string poll_question = "Which live demo should we build next?";
-  std::string poll_options = "Stock ticker,Chat room,Live scores,Auction";
 };
-
-// ---- Types ----------------------------------------------------------------------
 
 enum class ConnState : uint8_t { Free, Http, Stream, Closing };
 enum TimerKind : int8_t { NO_TIMER = -1, HEADER_TIMER, IDLE_TIMER, TIMER_KINDS };
@@ -145,7 +142,7 @@ struct Conn {
   TimerKind timer = NO_TIMER;
   int timer_prev = -1, timer_next = -1;
   int64_t deadline_ms = 0;
-  // SSE: which stream, and where in its subscriber list.
+  // A subscriber: which stream, and where in its subscriber list.
   int stream = -1;
   size_t sub_pos = 0;
 };
@@ -158,47 +155,31 @@ struct TimerList {
   int64_t timeout_ms = 0;
 };
 
-// A file from public/, read once at start-up and kept as ready response bytes.
-struct StaticFile {
-  std::string response;  // headers after the Connection line, blank line, body
-  size_t head_len = 0;   // response[0..head_len) is what HEAD sends
-  std::string etag;
-  bool is_page = false;  // HTML: hands out the uid cookie
-};
-
-struct Server;
-using Handler = void (*)(int fd, const HttpRequest& req, int arg);
-
-// What one path answers: a handler per method (a page and a form post may
-// share a path, as GET /vote and POST /vote do).
+// What one path answers: an entry per method (a page and a form post may
+// share a path, as GET /vote and POST /vote do). An entry runs an app's
+// handler, or subscribes to a stream.
 struct Route {
   struct Entry {
     llhttp_method_t method;
-    Handler handler;
-    int arg;     // which static file, or which stream
-    bool admin;  // needs the admin token (checked before the handler runs)
+    std::function<Answer(const Request&)> handler;  // empty for a stream
+    int app = -1;     // whose handler: its streams are due when the answer changed something
+    int stream = -1;  // a subscription to this stream
+    bool admin = false;
   };
   std::vector<Entry> entries;
   std::string allow;  // the methods, as the Allow header lists them
 };
 
-// The live apps, in the order they are set up; an App's index is its id.
-enum AppId { CLOCK_APP, REDPACKET_APP, POLL_APP, CINEMA_APP };
-
-// A live app's stream: the SSE plumbing plus how to render its snapshot.
+// A stream: the SSE plumbing (sse.hpp) and the app's description of it.
 // Snapshots are rendered when a push is due, never for one subscriber: a
-// newcomer is sent the snapshot everyone has, and the change on its way
-// reaches it with everyone else (within --push-gap-ms). The exception is a
-// stream whose state is the time itself (the clock): a newcomer gets the
-// current time at once, rendered for it alone and sent without an id.
-struct App {
-  const char* path;
+// newcomer is sent the snapshot everyone has, and a change on its way
+// reaches it with everyone else. The exception is a stream whose state is
+// the time itself: a newcomer gets it fresh, made for it alone, with no id.
+struct Live {
   SseStream stream;
-  std::string (*render)(int64_t wall_ms);  // the current state as JSON
-  bool repeat;      // the periodic push resends an unchanged snapshot (the tutorials' rhythm)
-  bool is_time;     // the state is the time: each newcomer gets it fresh (see above)
-  uint64_t renders = 0;         // calls of render(), for /metrics
-  uint64_t snapshots_sent = 0;  // broadcasts of a snapshot (not heartbeats), for /metrics
+  StreamSpec spec;
+  int app;                                   // whose: due when an answer of that app changed something
+  uint64_t renders = 0, snapshots_sent = 0;  // for /metrics
 };
 
 // A reply that reports a change this turn made, and how to take the change
@@ -211,29 +192,12 @@ struct Provisional {
   std::function<void()> undo;  // empty when the database's rollback is undo enough
 };
 
-// What the database held after the last commit. An answer that would read
-// past it (a grant or a vote this turn made, a round or poll this turn
-// started) is not built now: the request waits for the commit (see
-// park_until_commit), so that no answer reports what may yet be undone.
-struct Stored {
-  int64_t round = 0;  // the round and how many of its grants are stored
-  size_t grants = 0;
-  int64_t poll = 0;   // the poll and how many of its votes are stored
-  size_t ballots = 0;
-};
-
 struct Metrics {
   uint64_t requests_by_status[600] = {};
-  uint64_t bytes_written = 0;
-  uint64_t accepted = 0;
-  uint64_t slow_consumers_dropped = 0;
-  uint64_t timeouts = 0;
-  uint64_t failed_commits = 0;
-  uint64_t requests_parked = 0;
+  uint64_t bytes_written = 0, accepted = 0, slow_consumers_dropped = 0, timeouts = 0;
+  uint64_t failed_commits = 0, requests_parked = 0, broadcasts = 0;
   uint64_t refused_past_table = 0;  // accepted on an fd past the connection table, closed at once
-  uint64_t broadcasts = 0;
   double last_broadcast_seconds = 0;
-  int showtime_rows_invalid = 0;  // rows the last read of the schedule had to leave off
 };
 
 // Routes are looked up by the request's path, a string_view into the
@@ -245,24 +209,20 @@ struct PathHash {
 
 struct Server {
   Config cfg;
+  std::vector<AppSpec> apps;
   int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
   std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
-  int conns_open = 0;   // connections served, at most --max-conns
-  int conns_over = 0;   // connections accepted past it, waiting to be told 503 and closed
+  int conns_open = 0;       // connections served, at most --max-conns
+  int conns_over = 0;       // connections accepted past it, waiting to be told 503 and closed
   TimerList timers[TIMER_KINDS];
   std::vector<int> flush_list, close_list, resume_list;
-  std::vector<StaticFile> files;
   std::unordered_map<std::string, Route, PathHash, std::equal_to<>> routes;
-  std::vector<App> apps;
+  std::vector<Live> lives;
   Metrics metrics;
   Store store;
   std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
   std::vector<int> parked, unparking;    // connections whose request waits for the commit
-  Stored stored;                         // what the last commit left in the database
   SseIds event_ids;                      // every snapshot's id: unique for the life of the database
-  Round round;                 // the red-packet round being grabbed
-  Poll poll;                   // the poll being voted on
-  Rng rng{0};                  // seeded from getrandom() at start
   std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
   int64_t wall_ms = 0;         // epoch ms, read once per turn
@@ -277,8 +237,6 @@ struct Server {
 };
 
 static Server srv;
-
-// ---- Small helpers -----------------------------------------------------------------
 
 static int64_t clock_ms(clockid_t id) {
   timespec ts;
@@ -316,57 +274,19 @@ static void log_line(const char* fmt, ...) {
 // "127.0.0.1:50312": a getpeername() and a string, so callers ask for it
 // only when a log line will really be written (not under --quiet).
 static std::string peer_name(int fd) {
-  sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    if (ss.ss_family == AF_INET) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-      port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-      port = ntohs(a->sin6_port);
-    }
-  }
-  return std::string(host) + ":" + std::to_string(port);
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  char host[INET_ADDRSTRLEN] = "?";
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET)
+    inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(a.sin_port));
 }
 
 static size_t pending(const Conn& c) { return c.out.size() - c.out_off; }
 
-// `bytes` random bytes from the kernel as lowercase hex: identities and tokens.
-static std::string random_hex(size_t bytes) {
-  unsigned char raw[32];
-  if (getrandom(raw, bytes, 0) != ssize_t(bytes)) die("getrandom");
-  std::string hex;
-  for (size_t i = 0; i < bytes; i++) {
-    hex.push_back("0123456789abcdef"[raw[i] >> 4]);
-    hex.push_back("0123456789abcdef"[raw[i] & 15]);
-  }
-  return hex;
-}
-
-// Marks the reply the handler is about to append as depending on this turn's
-// commit, with how to undo its change (see Provisional). on_request records
-// where the reply ends.
-static void expect_commit(int fd, const HttpRequest& req, std::function<void()> undo = {}) {
-  size_t at = srv.conns[fd].out.size();
-  srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(undo)});
-}
-
-// The answer to the request being handled would read a change this turn has
-// not committed (see Stored). The handler answers nothing; the connection
-// stops reading, and at the start of the next turn's second half, after this
-// turn's commit (or its undo), the same request is handled again, reading
-// only what is stored. Requests the client sent after it wait their turn, so
-// answers keep their order. Returns nothing, so a handler can `return park_until_commit(fd);`.
-static void park_until_commit(int fd) {
-  srv.conns[fd].parked = true;
-  srv.parked.push_back(fd);
-  srv.metrics.requests_parked++;
-}
+// ---- One connection: accept ----------------------------------------------------
+//
+// From here to "close", one connection's life in the order it happens.
 
 // The only place that calls epoll_ctl for a client, and only when the wanted
 // mask differs from the registered one: a request answered in one write
@@ -401,10 +321,6 @@ static void conn_close_later(int fd) {
   srv.close_list.push_back(fd);
 }
 
-// ---- Timeouts --------------------------------------------------------------------
-
-static void respond_error(int fd, int status, std::string_view message, std::string_view extra = {}, bool head = false);
-
 static void timer_unlink(int fd) {
   Conn& c = srv.conns[fd];
   if (c.timer == NO_TIMER) return;
@@ -426,25 +342,6 @@ static void timer_start(int fd, TimerKind kind) {
   (l.tail >= 0 ? srv.conns[l.tail].timer_next : l.head) = fd;
   l.tail = fd;
 }
-
-// Closes every connection whose deadline has passed, oldest first.
-// A request begun but not finished in time is told 408 before the close;
-// an idle connection is just closed (a client reusing it would take a 408
-// for the answer to a request it has not sent yet).
-static void timers_expire() {
-  for (TimerList& l : srv.timers) {
-    while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
-      int fd = l.head;
-      timer_unlink(fd);
-      srv.metrics.timeouts++;
-      Conn& c = srv.conns[fd];
-      if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
-      else conn_close_later(fd);
-    }
-  }
-}
-
-// ---- Accept -----------------------------------------------------------------------
 
 static void conn_open(int fd) {
   while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve (see on_accept): no move
@@ -506,15 +403,16 @@ static void on_accept() {
   }
 }
 
-// ---- Read -------------------------------------------------------------------------
+// ---- One connection: read ------------------------------------------------------
 
 static void on_request(int fd, const HttpRequest& req);
 static void on_expect_continue(int fd, const HttpRequest& req);
+static void respond_error(int fd, int status, std::string_view message, std::string_view extra = {}, bool head = false);
 
 // Runs the parser over bytes that arrived and dispatches each whole request.
-// Stops early when the connection turned into a stream, is closing, or has
-// more unsent output than OUT_HIGH_WATER_BYTES (the rest is stashed and
-// reading paused until the client has read its answers).
+// Stops early when the connection turned into a stream, is closing, parked
+// a request, or has more unsent output than OUT_HIGH_WATER_BYTES (the rest
+// is stashed and reading paused until the client has read its answers).
 static void conn_parse(int fd, const char* data, size_t len) {
   Conn& c = srv.conns[fd];
   bool completed = false;
@@ -530,10 +428,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
     HttpParse r = c.http.feed(data + off, len - off, &used);
     off += used;
     if (r == HttpParse::NeedMore) break;
-    if (r == HttpParse::Error) {
-      respond_error(fd, c.http.error_status(), c.http.error_reason(), {}, c.http.is_head());
-      return;
-    }
+    if (r == HttpParse::Error) return respond_error(fd, c.http.error_status(), c.http.error_reason(), {}, c.http.is_head());
     if (r == HttpParse::Continue) {
       on_expect_continue(fd, c.http.request());
       continue;
@@ -541,8 +436,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
     on_request(fd, c.http.request());
     if (c.parked) {  // the request stays in the parser; what came after it waits in the stash
       c.stash.assign(data + off, len - off);
-      conn_set_interest(fd);
-      return;
+      return conn_set_interest(fd);
     }
     c.http.next();
     completed = true;
@@ -581,18 +475,16 @@ static void on_readable(int fd) {
   // still queued is sent first; anything else (ECONNRESET...) ends it now.
   if (n == 0 && pending(c) > 0 && c.state == ConnState::Http) {
     c.close_after_write = true;
-    conn_set_interest(fd);
-    return;
+    return conn_set_interest(fd);
   }
   conn_close_later(fd);
 }
 
-// ---- Dispatch ---------------------------------------------------------------------
+// ---- One connection: route -----------------------------------------------------
 
-static bool is_stream_route(const Route& r);
-static bool admin_ok(int fd, const HttpRequest& req);
-static bool bearer_ok(const HttpRequest& req);
+static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
+static void on_subscribe(int fd, const HttpRequest& req, int stream);
 
 // The route for `path`: its own, else the one of its parent when that ends
 // in a slash ("/a/b/" answers for "/a/b/42"; "/" itself is the home page
@@ -605,30 +497,50 @@ static const Route* route_for(std::string_view path) {
   return it == srv.routes.end() ? nullptr : &it->second;
 }
 
-// The handler `route` has for `method`, or nullptr.
 static const Route::Entry* route_entry(const Route& route, llhttp_method_t method) {
   for (const Route::Entry& e : route.entries)
     if (e.method == method) return &e;
   return nullptr;
 }
 
-static void route_request(int fd, const HttpRequest& req);
+static bool is_stream_route(const Route& r) {
+  return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.stream >= 0; });
+}
 
-// One whole request: route it, then close after the answer if the request
-// asked for that (HTTP/1.0 without keep-alive, Connection: close, Upgrade).
-// A stream ends when the connection does, whatever the request asked for.
-static void on_request(int fd, const HttpRequest& req) {
-  Conn& c = srv.conns[fd];
-  size_t changes = srv.provisional.size();
-  route_request(fd, req);
-  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
-  if (c.parked) return;  // not answered yet
-  if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
+// Compares in time that depends only on the expected token's length, so
+// response timing does not reveal how much of a guess was right.
+static bool token_equal(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); i++) diff |= uint8_t(expected[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+// The admin token as "Authorization: Bearer <token>", or (admin_ok only)
+// as form field `token`.
+static bool bearer_ok(const HttpRequest& req) {
+  std::string_view auth = req.fields[AUTHORIZATION];
+  return auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ") && token_equal(auth.substr(7), srv.admin_token);
+}
+static bool admin_ok(const HttpRequest& req) {
+  std::string token;
+  return bearer_ok(req) || (http_form_value(req.body, "token", &token) == FormLookup::Found && token_equal(token, srv.admin_token));
+}
+
+// The answer to the request being handled would read a change this turn has
+// not committed. Nothing is answered; the connection stops reading, and in
+// the next turn, after this turn's commit (or its undo), the same request
+// is handled again, reading only what is stored (on_unpark). Requests the
+// client sent after it wait their turn, so answers keep their order.
+static void park_until_commit(int fd) {
+  srv.conns[fd].parked = true;
+  srv.parked.push_back(fd);
+  srv.metrics.requests_parked++;
 }
 
 // Finds the request's route, checks what all routes share (the connection
-// limit, the method, the admin token), and runs the handler, which appends
-// the answer to the connection's output (or parks the request).
+// limit, the method, the admin token), and runs the handler. What the
+// answer says decides the rest: park it, or append it, waiting on the
+// turn's commit when it reports a change (then the app's streams are due).
 static void route_request(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
   const Route* route = route_for(req.path);
@@ -641,8 +553,29 @@ static void route_request(int fd, const HttpRequest& req) {
   }
   const Route::Entry* entry = route_entry(*route, req.method);
   if (!entry) return respond_refusal(fd, req, 405, "method not allowed here", "Allow: " + route->allow + "\r\n");
-  if (entry->admin && !admin_ok(fd, req)) return;  // answered 401
-  entry->handler(fd, req, entry->arg);
+  if (entry->admin && !admin_ok(req))
+    return respond_answer(fd, req, refusal(401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n"));
+  if (entry->stream >= 0) return on_subscribe(fd, req, entry->stream);
+  Answer a = entry->handler(Request{req, srv.wall_ms});
+  if (a.after_commit) return park_until_commit(fd);
+  if (a.changed) {
+    size_t at = c.out.size();  // on_request notes where the reply ends
+    srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(a.undo)});
+    for (Live& l : srv.lives) l.stream.dirty = l.stream.dirty || l.app == entry->app;
+  }
+  respond_answer(fd, req, a);
+}
+
+// One whole request: route it, then close after the answer if the request
+// asked for that (HTTP/1.0 without keep-alive, Connection: close, Upgrade).
+// A stream ends when the connection does, whatever the request asked for.
+static void on_request(int fd, const HttpRequest& req) {
+  Conn& c = srv.conns[fd];
+  size_t changes = srv.provisional.size();
+  route_request(fd, req);
+  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
+  if (c.parked) return;  // not answered yet
+  if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
 
 // A request head that asks for "100 Continue" before it sends its body
@@ -681,16 +614,23 @@ static void on_unpark(int fd) {
   on_resume(fd);
 }
 
-// ---- Respond ------------------------------------------------------------------------
+// ---- One connection: answer ----------------------------------------------------
 
-// Appends a whole response and counts it. The connection is closed after the
-// write when the request asked for that.
-static void respond(int fd, const HttpRequest& req, int status, std::string_view type, std::string_view body,
-                    std::string_view extra = {}) {
+// Appends an app's answer: a status line, the Date, its headers and body
+// (or the response it had built at start-up). The connection is closed
+// after the write when the request asked for that (on_request).
+static void respond_answer(int fd, const HttpRequest& req, const Answer& a) {
   Conn& c = srv.conns[fd];
-  bool keep = req.keep_alive && !req.upgrade;
-  http_respond(c.out, status, date_line(), keep, req.http10, type, body, extra, req.method == HTTP_HEAD);
-  srv.metrics.requests_by_status[status]++;
+  bool keep = req.keep_alive && !req.upgrade, head = req.method == HTTP_HEAD;
+  if (a.prebuilt.empty() && a.status != 304) {
+    http_respond(c.out, a.status, date_line(), keep, req.http10, a.type, a.body, a.extra, head);
+  } else {
+    http_begin(c.out, a.status, date_line(), keep, req.http10);
+    c.out += a.extra;
+    if (a.status == 304) c.out += "\r\n";  // no body, no length
+    else c.out.append(a.prebuilt.substr(0, head ? a.prebuilt_head : a.prebuilt.size()));
+  }
+  srv.metrics.requests_by_status[a.status]++;
   flush_later(fd);
 }
 
@@ -717,35 +657,22 @@ static void respond_error(int fd, int status, std::string_view message, std::str
 // A refusal of a well-formed request (404, 405): its framing was sound, so
 // the connection stays open for the next one if the request asked for that.
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra) {
-  respond(fd, req, status, "text/plain; charset=utf-8", error_text(status, message), extra);
+  Answer a;
+  a.status = status;
+  a.type = "text/plain; charset=utf-8";
+  a.body = error_text(status, message);
+  a.extra = extra;
+  respond_answer(fd, req, a);
 }
 
-static void on_static(int fd, const HttpRequest& req, int file) {
+// Turns the connection into a subscriber of stream `stream`: the SSE
+// headers, the reconnect delay and the snapshot every subscriber has go out
+// at once (or, for a stream of the time, the time now). The browser sends
+// Last-Event-ID when it reconnects (a page may pass ?lastEventId= on its
+// first connect): if it names the current snapshot, that is not resent.
+static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   Conn& c = srv.conns[fd];
-  const StaticFile& f = srv.files[size_t(file)];
-  bool keep = req.keep_alive && !req.upgrade;
-  bool fresh = !req.fields[IF_NONE_MATCH].empty() && http_etag_matches(req.fields[IF_NONE_MATCH], f.etag);
-  http_begin(c.out, fresh ? 304 : 200, date_line(), keep, req.http10);
-  srv.metrics.requests_by_status[fresh ? 304 : 200]++;
-  // A page load is where a browser gets its identity for grabs and votes:
-  // 128 random bits, out of reach of scripts (HttpOnly).
-  if (f.is_page && !valid_user(http_cookie(req.fields[COOKIE], "uid")))
-    c.out.append("Set-Cookie: uid=").append(random_hex(16)).append("; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n");
-  if (fresh) c.out.append("ETag: ").append(f.etag).append("\r\n\r\n");
-  else c.out.append(f.response, 0, req.method == HTTP_HEAD ? f.head_len : f.response.size());
-  flush_later(fd);
-}
-
-static void on_healthz(int fd, const HttpRequest& req, int) { respond(fd, req, 200, "text/plain", "ok\n"); }
-
-static void on_metrics(int fd, const HttpRequest& req, int);
-
-// Turns the connection into a subscriber of app `app`: the SSE headers, the
-// reconnect delay and the snapshot every subscriber has go out at once (see App).
-static void on_subscribe(int fd, const HttpRequest& req, int app) {
-  Conn& c = srv.conns[fd];
-  App& a = srv.apps[size_t(app)];
-  SseStream& s = a.stream;
+  Live& l = srv.lives[size_t(stream)];
   http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
   if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
   c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
@@ -756,389 +683,26 @@ static void on_subscribe(int fd, const HttpRequest& req, int app) {
   // hold megabytes for a client that stopped reading before we noticed.
   int sndbuf = int(std::min<size_t>(srv.cfg.sse_max_pending, INT32_MAX / 2));
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-  // The browser sends Last-Event-ID when it reconnects; a page can pass the
-  // id it already has as ?lastEventId= on its first connect.
   std::string_view last = req.fields[LAST_EVENT_ID];
   std::string from_query;
   if (last.empty() && http_form_value(req.query, "lastEventId", &from_query) == FormLookup::Found) last = from_query;
-  if (a.is_time) {
+  if (l.spec.is_time) {
     sse_retry(c.out, SSE_RETRY_MS);
-    sse_event(c.out, {}, {}, a.render(srv.wall_ms));
-    a.renders++;
+    sse_event(c.out, {}, {}, l.spec.render(srv.wall_ms));
+    l.renders++;
   } else {
-    sse_open(c.out, s, sse_parse_id(last), SSE_RETRY_MS);
+    sse_open(c.out, l.stream, sse_parse_id(last), SSE_RETRY_MS);
   }
   srv.metrics.requests_by_status[200]++;
   c.state = ConnState::Stream;
-  c.stream = app;
-  c.sub_pos = sse_subscribe(s, fd);
+  c.stream = stream;
+  c.sub_pos = sse_subscribe(l.stream, fd);
   timer_unlink(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
-  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", a.path, peer_name(fd).c_str(), s.subscribers.size());
+  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
 }
 
-static bool is_stream_route(const Route& r) {
-  return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.handler == on_subscribe; });
-}
-
-// ---- The apps' handlers -------------------------------------------------------------
-//
-// Thin on purpose: decode the form, call app.hpp, write the change to the
-// store (committed at the end of the turn), mark the stream dirty, answer.
-
-static void respond_json(int fd, const HttpRequest& req, int status, std::string_view json, std::string_view extra = {}) {
-  respond(fd, req, status, "application/json", json, extra);
-}
-
-static void respond_json_error(int fd, const HttpRequest& req, int status, std::string_view message,
-                               std::string_view extra = {}) {
-  std::string j = "{\"ok\":false,\"message\":";
-  json_string(j, message);
-  respond_json(fd, req, status, j + "}", extra);
-}
-
-// Reads form field `key` from the body. Answers 415 or 400 itself and
-// returns Malformed when the body is not a well-formed form, or the value
-// is not UTF-8 (every answer is JSON, and JSON is UTF-8: a value that may
-// be echoed in one must be text).
-static FormLookup form_field(int fd, const HttpRequest& req, std::string_view key, std::string* value) {
-  std::string_view type = req.fields[CONTENT_TYPE];
-  if (!type.empty() && !http_iequals(type.substr(0, type.find(';')), "application/x-www-form-urlencoded")) {
-    respond_json_error(fd, req, 415, "send the body as application/x-www-form-urlencoded");
-    return FormLookup::Malformed;
-  }
-  FormLookup found = http_form_value(req.body, key, value);
-  if (found == FormLookup::Malformed) respond_json_error(fd, req, 400, "the form body has a broken %-escape");
-  if (found == FormLookup::Found && !valid_utf8(*value)) {
-    respond_json_error(fd, req, 400, "'" + std::string(key) + "' is not UTF-8 text");
-    return FormLookup::Malformed;
-  }
-  return found;
-}
-
-// Who is asking: form field `key` (load tools, scripts), else the uid cookie
-// a page load set. Answers 400 itself and returns false when neither is usable.
-static bool request_user(int fd, const HttpRequest& req, std::string_view key, std::string* user) {
-  FormLookup found = form_field(fd, req, key, user);
-  if (found == FormLookup::Malformed) return false;
-  if (found == FormLookup::Absent) user->assign(http_cookie(req.fields[COOKIE], "uid"));
-  if (user->empty()) {
-    respond_json_error(fd, req, 400, "who are you? send a '" + std::string(key) + "' field, or load a page first for a uid cookie");
-    return false;
-  }
-  if (!valid_user(*user)) {
-    respond_json_error(fd, req, 400, "'" + std::string(key) + "' must be 1 to 64 bytes of UTF-8 text without control characters");
-    return false;
-  }
-  return true;
-}
-
-// Compares in time that depends only on the expected token's length, so
-// response timing does not reveal how much of a guess was right.
-static bool token_equal(std::string_view given, std::string_view expected) {
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); i++) diff |= uint8_t(expected[i] ^ (i < given.size() ? given[i] : 0));
-  return diff == 0;
-}
-
-// True when the request carries "Authorization: Bearer <the admin token>".
-static bool bearer_ok(const HttpRequest& req) {
-  std::string_view auth = req.fields[AUTHORIZATION];
-  return auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ") && token_equal(auth.substr(7), srv.admin_token);
-}
-
-// True for the admin token, as "Authorization: Bearer <token>" or form field
-// `token`; otherwise answers 401 itself. on_request asks it for the routes
-// marked ADMIN.
-static bool admin_ok(int fd, const HttpRequest& req) {
-  std::string_view auth = req.fields[AUTHORIZATION];
-  std::string token;
-  if (auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ")) token.assign(auth.substr(7));
-  else if (form_field(fd, req, "token", &token) == FormLookup::Malformed) return false;
-  if (token_equal(token, srv.admin_token)) return true;
-  respond_json_error(fd, req, 401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n");
-  return false;
-}
-
-// A whole decimal number in [lo, hi] from form field `key`; answers 400 itself otherwise.
-static bool form_int(int fd, const HttpRequest& req, std::string_view key, int64_t lo, int64_t hi, int64_t* out) {
-  std::string text;
-  FormLookup found = form_field(fd, req, key, &text);
-  if (found == FormLookup::Malformed) return false;
-  bool digits = !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
-  if (found == FormLookup::Found && digits && std::stoll(text) >= lo && std::stoll(text) <= hi) {
-    *out = std::stoll(text);
-    return true;
-  }
-  respond_json_error(fd, req, 400, "'" + std::string(key) + "' must be a whole number from " + std::to_string(lo) +
-                                       " to " + std::to_string(hi));
-  return false;
-}
-
-// True when the current round, or the grant of `packet` in it (-1: none),
-// is not in the database yet: an answer that reads it must wait (see Stored).
-static bool round_unstored(int64_t packet) {
-  return srv.round.id != srv.stored.round || (packet >= 0 && size_t(packet) >= srv.stored.grants);
-}
-
-// The same for the current poll and the ballot in row `row` (-1: none).
-static bool poll_unstored(int64_t row) {
-  return srv.poll.id != srv.stored.poll || (row >= 0 && size_t(row) >= srv.stored.ballots);
-}
-
-static void on_grab(int fd, const HttpRequest& req, int) {
-  std::string user;
-  if (!request_user(fd, req, "user", &user)) return;
-  Round& r = srv.round;
-  GrabResult g = round_grab(r, user, srv.wall_ms);
-  // "Already" and "all taken" change nothing, so they have no commit to wait
-  // for of their own; but what they report (the packet held, what remains)
-  // must be stored before they say it.
-  if (g.outcome != GrabOutcome::Granted && round_unstored(int64_t(r.grants.size()) - 1)) return park_until_commit(fd);
-  if (g.outcome == GrabOutcome::Empty) return respond_json_error(fd, req, 410, "all red packets have been taken");
-  if (g.outcome == GrabOutcome::Granted) {
-    srv.store.insert_grant(r.id, g.packet, r.grants[g.packet]);  // written by this turn's commit
-    srv.apps[REDPACKET_APP].stream.dirty = true;
-    expect_commit(fd, req, [] { round_undo_last_grant(srv.round); });  // undone in reverse order: this grant is the last
-  }
-  static std::string j;  // reused: its capacity outlives the request
-  j.clear();
-  j += g.outcome == GrabOutcome::Already ? "{\"ok\":true,\"already\":true,\"amount_cents\":" : "{\"ok\":true,\"amount_cents\":";
-  json_number(j, g.amount_cents);
-  j.append(",\"amount\":\"").append(cents_text(g.amount_cents)).append("\",\"remaining\":");
-  json_number(j, r.remaining());
-  j += ",\"round\":";
-  json_number(j, r.id);
-  j += ",\"packet\":";
-  json_number(j, int64_t(g.packet));
-  j += ",\"user\":";
-  json_string(j, display_name(user));
-  j += '}';
-  respond_json(fd, req, 200, j);
-}
-
-// What this browser holds in the current round, so a reloaded page can show
-// it. Identity from the uid cookie only, like /vote/me.
-static void on_redpacket_me(int fd, const HttpRequest& req, int) {
-  std::string user(http_cookie(req.fields[COOKIE], "uid"));
-  if (!valid_user(user)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
-  const Round& r = srv.round;
-  int64_t packet = r.packet_of(user);
-  if (round_unstored(packet)) return park_until_commit(fd);
-  std::string j = "{\"ok\":true,\"round\":" + std::to_string(r.id) + ",\"user\":";
-  json_string(j, display_name(user));
-  if (packet < 0) return respond_json(fd, req, 200, j + ",\"grabbed\":false}");
-  int64_t cents = r.amounts[size_t(packet)];
-  respond_json(fd, req, 200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(packet) + ",\"amount_cents\":" +
-                                 std::to_string(cents) + ",\"amount\":\"" + cents_text(cents) + "\"}");
-}
-
-// Splits a new round and makes it the current one. Returns the round it
-// replaced, or nullptr (with store.error()) if the store refused the new one.
-static std::shared_ptr<Round> start_round(int64_t total_cents, int64_t count) {
-  Round r = round_new(srv.round.id + 1, total_cents, split_double_mean(total_cents, count, srv.rng));
-  if (!srv.store.insert_round(r, srv.wall_ms)) return nullptr;
-  auto previous = std::make_shared<Round>(std::move(srv.round));
-  srv.round = std::move(r);
-  srv.apps[REDPACKET_APP].stream.dirty = true;
-  return previous;
-}
-
-// The answer when the database will not take a write (disk full, locked):
-// nothing changed, and the server goes on serving.
-static void respond_store_unavailable(int fd, const HttpRequest& req) {
-  log_line("store: write refused: %s", srv.store.error().c_str());
-  respond_json_error(fd, req, 503, "the database cannot take writes right now; nothing was changed", "Retry-After: 1\r\n");
-}
-
-static void on_new_round(int fd, const HttpRequest& req, int) {
-  int64_t total = 0, count = 0;
-  if (!form_int(fd, req, "total_cents", 1, MAX_TOTAL_CENTS, &total) || !form_int(fd, req, "count", 1, MAX_PACKETS, &count))
-    return;
-  if (auto why = round_refusal(total, count)) return respond_json_error(fd, req, 400, *why);
-  std::shared_ptr<Round> previous = start_round(total, count);
-  if (!previous) return respond_store_unavailable(fd, req);
-  expect_commit(fd, req, [previous] { srv.round = std::move(*previous); });
-  log_line("redpacket: round %lld started: %lld cents in %lld packets", (long long)srv.round.id, (long long)total,
-           (long long)count);
-  respond_json(fd, req, 200, "{\"ok\":true,\"round\":" + std::to_string(srv.round.id) + ",\"total_cents\":" +
-                                 std::to_string(total) + ",\"count\":" + std::to_string(count) + "}");
-}
-
-static std::string render_redpacket(int64_t) { return round_json(srv.round); }
-
-// The answer to a vote: ok, the voter's choice and the new tallies, as
-// counts in option order (names, question and percentages come with the
-// stream; repeating them on every vote cost more than the vote itself).
-static std::string vote_answer(bool ok, std::string_view message, size_t option) {
-  const Poll& p = srv.poll;
-  std::string j = ok ? "{\"ok\":true," : "{\"ok\":false,\"message\":";
-  if (!ok) {
-    json_string(j, message);
-    j += ',';
-  }
-  j += "\"poll\":";
-  json_number(j, p.id);
-  j += ",\"voted_for\":";
-  json_string(j, p.options[option]);
-  j += ",\"counts\":[";
-  for (size_t i = 0; i < p.counts.size(); i++) {
-    if (i) j += ',';
-    json_number(j, p.counts[i]);
-  }
-  j += "],\"total\":";
-  json_number(j, p.total());
-  return j + "}";
-}
-
-static void on_vote(int fd, const HttpRequest& req, int) {
-  std::string voter, option;
-  if (!request_user(fd, req, "voter", &voter)) return;
-  FormLookup found = form_field(fd, req, "option", &option);
-  if (found == FormLookup::Malformed) return;
-  // A page sends the poll it shows: a vote for a poll an admin has just
-  // replaced must not land in the new one under a matching option name.
-  std::string shown;
-  FormLookup has_poll = form_field(fd, req, "poll", &shown);
-  if (has_poll == FormLookup::Malformed) return;
-  Poll& p = srv.poll;
-  if (poll_unstored(-1)) return park_until_commit(fd);  // a poll started this turn: nothing said of it yet
-  if (has_poll == FormLookup::Found && shown != std::to_string(p.id))
-    return respond_json_error(fd, req, 410, "that poll is over; vote in poll " + std::to_string(p.id));
-  int index = poll_option(p, option);
-  if (index < 0) {
-    std::string valid;
-    for (const std::string& o : p.options) valid += (valid.empty() ? "'" : ", '") + o + "'";
-    std::string what = found == FormLookup::Absent ? "send an 'option' field" : "no option '" + option + "'";
-    return respond_json_error(fd, req, 400, what + "; the options are " + valid);
-  }
-  VoteResult v = poll_vote(p, voter, size_t(index), srv.cfg.max_voters);
-  // A refusal changes nothing, but the tallies it reports must be stored first.
-  if (v.outcome != VoteOutcome::Counted && poll_unstored(p.total() - 1)) return park_until_commit(fd);
-  if (v.outcome == VoteOutcome::Full)
-    return respond_json_error(fd, req, 503, "this poll has reached its limit of " + std::to_string(srv.cfg.max_voters) +
-                                                " voters (--max-voters); a new poll starts counting again");
-  if (v.outcome == VoteOutcome::Already) return respond_json(fd, req, 409, vote_answer(false, "already voted", v.option));
-  srv.store.insert_vote(p.id, int64_t(v.row), voter, v.option, srv.wall_ms);  // written by this turn's commit
-  srv.apps[POLL_APP].stream.dirty = true;
-  expect_commit(fd, req, [] { poll_undo_last_vote(srv.poll); });  // undone in reverse order: this vote is the last
-  respond_json(fd, req, 200, vote_answer(true, {}, v.option));
-}
-
-// What this browser (its uid cookie) voted for in the current poll. Only the
-// cookie: a ?voter= parameter would let anyone look up anyone's vote.
-static void on_vote_me(int fd, const HttpRequest& req, int) {
-  std::string voter(http_cookie(req.fields[COOKIE], "uid"));
-  if (!valid_user(voter)) return respond_json_error(fd, req, 400, "no identity: load a page first for a uid cookie");
-  int64_t row = srv.poll.ballot_of(voter);
-  if (poll_unstored(row)) return park_until_commit(fd);
-  std::string j = "{\"ok\":true,\"poll\":" + std::to_string(srv.poll.id);
-  if (row < 0) return respond_json(fd, req, 200, j + ",\"voted\":false}");
-  j += ",\"voted\":true,\"voted_for\":";
-  json_string(j, srv.poll.options[srv.poll.ballots[size_t(row)].option]);
-  respond_json(fd, req, 200, j + "}");
-}
-
-// Makes a new poll the current one. Returns the poll it replaced, or nullptr
-// (with store.error()) if the store refused the new one.
-static std::shared_ptr<Poll> start_poll(std::string question, std::vector<std::string> options) {
-  Poll p = poll_new(srv.poll.id + 1, std::move(question), std::move(options));
-  if (!srv.store.insert_poll(p, srv.wall_ms)) return nullptr;
-  auto previous = std::make_shared<Poll>(std::move(srv.poll));
-  srv.poll = std::move(p);
-  srv.apps[POLL_APP].stream.dirty = true;
-  return previous;
-}
-
-static void on_new_poll(int fd, const HttpRequest& req, int) {
-  std::string question, options;
-  if (form_field(fd, req, "question", &question) == FormLookup::Malformed) return;
-  if (form_field(fd, req, "options", &options) == FormLookup::Malformed) return;
-  std::vector<std::string> list = split_options(options);
-  if (auto why = poll_refusal(question, list)) return respond_json_error(fd, req, 400, *why);
-  std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list));
-  if (!previous) return respond_store_unavailable(fd, req);
-  expect_commit(fd, req, [previous] { srv.poll = std::move(*previous); });
-  log_line("poll: poll %lld started with %zu options", (long long)srv.poll.id, srv.poll.options.size());
-  respond_json(fd, req, 200, "{\"ok\":true," + poll_json(srv.poll).substr(1));
-}
-
-static std::string render_poll(int64_t) { return poll_json(srv.poll); }
-
-// The board, read from the database now: the table is the truth, whoever
-// wrote it (the API, or someone with the sqlite3 tool). If the read fails
-// (another process holding a lock past the busy timeout), the board stays
-// as it was and the next re-read tries again.
-static std::string render_cinema(int64_t wall_ms) {
-  std::vector<Showtime> rows;
-  if (!srv.store.load_showtimes(&rows, &srv.metrics.showtime_rows_invalid)) {
-    log_line("cinema: cannot read the schedule: %s", srv.store.error().c_str());
-    return srv.apps[CINEMA_APP].stream.json;
-  }
-  return schedule_json(std::move(rows), wall_ms);
-}
-
-static void on_showtimes_list(int fd, const HttpRequest& req, int) {
-  if (srv.store.in_transaction()) return park_until_commit(fd);  // a read now would see this turn's changes
-  std::vector<Showtime> rows;
-  int invalid = 0;
-  if (!srv.store.load_showtimes(&rows, &invalid)) return respond_json_error(fd, req, 503, "the schedule cannot be read right now");
-  respond_json(fd, req, 200, schedule_json(std::move(rows), srv.wall_ms));
-}
-
-static void on_showtime_add(int fd, const HttpRequest& req, int) {
-  Showtime st;
-  std::string starts_at;
-  for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}}) {
-    if (form_field(fd, req, key, value) == FormLookup::Malformed) return;
-    // "Hero " and "Hero" must be one movie on the board: no edge spaces.
-    value->erase(0, value->find_first_not_of(' '));
-    value->erase(value->find_last_not_of(' ') + 1);
-  }
-  if (auto why = showtime_refusal(st.movie, st.hall, starts_at, srv.wall_ms)) return respond_json_error(fd, req, 400, *why);
-  if (!form_int(fd, req, "seats", 1, MAX_SEATS, &st.seats_total)) return;
-  st.seats_left = st.seats_total;
-  st.starts_ms = *parse_iso8601(starts_at);
-  if (!srv.store.insert_showtime(st, &st.id)) return respond_store_unavailable(fd, req);
-  expect_commit(fd, req);
-  srv.apps[CINEMA_APP].stream.dirty = true;
-  std::string j = "{\"ok\":true,\"showtime\":";
-  showtime_json(j, st);
-  respond_json(fd, req, 201, j + "}", "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
-}
-
-// DELETE /cinema/showtimes/{id}
-static void on_showtime_delete(int fd, const HttpRequest& req, int) {
-  std::string_view digits = req.path.substr(req.path.rfind('/') + 1);
-  bool numeric = !digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string_view::npos;
-  if (!numeric) return respond_json_error(fd, req, 404, "no showtime there: a showtime's id is a whole number");
-  int64_t id = std::stoll(std::string(digits));  // "0007" is 7, and is answered as 7
-  bool found = false;
-  if (!srv.store.delete_showtime(id, &found)) return respond_store_unavailable(fd, req);
-  if (!found) return respond_json_error(fd, req, 404, "no showtime " + std::to_string(id));
-  expect_commit(fd, req);
-  srv.apps[CINEMA_APP].stream.dirty = true;
-  respond_json(fd, req, 200, "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
-}
-
-// Puts a dozen showtimes over the next days into a new schedule table.
-static bool seed_schedule() {
-  static constexpr std::pair<const char*, const char*> films[] = {
-      {"Spirited Away", "Hall 1"}, {"The Wandering Earth", "IMAX"}, {"In the Mood for Love", "Hall 2"}, {"Hero", "Hall 3"}};
-  int64_t hour_ms = 3600 * 1000, day_ms = 24 * hour_ms;
-  int64_t today = srv.wall_ms - srv.wall_ms % day_ms;
-  int64_t id = 0;
-  for (int day = 1; day <= 3; day++)
-    for (int k = 0; k < 4; k++) {
-      Showtime st{0, films[k].first, films[k].second, today + day * day_ms + (10 + 3 * k) * hour_ms + (k % 2) * 30 * 60000,
-                  k == 1 ? 320 : 120, 0};
-      st.seats_left = st.seats_total - (day * 37 + k * 23) % st.seats_total;
-      if (!srv.store.insert_showtime(st, &id)) return false;
-    }
-  return true;
-}
-
-// ---- Write --------------------------------------------------------------------------
+// ---- One connection: write -----------------------------------------------------
 
 // Writes as much pending output as the kernel takes, up to the per-turn
 // budget. May mark the connection for closing (write error, or done and
@@ -1211,15 +775,15 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot) {
   c.out.append(bytes);
 }
 
-// ---- Close --------------------------------------------------------------------------
+// ---- One connection: close -----------------------------------------------------
 
 static void conn_close(int fd) {
   Conn& c = srv.conns[fd];
   if (c.stream >= 0) {
-    App& app = srv.apps[size_t(c.stream)];
-    int moved = sse_unsubscribe(app.stream, c.sub_pos);
+    Live& l = srv.lives[size_t(c.stream)];
+    int moved = sse_unsubscribe(l.stream, c.sub_pos);
     if (moved >= 0) srv.conns[moved].sub_pos = c.sub_pos;
-    if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", app.path, peer_name(fd).c_str(), app.stream.subscribers.size());
+    if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
     c.stream = -1;
   }
   timer_unlink(fd);
@@ -1254,18 +818,7 @@ static void close_marked() {
   }
 }
 
-// ---- Tick: streams and the clock -----------------------------------------------------
-
-static std::string render_clock(int64_t wall_ms) {
-  time_t secs = time_t(wall_ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char iso[32];
-  strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-  char json[96];
-  snprintf(json, sizeof json, "{\"time\":\"%s.%03dZ\",\"epoch_ms\":%" PRId64 "}", iso, int(wall_ms % 1000), wall_ms);
-  return json;
-}
+// ---- One turn: the commit ------------------------------------------------------
 
 // Rebuilds one connection's output after a failed commit: each reply in
 // `changes` (this connection's, in order) becomes a 503; every other reply
@@ -1293,11 +846,12 @@ static void replace_with_503(int fd, const Provisional* changes, size_t count) {
 // the database refuses (disk full, over --db-max-mb, locked by another
 // process), every change of the turn is undone, newest first, and each
 // reply that reported one becomes a 503: no client leaves believing in a
-// change that was not stored, and the server keeps serving. Either way,
-// srv.stored then says what the database holds.
+// change that was not stored, and the server keeps serving. When it
+// succeeds, each app learns that what it holds is stored.
 static void turn_commit() {
   if (srv.store.commit()) {
-    srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
+    for (const AppSpec& app : srv.apps)
+      if (app.committed) app.committed();
   } else {
     srv.metrics.failed_commits++;
     log_line("store: commit failed: %s; undoing %zu changes", srv.store.error().c_str(), srv.provisional.size());
@@ -1315,26 +869,28 @@ static void turn_commit() {
   srv.provisional.clear();
 }
 
-// Renders the app's state; a new version only if it differs from the last.
-// Returns whether it changed. Runs after the turn's commit, so what it
+// ---- One turn: the pushes ------------------------------------------------------
+
+// Renders the stream's state; a new version only if it differs from the
+// last. Returns whether it changed. Runs after the turn's commit, so what it
 // renders is stored.
-static bool app_refresh(App& app) {
-  std::string json = app.render(clock_ms(CLOCK_REALTIME));
-  app.renders++;
-  if (json == app.stream.json) return false;
-  sse_set_snapshot(app.stream, json, srv.event_ids.take());
+static bool live_refresh(Live& l) {
+  std::string json = l.spec.render(clock_ms(CLOCK_REALTIME));
+  l.renders++;
+  if (json == l.stream.json) return false;
+  sse_set_snapshot(l.stream, json, srv.event_ids.take());
   return true;
 }
 
-// Pushes every stream that is due: a new snapshot (leading or trailing edge
-// of a change, or its period) or a heartbeat.
+// Pushes every stream that is due (sse_due): a new snapshot — the leading
+// or trailing edge of a change, or its period — or a heartbeat.
 static void streams_push() {
-  for (App& app : srv.apps) {
-    SseStream& s = app.stream;
+  for (Live& l : srv.lives) {
+    SseStream& s = l.stream;
     SseDue due = sse_due(s, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
     if (due == SseDue::Nothing) continue;
     bool snapshot = due == SseDue::Snapshot;
-    if (snapshot && !app_refresh(app) && !app.repeat) {
+    if (snapshot && !live_refresh(l) && !l.spec.repeat) {
       sse_skipped(s, srv.now_ms);
       continue;
     }
@@ -1344,7 +900,7 @@ static void streams_push() {
                   [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
     clock_gettime(CLOCK_MONOTONIC, &b);
     if (snapshot) {
-      app.snapshots_sent++;
+      l.snapshots_sent++;
       srv.metrics.broadcasts++;
       srv.metrics.last_broadcast_seconds = double(b.tv_sec - a.tv_sec) + double(b.tv_nsec - a.tv_nsec) / 1e9;
     }
@@ -1352,11 +908,29 @@ static void streams_push() {
   }
 }
 
+// ---- One turn: deadlines and signals -------------------------------------------
+
+// A request begun but not finished in time is told 408 before the close;
+// an idle connection is just closed (a client reusing it would take a 408
+// for the answer to a request it has not sent yet).
+static void timers_expire() {
+  for (TimerList& l : srv.timers) {
+    while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
+      int fd = l.head;
+      timer_unlink(fd);
+      srv.metrics.timeouts++;
+      Conn& c = srv.conns[fd];
+      if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
+      else conn_close_later(fd);
+    }
+  }
+}
+
 // The next moment something is due: a stream, a timeout, a paused accept.
 // (Every stream has a heartbeat due within HEARTBEAT_MS, so there always is one.)
 static int64_t next_deadline_ms() {
   int64_t t = srv.now_ms + HEARTBEAT_MS;
-  for (const App& app : srv.apps) t = std::min(t, sse_next_due_ms(app.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
+  for (const Live& l : srv.lives) t = std::min(t, sse_next_due_ms(l.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
   for (const TimerList& l : srv.timers)
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
@@ -1409,94 +983,7 @@ static void on_signal() {
   }
 }
 
-// ---- Metrics ----------------------------------------------------------------------------
-//
-// /metrics in Prometheus's text format, from one table: each row a name, its
-// type, its help line, and how to read its value now (one sample), or its
-// value for each stream (a sample per stream, labelled stream="...").
-
-// What the connection table holds, summed once per /metrics answer.
-struct ConnTotals {
-  size_t queued = 0, stashed = 0, buffers = 0;
-};
-static ConnTotals conn_totals;
-
-struct MetricRow {
-  const char* name;
-  const char* type;
-  const char* help;
-  double (*value)();
-  double (*per_stream)(const App&) = nullptr;
-};
-
-static const MetricRow METRICS[] = {
-    {"sse_connections_open", "gauge", "Client connections served now (those past --max-conns are counted apart).",
-     [] { return double(srv.conns_open); }},
-    {"sse_connections_over_capacity", "gauge", "Connections accepted past --max-conns, not yet answered 503 and closed.",
-     [] { return double(srv.conns_over); }},
-    {"sse_connections_refused_total", "counter", "Connections closed unanswered: their fd lay past the table sized at start.",
-     [] { return double(srv.metrics.refused_past_table); }},
-    {"sse_connections_accepted_total", "counter", "Connections accepted since start.", [] { return double(srv.metrics.accepted); }},
-    {"sse_bytes_written_total", "counter", "Bytes written to client sockets.", [] { return double(srv.metrics.bytes_written); }},
-    {"sse_slow_consumers_dropped_total", "counter", "Subscribers closed for falling --sse-max-pending behind.",
-     [] { return double(srv.metrics.slow_consumers_dropped); }},
-    {"sse_output_queued_bytes", "gauge", "Answers and events written that the kernel has not taken yet.",
-     [] { return double(conn_totals.queued); }},
-    {"sse_input_stashed_bytes", "gauge", "Requests received but parked until their client reads its answers.",
-     [] { return double(conn_totals.stashed); }},
-    {"sse_connection_buffer_bytes", "gauge", "Memory the connection table's buffers hold (output, stash, parser), open or not.",
-     [] { return double(conn_totals.buffers); }},
-    {"sse_timeouts_total", "counter", "Connections closed by the header or idle timeout.", [] { return double(srv.metrics.timeouts); }},
-    {"sse_store_commits_total", "counter", "Database transactions committed (one per loop turn that wrote).",
-     [] { return double(srv.store.commits); }},
-    {"sse_store_rows_written_total", "counter", "Rows written to the database (grants, votes, showtimes).",
-     [] { return double(srv.store.rows_written); }},
-    {"sse_store_failed_writes_total", "counter", "Turns whose writes the database refused; their changes were undone and answered 503.",
-     [] { return double(srv.metrics.failed_commits); }},
-    {"sse_requests_parked_total", "counter", "Requests that waited for a commit because their answer read a change not yet stored.",
-     [] { return double(srv.metrics.requests_parked); }},
-    {"sse_store_checkpoints_total", "counter", "WAL checkpoints done by the helper thread.", [] { return double(srv.store.checkpoints()); }},
-    {"sse_broadcasts_total", "counter", "Snapshots pushed to a stream's subscribers.", [] { return double(srv.metrics.broadcasts); }},
-    {"sse_last_broadcast_seconds", "gauge", "How long the last snapshot broadcast took.",
-     [] { return srv.metrics.last_broadcast_seconds; }},
-    {"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table the last re-read left off the board.",
-     [] { return double(srv.metrics.showtime_rows_invalid); }},
-    {"sse_subscribers", "gauge", "SSE subscribers per stream.", nullptr, [](const App& a) { return double(a.stream.subscribers.size()); }},
-    {"sse_stream_snapshots_total", "counter", "Snapshots pushed, per stream.", nullptr, [](const App& a) { return double(a.snapshots_sent); }},
-    {"sse_stream_renders_total", "counter", "Times a stream's state was rendered (pushes due, and the clock's newcomers).", nullptr,
-     [](const App& a) { return double(a.renders); }},
-};
-
-static void on_metrics(int fd, const HttpRequest& req, int) {
-  conn_totals = {};
-  for (const Conn& c : srv.conns) {
-    conn_totals.buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
-    if (c.state == ConnState::Free) continue;
-    conn_totals.queued += pending(c);
-    conn_totals.stashed += c.stash.size();
-  }
-  std::string m;
-  char line[256];
-  auto add = [&](const char* fmt, auto... v) {
-    snprintf(line, sizeof line, fmt, v...);
-    m += line;
-  };
-  for (const MetricRow& row : METRICS) {
-    add("# HELP %s %s\n# TYPE %s %s\n", row.name, row.help, row.name, row.type);
-    if (row.value) add("%s %.15g\n", row.name, row.value());
-    else
-      for (const App& app : srv.apps) add("%s{stream=\"%s\"} %.15g\n", row.name, app.stream.name.c_str(), row.per_stream(app));
-  }
-  m += "# HELP sse_http_requests_total Responses sent, by status code.\n# TYPE sse_http_requests_total counter\n";
-  srv.metrics.requests_by_status[200]++;  // count this very answer
-  for (int code = 100; code < 600; code++)
-    if (srv.metrics.requests_by_status[code])
-      add("sse_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, srv.metrics.requests_by_status[code]);
-  srv.metrics.requests_by_status[200]--;
-  respond(fd, req, 200, "text/plain; version=0.0.4; charset=utf-8", m);
-}
-
-// ---- The loop -----------------------------------------------------------------------------
+// ---- One turn: the loop --------------------------------------------------------
 
 static void on_event(const epoll_event& ev) {
   int fd = ev.data.fd;
@@ -1524,12 +1011,7 @@ static void turn_finish() {
   for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
   srv.resume_list.clear();
   timers_expire();
-  // Every answer of this turn is appended but none is sent: commit now, so
-  // that whatever a reply reports is on disk before the reply leaves.
-  turn_commit();
-  // Answers before pushes: a broadcast to 10,000 subscribers is 10,000
-  // writes (~80 ms here), and the voter whose vote caused it should not
-  // wait for them to hear that it counted.
+  turn_commit();  // whatever a reply reports is stored before the reply leaves
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
   streams_push();
@@ -1553,104 +1035,129 @@ static void run() {
   }
 }
 
-// ---- Start-up ------------------------------------------------------------------------------
+// ---- /healthz and /metrics -----------------------------------------------------
+//
+// /metrics in Prometheus's text format, from one table: a name, a type, a
+// help line and how to read the value now — one sample, or one per stream
+// (labelled stream="...") — then each app's own rows.
 
-// Routes `methods` ("GET, HEAD") of `path` to `handler`. A method the path
-// already answers keeps its first handler: app routes, added before the
-// pages, win over a file of the same name.
-constexpr bool ADMIN = true;  // route_add's last argument, for the routes that need the admin token
+struct ConnTotals {
+  size_t queued = 0, stashed = 0, buffers = 0;
+};
+static ConnTotals conn_totals;  // summed once per /metrics answer
 
-static void route_add(const std::string& path, std::string_view methods, Handler handler, int arg, bool admin = false) {
+struct MetricRow {
+  const char* name;
+  const char* type;
+  const char* help;
+  double (*value)();
+  double (*per_stream)(const Live&) = nullptr;
+};
+
+static const MetricRow METRICS[] = {
+    {"sse_connections_open", "gauge", "Client connections served now (those past --max-conns are counted apart).",
+     [] { return double(srv.conns_open); }},
+    {"sse_connections_over_capacity", "gauge", "Connections accepted past --max-conns, not yet answered 503 and closed.",
+     [] { return double(srv.conns_over); }},
+    {"sse_connections_refused_total", "counter", "Connections closed unanswered: their fd lay past the table sized at start.",
+     [] { return double(srv.metrics.refused_past_table); }},
+    {"sse_connections_accepted_total", "counter", "Connections accepted since start.", [] { return double(srv.metrics.accepted); }},
+    {"sse_bytes_written_total", "counter", "Bytes written to client sockets.", [] { return double(srv.metrics.bytes_written); }},
+    {"sse_slow_consumers_dropped_total", "counter", "Subscribers closed for falling --sse-max-pending behind.",
+     [] { return double(srv.metrics.slow_consumers_dropped); }},
+    {"sse_output_queued_bytes", "gauge", "Answers and events written that the kernel has not taken yet.",
+     [] { return double(conn_totals.queued); }},
+    {"sse_input_stashed_bytes", "gauge", "Requests received but parked until their client reads its answers.",
+     [] { return double(conn_totals.stashed); }},
+    {"sse_connection_buffer_bytes", "gauge", "Memory the connection table's buffers hold (output, stash, parser), open or not.",
+     [] { return double(conn_totals.buffers); }},
+    {"sse_timeouts_total", "counter", "Connections closed by the header or idle timeout.", [] { return double(srv.metrics.timeouts); }},
+    {"sse_store_commits_total", "counter", "Database transactions committed (one per loop turn that wrote).",
+     [] { return double(srv.store.commits); }},
+    {"sse_store_rows_written_total", "counter", "Rows written to the database by committed transactions.",
+     [] { return double(srv.store.rows_written); }},
+    {"sse_store_failed_writes_total", "counter", "Turns whose writes the database refused; their changes were undone and answered 503.",
+     [] { return double(srv.metrics.failed_commits); }},
+    {"sse_requests_parked_total", "counter", "Requests that waited for a commit because their answer read a change not yet stored.",
+     [] { return double(srv.metrics.requests_parked); }},
+    {"sse_store_checkpoints_total", "counter", "WAL checkpoints done by the helper thread.", [] { return double(srv.store.checkpoints()); }},
+    {"sse_broadcasts_total", "counter", "Snapshots pushed to a stream's subscribers.", [] { return double(srv.metrics.broadcasts); }},
+    {"sse_last_broadcast_seconds", "gauge", "How long the last snapshot broadcast took.",
+     [] { return srv.metrics.last_broadcast_seconds; }},
+    {"sse_subscribers", "gauge", "SSE subscribers per stream.", nullptr, [](const Live& l) { return double(l.stream.subscribers.size()); }},
+    {"sse_stream_snapshots_total", "counter", "Snapshots pushed, per stream.", nullptr, [](const Live& l) { return double(l.snapshots_sent); }},
+    {"sse_stream_renders_total", "counter", "Times a stream's state was rendered (pushes due, and a time stream's newcomers).", nullptr,
+     [](const Live& l) { return double(l.renders); }},
+};
+
+static Answer on_metrics() {
+  conn_totals = {};
+  for (const Conn& c : srv.conns) {
+    conn_totals.buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
+    if (c.state == ConnState::Free) continue;
+    conn_totals.queued += pending(c);
+    conn_totals.stashed += c.stash.size();
+  }
+  Answer a;
+  a.type = "text/plain; version=0.0.4; charset=utf-8";
+  char line[256];
+  auto add = [&](const char* fmt, auto... v) {
+    snprintf(line, sizeof line, fmt, v...);
+    a.body += line;
+  };
+  for (const MetricRow& row : METRICS) {
+    add("# HELP %s %s\n# TYPE %s %s\n", row.name, row.help, row.name, row.type);
+    if (row.value) add("%s %.15g\n", row.name, row.value());
+    else
+      for (const Live& l : srv.lives) add("%s{stream=\"%s\"} %.15g\n", row.name, l.spec.name, row.per_stream(l));
+  }
+  for (const AppSpec& app : srv.apps)
+    for (const MetricSpec& m : app.metrics) add("# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", m.name, m.help, m.name, m.type, m.name, m.value());
+  a.body += "# HELP sse_http_requests_total Responses sent, by status code.\n# TYPE sse_http_requests_total counter\n";
+  srv.metrics.requests_by_status[200]++;  // count this very answer
+  for (int code = 100; code < 600; code++)
+    if (srv.metrics.requests_by_status[code]) add("sse_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, srv.metrics.requests_by_status[code]);
+  srv.metrics.requests_by_status[200]--;
+  return a;
+}
+
+// ---- Start-up --------------------------------------------------------------------
+
+// Routes `methods` ("GET, HEAD") of `path` to `entry`. A method the path
+// already answers keeps its first entry: the apps' routes are added before
+// the pages, so they win over a file of the same name.
+static void route_add(const std::string& path, std::string_view methods, Route::Entry entry) {
   Route& route = srv.routes[path];
   while (!methods.empty()) {
     std::string_view name = methods.substr(0, methods.find(','));
     methods.remove_prefix(std::min(methods.size(), name.size() + 2));
-    llhttp_method_t method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : HTTP_DELETE;
-    bool taken = std::any_of(route.entries.begin(), route.entries.end(), [&](const Route::Entry& e) { return e.method == method; });
-    if (taken) continue;
-    route.entries.push_back({method, handler, arg, admin});
+    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : HTTP_DELETE;
+    if (route_entry(route, entry.method)) continue;
+    route.entries.push_back(entry);
     route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);
   }
 }
 
-static const char* content_type_for(std::string_view name) {
-  static constexpr std::pair<std::string_view, const char*> types[] = {
-      {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".js", "text/javascript; charset=utf-8"}, {".json", "application/json"},
-      {".svg", "image/svg+xml"}, {".png", "image/png"}, {".ico", "image/x-icon"},
-      {".txt", "text/plain; charset=utf-8"}, {".webmanifest", "application/manifest+json"}};
-  for (auto& [ext, type] : types)
-    if (name.ends_with(ext)) return type;
-  return "application/octet-stream";
-}
-
-// Reads every regular file directly in `dir` into a prebuilt response and
-// routes "/<name>" to it; "x.html" is also "/x", and index.html is "/". Only
-// these names are ever served: no request path is joined to a directory.
-static void load_public(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (!d) die(("cannot open the public directory " + dir).c_str());
-  while (dirent* e = readdir(d)) {
-    std::string name = e->d_name, path = dir + "/" + name;
-    struct stat st;
-    if (name[0] == '.' || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    FILE* f = fopen(path.c_str(), "rb");
-    if (!f) die(("cannot read " + path).c_str());
-    std::string body(size_t(st.st_size), '\0');
-    size_t got = fread(body.data(), 1, body.size(), f);
-    fclose(f);
-    body.resize(got);
-    uint64_t h = 1469598103934665603ull;  // FNV-1a: a content hash is all an ETag needs
-    for (unsigned char ch : body) h = (h ^ ch) * 1099511628211ull;
-    char etag[24];
-    snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", h);
-    StaticFile file;
-    file.etag = etag;
-    file.is_page = name.ends_with(".html");
-    file.response = std::string("Content-Type: ") + content_type_for(name) + "\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\nETag: " + etag + "\r\nCache-Control: no-cache\r\n\r\n";
-    file.head_len = file.response.size();
-    file.response += body;
-    int idx = int(srv.files.size());
-    srv.files.push_back(std::move(file));
-    route_add("/" + name, "GET, HEAD", on_static, idx);
-    if (name.ends_with(".html")) route_add("/" + name.substr(0, name.size() - 5), "GET, HEAD", on_static, idx);
-    if (name == "index.html") route_add("/", "GET, HEAD", on_static, idx);
-  }
-  closedir(d);
-  if (srv.routes.find("/") == srv.routes.end()) {
-    fprintf(stderr, "sse-server: %s has no index.html\n", dir.c_str());
-    exit(1);
-  }
-}
-
-static void add_app(const char* path, const char* name, int64_t period_ms, std::string (*render)(int64_t), bool repeat,
-                    bool is_time = false) {
-  App app{path, SseStream{}, render, repeat, is_time};
-  app.stream.name = name;
-  app.stream.period_ms = period_ms;
-  route_add(path, "GET", on_subscribe, int(srv.apps.size()));
-  srv.apps.push_back(std::move(app));
-}
-
 static void setup_routes() {
-  route_add("/healthz", "GET, HEAD", on_healthz, 0);
-  route_add("/metrics", "GET, HEAD", on_metrics, 0);
-  add_app("/sse", "clock", srv.cfg.clock_interval_ms, render_clock, true, true);  // CLOCK_APP
-  add_app("/redpacket/events", "redpacket", 1000, render_redpacket, true);   // REDPACKET_APP
-  route_add("/redpacket/grab", "POST", on_grab, 0);
-  route_add("/redpacket/rounds", "POST", on_new_round, 0, ADMIN);
-  route_add("/redpacket/me", "GET, HEAD", on_redpacket_me, 0);
-  add_app("/vote/result-sse", "poll", srv.cfg.vote_interval_ms, render_poll, true);  // POLL_APP
-  route_add("/vote", "POST", on_vote, 0);
-  route_add("/vote/me", "GET, HEAD", on_vote_me, 0);
-  route_add("/vote/polls", "POST", on_new_poll, 0, ADMIN);
-  add_app("/events", "cinema", srv.cfg.schedule_interval_ms, render_cinema, false);  // CINEMA_APP
-  route_add("/cinema/events", "GET", on_subscribe, CINEMA_APP);
-  route_add("/cinema/showtimes", "GET, HEAD", on_showtimes_list, 0);
-  route_add("/cinema/showtimes", "POST", on_showtime_add, 0, ADMIN);
-  route_add("/cinema/showtimes/", "DELETE", on_showtime_delete, 0, ADMIN);  // a prefix: /cinema/showtimes/{id}
-  load_public(srv.cfg.public_dir);
+  auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };
+  route_add("/healthz", "GET, HEAD", builtin([] {
+    static constexpr std::string_view OK = "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+    Answer ok;
+    ok.prebuilt = OK;
+    ok.prebuilt_head = OK.size() - 3;
+    return ok;
+  }));
+  route_add("/metrics", "GET, HEAD", builtin(on_metrics));
+  for (size_t app = 0; app < srv.apps.size(); app++) {
+    for (const StreamSpec& s : srv.apps[app].streams) {
+      srv.lives.push_back({SseStream{}, s, int(app)});
+      srv.lives.back().stream.name = s.name;
+      srv.lives.back().stream.period_ms = *s.period_ms;
+      for (const char* path : s.paths) route_add(path, "GET", {HTTP_GET, {}, int(app), int(srv.lives.size()) - 1});
+    }
+    if (!srv.apps[app].routes) continue;
+    for (RouteSpec& r : srv.apps[app].routes()) route_add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
+  }
 }
 
 // Sizes the connection table from the fd limit, raising the soft limit to
@@ -1678,63 +1185,31 @@ static void setup_fd_table() {
   srv.conns.reserve(size_t(srv.cfg.max_conns + FD_RESERVE));
 }
 
-// Start-up's way out: what went wrong with the database, and exit 1.
-[[noreturn]] static void store_failed(const char* doing) {
-  fprintf(stderr, "sse-server: cannot %s %s: %s\n", doing, srv.cfg.db_path.c_str(), srv.store.error().c_str());
-  exit(1);
-}
-
-// A first start's round or poll: what the flags describe, if they make one
-// (else a message and exit 2), made and committed.
-static void start_first_round() {
-  if (auto why = round_refusal(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count)) {
-    fprintf(stderr, "sse-server: --redpacket-total/--redpacket-count: %s\n", why->c_str());
-    exit(2);
-  }
-  if (!start_round(srv.cfg.redpacket_total_cents, srv.cfg.redpacket_count) || !srv.store.commit()) store_failed("write to");
-}
-
-static void start_first_poll() {
-  std::vector<std::string> options = split_options(srv.cfg.poll_options);
-  if (auto why = poll_refusal(srv.cfg.poll_question, options)) {
-    fprintf(stderr, "sse-server: --poll-question/--poll-options: %s\n", why->c_str());
-    exit(2);
-  }
-  if (!start_poll(srv.cfg.poll_question, std::move(options)) || !srv.store.commit()) store_failed("write to");
-}
-
-// This start's run number, stored before any event id made from it leaves.
-static void start_run() {
+// Opens the database, then each app its tables and state (on a first
+// start, what the flags describe), then takes this start's run number,
+// stored before any event id made from it leaves. Any failure is a message
+// and exit 1 (2 for flags that describe nothing valid): never a silent
+// fresh start.
+static void setup_store() {
+  uint64_t key[2];  // the name index's key, before anything is loaded into one
+  if (getrandom(key, sizeof key, 0) != sizeof key) die("getrandom");
+  NameIndex::set_key(key[0], key[1]);
+  srv.wall_ms = clock_ms(CLOCK_REALTIME);
+  std::string why = srv.store.error();
+  int status = srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb) ? 0 : 1;
+  if (status) why = "cannot use database " + srv.cfg.db_path + ": " + srv.store.error();
+  for (size_t i = 0; status == 0 && i < srv.apps.size(); i++)
+    if (srv.apps[i].open && (status = srv.apps[i].open(srv.store, srv.wall_ms, &why)) == 1)
+      why = std::string(srv.apps[i].name) + ": " + srv.cfg.db_path + ": " + why;
   int64_t run = 0;
-  if (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()) store_failed("write to");
-  if (uint64_t(run) > SseIds::MAX_RUN) {
-    fprintf(stderr, "sse-server: %s has counted %lld runs, more than event ids can tell apart\n", srv.cfg.db_path.c_str(), (long long)run);
-    exit(1);
+  if (status == 0 && (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()))
+    status = 1, why = "cannot write to " + srv.cfg.db_path + ": " + srv.store.error();
+  if (status == 0 && uint64_t(run) > SseIds::MAX_RUN) status = 1, why = srv.cfg.db_path + " has counted more runs than event ids can tell apart";
+  if (status) {
+    fprintf(stderr, "sse-server: %s\n", why.c_str());
+    exit(status);
   }
   srv.event_ids = SseIds(uint64_t(run));
-}
-
-// Opens the database and loads the state back; on first start, makes the
-// round, the poll and the schedule the flags describe. Any failure is a
-// message and exit 1 (or 2 for what the flags cannot describe): never a
-// silent fresh start.
-static void setup_store() {
-  uint64_t key[2], seed;  // the name index's key, before anything is loaded into one
-  if (getrandom(key, sizeof key, 0) != sizeof key || getrandom(&seed, sizeof seed, 0) != sizeof seed) die("getrandom");
-  NameIndex::set_key(key[0], key[1]);
-  srv.rng = Rng{seed};
-  srv.wall_ms = clock_ms(CLOCK_REALTIME);
-  if (!srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb)) store_failed("use database");
-  std::optional<Round> round;
-  std::optional<Poll> poll;
-  if (!srv.store.load_round(&round) || !srv.store.load_poll(&poll)) store_failed("load");
-  if (round) srv.round = std::move(*round);
-  else start_first_round();
-  if (poll) srv.poll = std::move(*poll);
-  else start_first_poll();
-  if (srv.store.schedule_is_new() && (!seed_schedule() || !srv.store.commit())) store_failed("write to");
-  start_run();
-  srv.stored = {srv.round.id, srv.round.grants.size(), srv.poll.id, srv.poll.ballots.size()};
   srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
   srv.admin_token = srv.cfg.admin_token;
   if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");
@@ -1795,130 +1270,41 @@ static void setup_loop() {
   srv.timers[HEADER_TIMER].timeout_ms = srv.cfg.header_timeout_ms;
   srv.timers[IDLE_TIMER].timeout_ms = srv.cfg.idle_timeout_ms;
   srv.now_ms = clock_ms(CLOCK_MONOTONIC);
-  for (App& app : srv.apps) app.stream.last_send_ms = srv.now_ms;
+  for (Live& l : srv.lives) l.stream.last_send_ms = srv.now_ms;
   refresh_date();
 }
 
-// ---- Flags -------------------------------------------------------------------------------
-
-enum class FlagKind { Int, Int64, Size, Seconds, Millis, Text, Switch };
-
-struct Flag {
-  const char* name;
-  FlagKind kind;
-  void* target;
-  double min, max;
-  const char* help;
-};
-
-static const Flag FLAGS[] = {
-    {"--port", FlagKind::Int, &srv.cfg.port, 0, 65535, "TCP port; 0 picks a free one and prints it"},
-    {"--bind", FlagKind::Text, &srv.cfg.bind, 0, 0, "IPv4 address to listen on"},
-    {"--public", FlagKind::Text, &srv.cfg.public_dir, 0, 0, "directory of pages, read once at start"},
-    {"--max-conns", FlagKind::Int, &srv.cfg.max_conns, 0, FD_CEILING, "connections served before 503 (0: the fd limit - 64)"},
-    {"--header-timeout", FlagKind::Seconds, &srv.cfg.header_timeout_ms, 0.001, 86400, "seconds for a request to arrive whole"},
-    {"--idle-timeout", FlagKind::Seconds, &srv.cfg.idle_timeout_ms, 0.001, 86400, "seconds a keep-alive connection may idle"},
-    {"--max-header-bytes", FlagKind::Size, &srv.cfg.limits.max_head_bytes, 256, 1 << 20, "request line + headers limit (431)"},
-    {"--max-url-bytes", FlagKind::Size, &srv.cfg.limits.max_url_bytes, 16, 1 << 20, "URL limit (414)"},
-    {"--max-body-bytes", FlagKind::Size, &srv.cfg.limits.max_body_bytes, 0, 64 << 20, "request body limit (413)"},
-    {"--sse-max-pending", FlagKind::Size, &srv.cfg.sse_max_pending, 64, 1 << 30, "bytes queued for one subscriber before it is dropped"},
-    {"--clock-interval", FlagKind::Seconds, &srv.cfg.clock_interval_ms, 0.001, 86400, "seconds between clock events on /sse"},
-    {"--push-gap-ms", FlagKind::Millis, &srv.cfg.push_gap_ms, 0, 60000, "least ms between two change pushes of a stream"},
-    {"--cors-origin", FlagKind::Text, &srv.cfg.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
-    {"--quiet", FlagKind::Switch, &srv.cfg.quiet, 0, 0, "no log lines on stderr"},
-    {"--db", FlagKind::Text, &srv.cfg.db_path, 0, 0, "SQLite file (':memory:' keeps nothing)"},
-    {"--db-max-mb", FlagKind::Int64, &srv.cfg.db_max_mb, 0, 1e7, "cap on the database file in MiB; past it writes get 503 (0: none)"},
-    {"--fsync", FlagKind::Switch, &srv.cfg.fsync, 0, 0, "fsync every commit (synchronous=FULL): survives power loss"},
-    {"--admin-token", FlagKind::Text, &srv.cfg.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"},
-    {"--redpacket-total", FlagKind::Int64, &srv.cfg.redpacket_total_cents, 1, 1e11, "cents in the round made on first start"},
-    {"--redpacket-count", FlagKind::Int64, &srv.cfg.redpacket_count, 1, 1e6, "packets in the round made on first start"},
-    {"--vote-interval", FlagKind::Seconds, &srv.cfg.vote_interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
-    {"--max-voters", FlagKind::Size, &srv.cfg.max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},
-    {"--poll-question", FlagKind::Text, &srv.cfg.poll_question, 0, 0, "question of the poll made on first start"},
-    {"--poll-options", FlagKind::Text, &srv.cfg.poll_options, 0, 0, "its options, comma-separated"},
-    {"--schedule-interval", FlagKind::Seconds, &srv.cfg.schedule_interval_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"},
-};
-
-static std::string flag_value(const Flag& f) {
-  char buf[64];
-  switch (f.kind) {
-    case FlagKind::Int: return std::to_string(*static_cast<int*>(f.target));
-    case FlagKind::Size: return std::to_string(*static_cast<size_t*>(f.target));
-    case FlagKind::Int64:
-    case FlagKind::Millis: return std::to_string(*static_cast<int64_t*>(f.target));
-    case FlagKind::Seconds: snprintf(buf, sizeof buf, "%g", double(*static_cast<int64_t*>(f.target)) / 1000); return buf;
-    case FlagKind::Text: return "'" + *static_cast<std::string*>(f.target) + "'";
-    case FlagKind::Switch: return *static_cast<bool*>(f.target) ? "on" : "off";
-  }
-  return "";
+// The flag table: the server's rows, then each app's (flags.hpp).
+static std::vector<FlagGroup> flag_table() {
+  Config& c = srv.cfg;
+  std::vector<FlagGroup> groups = {{"the server", {
+      {"--port", FlagKind::Int, &c.port, 0, 65535, "TCP port; 0 picks a free one and prints it"},
+      {"--bind", FlagKind::Text, &c.bind, 0, 0, "IPv4 address to listen on"},
+      {"--max-conns", FlagKind::Int, &c.max_conns, 0, FD_CEILING, "connections served before 503 (0: the fd limit - 64)"},
+      {"--header-timeout", FlagKind::Seconds, &c.header_timeout_ms, 0.001, 86400, "seconds for a request to arrive whole"},
+      {"--idle-timeout", FlagKind::Seconds, &c.idle_timeout_ms, 0.001, 86400, "seconds a keep-alive connection may idle"},
+      {"--max-header-bytes", FlagKind::Size, &c.limits.max_head_bytes, 256, 1 << 20, "request line + headers limit (431)"},
+      {"--max-url-bytes", FlagKind::Size, &c.limits.max_url_bytes, 16, 1 << 20, "URL limit (414)"},
+      {"--max-body-bytes", FlagKind::Size, &c.limits.max_body_bytes, 0, 64 << 20, "request body limit (413)"},
+      {"--sse-max-pending", FlagKind::Size, &c.sse_max_pending, 64, 1 << 30, "bytes queued for one subscriber before it is dropped"},
+      {"--push-gap-ms", FlagKind::Millis, &c.push_gap_ms, 0, 60000, "least ms between two change pushes of a stream"},
+      {"--cors-origin", FlagKind::Text, &c.cors_origin, 0, 0, "Access-Control-Allow-Origin for streams (empty: none)"},
+      {"--quiet", FlagKind::Switch, &c.quiet, 0, 0, "no log lines on stderr"},
+      {"--db", FlagKind::Text, &c.db_path, 0, 0, "SQLite file (':memory:' keeps nothing)"},
+      {"--db-max-mb", FlagKind::Int64, &c.db_max_mb, 0, 1e7, "cap on the database file in MiB; past it writes get 503 (0: none)"},
+      {"--fsync", FlagKind::Switch, &c.fsync, 0, 0, "fsync every commit (synchronous=FULL): survives power loss"},
+      {"--admin-token", FlagKind::Text, &c.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"}}}};
+  for (const AppSpec& app : srv.apps)
+    if (!app.flags.rows.empty()) groups.push_back(app.flags);
+  return groups;
 }
 
-static void usage(FILE* to) {
-  fprintf(to, "usage: sse-server [flags]\n\nflags (default in brackets):\n");
-  for (const Flag& f : FLAGS) fprintf(to, "  %-20s %s [%s]\n", f.name, f.help, flag_value(f).c_str());
-  fprintf(to, "  %-20s %s\n", "--help", "show this and exit");
-}
-
-[[noreturn]] static void bad_flag(const char* fmt, const char* a, const char* b = "") {
-  fprintf(stderr, "sse-server: ");
-  fprintf(stderr, fmt, a, b);
-  fprintf(stderr, "\nrun 'sse-server --help' for the list of flags\n");
-  exit(2);
-}
-
-// Stores `text` into the flag's target; exits 2 with a message when it does not fit.
-static void flag_set(const Flag& f, const char* text) {
-  if (f.kind == FlagKind::Text) {
-    *static_cast<std::string*>(f.target) = text;
-    return;
-  }
-  char* end = nullptr;
-  errno = 0;
-  double v = strtod(text, &end);
-  bool whole = f.kind != FlagKind::Seconds && v != std::floor(v);
-  if (*text == '\0' || *end != '\0' || errno != 0 || whole || !(v >= f.min && v <= f.max)) {
-    char range[96];
-    snprintf(range, sizeof range, "%s from %g to %g", f.kind == FlagKind::Seconds ? "seconds" : "a whole number", f.min, f.max);
-    fprintf(stderr, "sse-server: %s needs %s, got '%s'\n", f.name, range, text);
-    fprintf(stderr, "run 'sse-server --help' for the list of flags\n");
-    exit(2);
-  }
-  switch (f.kind) {
-    case FlagKind::Int: *static_cast<int*>(f.target) = int(v); break;
-    case FlagKind::Size: *static_cast<size_t*>(f.target) = size_t(v); break;
-    case FlagKind::Int64:
-    case FlagKind::Millis: *static_cast<int64_t*>(f.target) = int64_t(v); break;
-    case FlagKind::Seconds: *static_cast<int64_t*>(f.target) = std::max<int64_t>(1, std::llround(v * 1000)); break;
-    default: break;
-  }
-}
-
-// Accepts "--name value" and "--name=value".
-static void parse_flags(int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      exit(0);
-    }
-    size_t eq = arg.find('=');
-    std::string name = arg.substr(0, eq);
-    const Flag* flag = nullptr;
-    for (const Flag& f : FLAGS)
-      if (name == f.name) flag = &f;
-    if (!flag) bad_flag("unknown flag '%s'", argv[i]);
-    if (flag->kind == FlagKind::Switch) {
-      if (eq != arg.npos) bad_flag("%s takes no value", flag->name);
-      *static_cast<bool*>(flag->target) = true;
-      continue;
-    }
-    if (eq != arg.npos) {
-      flag_set(*flag, argv[i] + eq + 1);
-    } else {
-      if (i + 1 >= argc) bad_flag("%s needs a value", flag->name);
-      flag_set(*flag, argv[++i]);
-    }
-  }
+// Describes the apps and reads the command line into the server's and the
+// apps' settings; --help and bad flags exit here.
+static void setup_apps(int argc, char** argv) {
+  for (AppSpec (*describe)() : APP_LIST) srv.apps.push_back(describe());
+  flags_parse(argc, argv, flag_table());
+  app_log = [](const std::string& line) { log_line("%s", line.c_str()); };
 }
 
 #ifndef SSE_FUZZ  // test/fuzz/fuzz_request.cpp includes this file and brings its own entry point
@@ -1927,14 +1313,14 @@ int main(int argc, char** argv) {
     fputs("sse-server: out of memory\n", stderr);  // nothing sensible to limp on with
     abort();
   });
-  parse_flags(argc, argv);
+  setup_apps(argc, argv);
   // A write to a socket the peer has closed raises SIGPIPE, which kills the
   // process by default. We ignore it and read EPIPE from write() instead.
   signal(SIGPIPE, SIG_IGN);
   sigprocmask(SIG_BLOCK, &stop_signals(), nullptr);
   setup_fd_table();
-  setup_routes();
   setup_store();
+  setup_routes();
   setup_listener();
   setup_loop();
   printf("sse-server listening on http://%s:%d\n", srv.cfg.bind.c_str(), srv.cfg.port);

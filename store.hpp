@@ -1,12 +1,17 @@
-// store.hpp — SQLite persistence, one transaction per loop turn.
+// store.hpp — the SQLite engine: one file, one transaction per loop turn.
 //
-// The server keeps its state in memory (app.hpp) and answers from there; the
-// database is what makes that state survive a crash. Every change a handler
-// makes is also written here, inside a transaction that opens with the first
-// write of a loop turn and commits once at the end of the turn, before any
-// reply of that turn is written to a socket (group commit). So a client that
-// was told "you got 1.23" can rely on it: after kill -9 and a restart the
-// grant is loaded back. A thousand grabs in one turn cost one commit.
+// The apps keep their state in memory and answer from there; the database is
+// what makes that state survive a crash. Every change a handler makes is also
+// written here, inside a transaction that opens with the first write of a
+// loop turn and commits once at the end of the turn, before any reply of
+// that turn is written to a socket (group commit). So a client that was told
+// "you got 1.23" can rely on it: after kill -9 and a restart the grant is
+// loaded back. A thousand grabs in one turn cost one commit.
+//
+// This file knows no app's tables: each app creates its own and prepares
+// its own statements through prepare() and batch(). The one table here is
+// the engine's: runs, which numbers each start of the server (event ids are
+// built on it, see sse.hpp).
 //
 // Durability: WAL mode with synchronous=NORMAL makes a commit survive the
 // process dying (the WAL is in the OS's page cache once write() returns);
@@ -25,16 +30,14 @@
 // transaction"), and the loop never waits on a lock another process holds:
 // a write that finds one fails its turn at once.
 //
-// Left out on purpose: migrations beyond creating the schema (user_version
-// records it; each version so far only added tables). Rounds and polls are
-// loaded once at start-up and written through; only the showtimes table is
-// read while the loop runs.
+// Left out on purpose: migrations beyond CREATE TABLE IF NOT EXISTS (every
+// change to a schema so far added a table).
 #pragma once
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,8 +46,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-
-#include "app.hpp"
 
 // The helper thread that checkpoints the WAL, with its own connection.
 // PASSIVE checkpoints never block the loop's writes: they copy what no
@@ -151,6 +152,7 @@ class RowBatch {
   }
 
   void clear() { cells_.clear(); }
+  size_t rows() const { return cells_.size() / size_t(width_); }
 
   void finalize() {
     for (sqlite3_stmt*& st : statements_) {
@@ -193,11 +195,10 @@ class Store {
   Store& operator=(const Store&) = delete;
   ~Store() { close(); }
 
-  // Opens or creates the database and its schema. A file that is not a
-  // database, or cannot be opened, is an error (the caller exits): never a
-  // silent fresh start over someone's data.
-  // max_mb > 0 caps the file's size (PRAGMA max_page_count): past it,
-  // writes fail as on a full disk, and the server answers them 503.
+  // Opens or creates the database. A file that is not a database, or cannot
+  // be opened, is an error (the caller exits): never a silent fresh start
+  // over someone's data. max_mb > 0 caps the file's size (PRAGMA
+  // max_page_count): past it, writes fail as on a full disk.
   bool open(const std::string& path, bool fsync, int64_t max_mb = 0) {
     // Each connection is used by one thread only, so SQLite needs no
     // per-connection locks; and no allocation statistics (each allocation
@@ -213,9 +214,8 @@ class Store {
     sqlite3_busy_timeout(db_, START_LOCK_WAIT_MS);
     bool memory = path == ":memory:";
     bool ok = exec(memory ? "PRAGMA journal_mode=MEMORY" : "PRAGMA journal_mode=WAL") &&
-              exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && read_version() && exec(SCHEMA) &&
-              quick_check() &&
-              exec("PRAGMA journal_size_limit=16777216");  // a WAL that grew under a burst shrinks back
+              exec(fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") && quick_check() &&
+              exec(RUNS_SCHEMA) && exec("PRAGMA journal_size_limit=16777216");  // a WAL that grew under a burst shrinks back
     if (ok && max_mb > 0)
       ok = exec(("PRAGMA max_page_count = " + std::to_string(max_mb * 1024 * 1024 / 4096)).c_str());  // 4 KiB pages
     if (ok && !memory) {
@@ -223,32 +223,85 @@ class Store {
       sqlite3_wal_hook(db_, on_wal, this);      // ...the helper thread does it
       ok = checkpointer_.start(path, &error_);
     }
-    return ok &&
-           prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK") &&
-           prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)") &&
-           prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)") &&
-           prepare(&insert_showtime_, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES (?, ?, ?, ?, ?)") &&
-           prepare(&delete_showtime_, "DELETE FROM showtimes WHERE id = ?") &&
-           prepare(&select_showtimes_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes");
+    return ok && prepare(&begin_, "BEGIN IMMEDIATE") && prepare(&commit_, "COMMIT") && prepare(&rollback_, "ROLLBACK");
   }
 
   void close() {
     checkpointer_.stop();
-    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_round_, &insert_poll_, &insert_showtime_, &delete_showtime_,
-                             &select_showtimes_}) {
-      sqlite3_finalize(*s);
-      *s = nullptr;
-    }
-    grants_.finalize();
-    votes_.finalize();
+    batches_.clear();
+    for (sqlite3_stmt* s : statements_) sqlite3_finalize(s);
+    statements_.clear();
     if (db_) sqlite3_close(db_);
     db_ = nullptr;
   }
 
   const std::string& error() const { return error_; }
   uint64_t commits = 0;       // transactions committed: at most one per loop turn
-  uint64_t rows_written = 0;  // grants, votes, showtimes written
+  uint64_t rows_written = 0;  // rows the committed transactions inserted, changed or deleted
   uint64_t checkpoints() const { return checkpointer_.checkpoints; }
+
+  // ---- For the apps: statements and tables ---------------------------------
+
+  // Runs `sql` (one or more statements, no results), as a schema is made.
+  bool exec(const char* sql) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    error_ = msg ? msg : "unknown error";
+    sqlite3_free(msg);
+    return false;
+  }
+
+  // A statement kept for the life of the store (it finalizes it).
+  bool prepare(sqlite3_stmt** s, const char* sql) {
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, s, nullptr) != SQLITE_OK) return fail("preparing");
+    statements_.push_back(*s);
+    return true;
+  }
+
+  // A statement for one use, finalized when dropped; null (and error()) if it does not compile.
+  using Query = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Query query(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail("preparing");
+    return Query(s, sqlite3_finalize);
+  }
+
+  // True when table `name` exists (before an app creates it: its first start).
+  bool has_table(const char* name) {
+    Query q = query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
+    if (!q) return false;
+    sqlite3_bind_text(q.get(), 1, name, -1, SQLITE_STATIC);
+    return sqlite3_step(q.get()) == SQLITE_ROW;
+  }
+
+  // Rows for `table`, collected through the turn and written by its commit,
+  // tables in the order they were asked for.
+  RowBatch& batch(const char* table, const char* columns, int width) {
+    batches_.push_back(std::make_unique<RowBatch>(table, columns, width));
+    return *batches_.back();
+  }
+
+  // Runs one write statement of the turn (bound by the caller), in the
+  // turn's transaction; a failure fails the turn (see below).
+  bool write(sqlite3_stmt* s) {
+    if (!begin()) return false;
+    if (!step(s)) return fail_turn();
+    rows_written += uint64_t(sqlite3_changes(db_));
+    return true;
+  }
+  int64_t last_rowid() const { return sqlite3_last_insert_rowid(db_); }
+  int changes() const { return sqlite3_changes(db_); }
+
+  // This start of the server: a number the database hands out once and
+  // never again (AUTOINCREMENT), stored by the next commit.
+  bool start_run(int64_t now_ms, int64_t* run) {
+    Query q = query("INSERT INTO runs (started_at) VALUES (?)");
+    if (!q) return false;
+    sqlite3_bind_int64(q.get(), 1, now_ms);
+    bool ok = write(q.get());
+    *run = last_rowid();
+    return ok;
+  }
 
   // ---- The turn's transaction -----------------------------------------------
   //
@@ -265,12 +318,12 @@ class Store {
   // False when any write of the turn failed (error() says why): nothing of
   // the turn is stored. Either way the next turn starts clean.
   bool commit() {
-    if (pending_rows_ == 0 && !in_txn_ && !turn_failed_) return true;  // most turns: nothing written
-    if (pending_rows_ > 0 && !turn_failed_ && !(begin() && grants_.flush(db_, &error_) && votes_.flush(db_, &error_)))
-      fail_turn();
-    grants_.clear();
-    votes_.clear();
-    pending_rows_ = 0;
+    size_t pending = 0;
+    for (const auto& b : batches_) pending += b->rows();
+    if (pending == 0 && !in_txn_ && !turn_failed_) return true;  // most turns: nothing written
+    bool flushed = turn_failed_ || pending == 0 || flush_batches();
+    for (const auto& b : batches_) b->clear();
+    if (!flushed) fail_turn();
     if (turn_failed_) {
       turn_failed_ = false;
       return false;
@@ -279,6 +332,7 @@ class Store {
     in_txn_ = false;
     if (step(commit_)) {
       commits++;
+      rows_written += pending;
       return true;
     }
     if (!sqlite3_get_autocommit(db_)) step(rollback_);  // a COMMIT that failed may leave the transaction open
@@ -294,302 +348,33 @@ class Store {
   // finds the database locked fails its turn, answered 503 at once).
   void lock_wait_ms(int ms) { sqlite3_busy_timeout(db_, ms); }
 
-  // ---- Red packets -----------------------------------------------------------
-  //
-  // A round's split is one row: its amounts as a BLOB of little-endian int64s,
-  // written once (a million packets is 8 MB in one write, not a million
-  // inserts holding the loop for seconds). Each grant is one row whose rowid
-  // is round * 2^20 + packet (a round has at most 10^6 < 2^20 packets): the
-  // key makes a second grant of one packet impossible, and since it only
-  // grows, SQLite appends at the right edge of its B-tree without searching,
-  // the cheapest write it has. round_id and idx are computed columns, there
-  // for people querying with the sqlite3 tool.
-
-  // The newest round with its grants, or nothing when there is none yet.
-  // Returns false (with error()) when the rows do not make a valid round.
-  bool load_round(std::optional<Round>* out) {
-    sqlite3_stmt* s = nullptr;
-    if (!prepare(&s, "SELECT id, total_cents, count, amounts FROM rounds ORDER BY id DESC LIMIT 1")) return false;
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-      sqlite3_finalize(s);
-      return rc == SQLITE_DONE || fail("reading rounds");
-    }
-    Round r = round_new(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1), {});
-    int64_t count = sqlite3_column_int64(s, 2);
-    const unsigned char* blob = static_cast<const unsigned char*>(sqlite3_column_blob(s, 3));
-    int64_t bytes = sqlite3_column_bytes(s, 3), sum = 0;
-    bool ok = count >= 1 && bytes == count * 8;
-    for (int64_t i = 0; ok && i < count; i++) {
-      int64_t amount = 0;
-      for (int b = 7; b >= 0; b--) amount = (amount << 8) | blob[i * 8 + b];
-      ok = amount >= 1;
-      sum += amount;
-      r.amounts.push_back(amount);
-    }
-    sqlite3_finalize(s);
-    if (!ok || sum != r.total_cents) return inconsistent(r.id, "its packets do not add up to its total");
-    if (!prepare(&s, "SELECT idx, user, amount_cents, at FROM grants WHERE id BETWEEN ?1 << 20 AND (?1 << 20) + 1048575 ORDER BY id"))
-      return false;
-    sqlite3_bind_int64(s, 1, r.id);
-    while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-      size_t idx = size_t(sqlite3_column_int64(s, 0));
-      std::string user(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
-      // Packets go out in order, each to a different user, for its amount.
-      ok = idx == r.grants.size() && idx < r.amounts.size() && sqlite3_column_int64(s, 2) == r.amounts[idx] &&
-           r.by_user.find_or_insert(user, r.grants, &Grant::user, idx) < 0;
-      if (ok) r.grants.push_back({std::move(user), r.amounts[idx], sqlite3_column_int64(s, 3)});
-    }
-    sqlite3_finalize(s);
-    if (!ok || rc != SQLITE_DONE) return inconsistent(r.id, "its grants are out of order, duplicated or do not match its packets");
-    *out = std::move(r);
-    return true;
-  }
-
-  // A new round and the amounts of its split.
-  bool insert_round(const Round& r, int64_t now_ms) {
-    std::string blob(r.amounts.size() * 8, '\0');
-    for (size_t i = 0; i < r.amounts.size(); i++)
-      for (int b = 0; b < 8; b++) blob[i * 8 + size_t(b)] = char(uint64_t(r.amounts[i]) >> (8 * b));
-    sqlite3_bind_int64(insert_round_, 1, r.id);
-    sqlite3_bind_int64(insert_round_, 2, r.total_cents);
-    sqlite3_bind_int64(insert_round_, 3, r.count());
-    sqlite3_bind_blob64(insert_round_, 4, blob.data(), blob.size(), SQLITE_STATIC);
-    sqlite3_bind_int64(insert_round_, 5, now_ms);
-    return write(insert_round_);
-  }
-
-  // Packet `packet` of round `round_id` now belongs to g.user. The row is
-  // written by this turn's commit, with the turn's other grants in as few
-  // INSERT statements as possible (see RowBatch).
-  void insert_grant(int64_t round_id, size_t packet, const Grant& g) {
-    grants_.add(round_id << 20 | int64_t(packet));
-    grants_.add(g.user);
-    grants_.add(g.amount_cents);
-    grants_.add(g.at_ms);
-    pending_rows_++;
-    rows_written++;
-  }
-
-  // ---- The poll ------------------------------------------------------------------
-  //
-  // A poll is one row (its options one per line: option text has no control
-  // characters). Each vote is one row whose rowid is poll * 2^32 + its number
-  // in the poll, so a poll's votes are one contiguous, append-only range.
-
-  // The newest poll with its votes, or nothing when there is none yet.
-  bool load_poll(std::optional<Poll>* out) {
-    sqlite3_stmt* s = nullptr;
-    if (!prepare(&s, "SELECT id, question, options FROM polls ORDER BY id DESC LIMIT 1")) return false;
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-      sqlite3_finalize(s);
-      return rc == SQLITE_DONE || fail("reading polls");
-    }
-    int64_t id = sqlite3_column_int64(s, 0);
-    std::string question(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
-    std::vector<std::string> options;
-    std::string_view lines(reinterpret_cast<const char*>(sqlite3_column_text(s, 2)));
-    for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
-    options.emplace_back(lines);
-    sqlite3_finalize(s);
-    if (auto why = poll_refusal(question, options)) {
-      error_ = "poll " + std::to_string(id) + " in the database is invalid: " + *why;
-      return false;
-    }
-    Poll p = poll_new(id, std::move(question), std::move(options));
-    if (!prepare(&s, "SELECT id & 4294967295, voter, option FROM votes WHERE id BETWEEN ?1 << 32 AND (?1 << 32) + 4294967295 ORDER BY id"))
-      return false;
-    sqlite3_bind_int64(s, 1, id);
-    bool ok = true;
-    while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-      int64_t seq = sqlite3_column_int64(s, 0), option = sqlite3_column_int64(s, 2);
-      std::string voter(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
-      ok = seq == p.total() && option >= 0 && option < int64_t(p.options.size()) &&
-           poll_vote(p, voter, size_t(option)).outcome == VoteOutcome::Counted;
-    }
-    sqlite3_finalize(s);
-    if (!ok || rc != SQLITE_DONE) {
-      error_ = "poll " + std::to_string(id) + " in the database is inconsistent: votes out of order, repeated or for no option";
-      return false;
-    }
-    *out = std::move(p);
-    return true;
-  }
-
-  bool insert_poll(const Poll& p, int64_t now_ms) {
-    std::string options;
-    for (const std::string& o : p.options) options += (options.empty() ? "" : "\n") + o;
-    sqlite3_bind_int64(insert_poll_, 1, p.id);
-    sqlite3_bind_text(insert_poll_, 2, p.question.data(), int(p.question.size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert_poll_, 3, options.data(), int(options.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(insert_poll_, 4, now_ms);
-    return write(insert_poll_);
-  }
-
-  // Vote number `seq` (0, 1, 2... within the poll), written by this turn's commit.
-  void insert_vote(int64_t poll_id, int64_t seq, std::string_view voter, size_t option, int64_t at_ms) {
-    votes_.add(poll_id << 32 | seq);
-    votes_.add(voter);
-    votes_.add(int64_t(option));
-    votes_.add(at_ms);
-    pending_rows_++;
-    rows_written++;
-  }
-
-  // ---- Runs ---------------------------------------------------------------------
-  //
-  // Each start of the server is a run with a number the database hands out
-  // once and never again (AUTOINCREMENT). Event ids are built on it (see
-  // sse.hpp), which is what keeps them unique across restarts.
-
-  // Records a new run; *run gets its number. Written by the next commit,
-  // which must succeed before the number is used.
-  bool start_run(int64_t now_ms, int64_t* run) {
-    sqlite3_stmt* s = nullptr;
-    if (!prepare(&s, "INSERT INTO runs (started_at) VALUES (?)")) return false;
-    sqlite3_bind_int64(s, 1, now_ms);
-    bool ok = write(s);
-    sqlite3_finalize(s);
-    *run = sqlite3_last_insert_rowid(db_);
-    return ok;
-  }
-
-  // ---- The cinema schedule ------------------------------------------------------
-  //
-  // Unlike grants and votes, showtimes are not held in memory and written
-  // through: the table is read again whenever the board is drawn, so the
-  // database stays the one truth, whoever changed it.
-
-  // True when the file had no showtimes table before this start: the time,
-  // and the only time, to put in a sample schedule.
-  bool schedule_is_new() const { return version_before_ < 2; }
-
-  // Every row of the table that makes a showtime; *invalid counts the rest
-  // (a start time that is not ISO 8601 with a zone, empty text, bad seats).
-  bool load_showtimes(std::vector<Showtime>* out, int* invalid) {
-    out->clear();
-    *invalid = 0;
-    int rc;
-    while ((rc = sqlite3_step(select_showtimes_)) == SQLITE_ROW) {
-      auto text = [&](int col) {  // all of it: a NUL inside must not cut it short (valid_text refuses it)
-        const unsigned char* t = sqlite3_column_text(select_showtimes_, col);
-        return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(select_showtimes_, col))) : std::string();
-      };
-      Showtime st{sqlite3_column_int64(select_showtimes_, 0), text(1), text(2), 0, sqlite3_column_int64(select_showtimes_, 4),
-                  sqlite3_column_int64(select_showtimes_, 5)};
-      std::optional<int64_t> starts = parse_iso8601(text(3));
-      bool ok = starts && !st.movie.empty() && valid_text(st.movie) && !st.hall.empty() && valid_text(st.hall) &&
-                st.seats_total >= 0 && st.seats_left >= 0 && st.seats_left <= st.seats_total;
-      if (!ok) {
-        ++*invalid;
-        continue;
-      }
-      st.starts_ms = *starts;
-      out->push_back(std::move(st));
-    }
-    sqlite3_reset(select_showtimes_);
-    return rc == SQLITE_DONE || fail("reading showtimes");
-  }
-
-  // A new showtime with every seat free; *id gets its row id.
-  bool insert_showtime(const Showtime& st, int64_t* id) {
-    std::string starts = iso_utc(st.starts_ms);
-    sqlite3_bind_text(insert_showtime_, 1, st.movie.data(), int(st.movie.size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert_showtime_, 2, st.hall.data(), int(st.hall.size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert_showtime_, 3, starts.data(), int(starts.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(insert_showtime_, 4, st.seats_total);
-    sqlite3_bind_int64(insert_showtime_, 5, st.seats_left);
-    if (!write(insert_showtime_)) return false;
-    *id = sqlite3_last_insert_rowid(db_);
-    rows_written++;
-    return true;
-  }
-
-  // Deletes showtime `id`; *found says whether there was one.
-  bool delete_showtime(int64_t id, bool* found) {
-    sqlite3_bind_int64(delete_showtime_, 1, id);
-    if (!write(delete_showtime_)) return false;
-    *found = sqlite3_changes(db_) > 0;
-    rows_written += *found;
-    return true;
-  }
-
  private:
-  static constexpr const char* SCHEMA = R"sql(
-    CREATE TABLE IF NOT EXISTS rounds (
-      id          INTEGER PRIMARY KEY,
-      total_cents INTEGER NOT NULL CHECK (total_cents >= count),
-      count       INTEGER NOT NULL CHECK (count >= 1),
-      amounts     BLOB NOT NULL CHECK (length(amounts) = 8 * count),  -- the split, int64 little-endian
-      created_at  INTEGER NOT NULL                                    -- epoch ms
-    );
-    CREATE TABLE IF NOT EXISTS grants (
-      id           INTEGER PRIMARY KEY,  -- round_id * 2^20 + idx: one row per packet, at most
-      round_id     INTEGER GENERATED ALWAYS AS (id >> 20) VIRTUAL,
-      idx          INTEGER GENERATED ALWAYS AS (id & 1048575) VIRTUAL,  -- packets go out in split order
-      user         TEXT NOT NULL,
-      amount_cents INTEGER NOT NULL CHECK (amount_cents >= 1),
-      at           INTEGER NOT NULL     -- epoch ms
-    );
-    CREATE TABLE IF NOT EXISTS polls (
-      id         INTEGER PRIMARY KEY,
-      question   TEXT NOT NULL,
-      options    TEXT NOT NULL,  -- one per line
-      created_at INTEGER NOT NULL  -- epoch ms
-    );
-    CREATE TABLE IF NOT EXISTS votes (
-      id      INTEGER PRIMARY KEY,  -- poll_id * 2^32 + the vote's number in the poll
-      poll_id INTEGER GENERATED ALWAYS AS (id >> 32) VIRTUAL,
-      voter   TEXT NOT NULL,
-      option  INTEGER NOT NULL,     -- index into the poll's options
-      at      INTEGER NOT NULL      -- epoch ms
-    );
-    CREATE TABLE IF NOT EXISTS showtimes (
-      id          INTEGER PRIMARY KEY,
-      movie       TEXT NOT NULL,
-      hall        TEXT NOT NULL,
-      starts_at   TEXT NOT NULL,     -- ISO 8601 with a zone; stored by the server as UTC, ...Z
-      seats_total INTEGER NOT NULL,
-      seats_left  INTEGER NOT NULL
-    );
+  static constexpr const char* RUNS_SCHEMA = R"sql(
     CREATE TABLE IF NOT EXISTS runs (
       id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
       started_at INTEGER NOT NULL                     -- epoch ms
     );
-    PRAGMA user_version = 3;  -- 1: rounds, grants, polls, votes; 2: showtimes; 3: runs
   )sql";
+  static constexpr int START_LOCK_WAIT_MS = 5000;
+  static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
 
-  bool read_version() {
-    sqlite3_stmt* s = nullptr;
-    if (!prepare(&s, "PRAGMA user_version")) return false;
-    version_before_ = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
-    sqlite3_finalize(s);
+  bool flush_batches() {
+    if (!begin()) return false;
+    for (const auto& b : batches_)
+      if (!b->flush(db_, &error_)) return false;
     return true;
   }
-
   // Called by SQLite after each commit with the WAL's size in pages.
   static int on_wal(void* self, sqlite3*, const char*, int pages) {
     if (pages >= CHECKPOINT_PAGES) static_cast<Store*>(self)->checkpointer_.poke();
     return SQLITE_OK;
   }
-
   bool fail(const char* what) {
     error_ = std::string(what) + ": " + (db_ ? sqlite3_errmsg(db_) : "out of memory");
     return false;
   }
-  bool exec(const char* sql) {
-    char* msg = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
-    error_ = msg ? msg : "unknown error";
-    sqlite3_free(msg);
-    return false;
-  }
-  bool prepare(sqlite3_stmt** s, const char* sql) {
-    return sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, s, nullptr) == SQLITE_OK || fail("preparing");
-  }
-  // Runs a write statement once and resets it for the next use (every
-  // caller binds every parameter, so old bindings need no clearing).
+  // Runs a statement once and resets it for the next use (every caller
+  // binds every parameter, so old bindings need no clearing).
   bool step(sqlite3_stmt* s) {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
@@ -600,11 +385,6 @@ class Store {
     if (turn_failed_) return false;
     if (!in_txn_ && !(in_txn_ = step(begin_))) return fail_turn();
     return true;
-  }
-  // Runs one write statement of the turn; a failure fails the turn.
-  bool write(sqlite3_stmt* s) {
-    if (!begin()) return false;
-    return step(s) || fail_turn();
   }
   // Ends the turn's transaction without committing anything. SQLite may
   // have ended it already (asking sqlite3_get_autocommit is how to know);
@@ -617,17 +397,12 @@ class Store {
     turn_failed_ = true;
     return false;
   }
-  bool inconsistent(int64_t round, const char* why) {
-    error_ = "round " + std::to_string(round) + " in the database is inconsistent: " + why;
-    return false;
-  }
   // SQLite opens a damaged file without complaint; this reads it through.
   bool quick_check() {
-    sqlite3_stmt* s = nullptr;
-    if (!prepare(&s, "PRAGMA quick_check")) return false;
-    bool ok = sqlite3_step(s) == SQLITE_ROW && std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) == "ok";
+    Query q = query("PRAGMA quick_check");
+    bool ok = q && sqlite3_step(q.get()) == SQLITE_ROW &&
+              std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 0))) == "ok";
     if (!ok) error_ = std::string("the database is damaged: ") + sqlite3_errmsg(db_);
-    sqlite3_finalize(s);
     return ok;
   }
 
@@ -635,18 +410,9 @@ class Store {
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
-  sqlite3_stmt* insert_round_ = nullptr;
-  sqlite3_stmt* insert_poll_ = nullptr;
-  sqlite3_stmt* insert_showtime_ = nullptr;
-  sqlite3_stmt* delete_showtime_ = nullptr;
-  sqlite3_stmt* select_showtimes_ = nullptr;
-  int version_before_ = 0;  // the schema version the file had when opened
-  static constexpr int START_LOCK_WAIT_MS = 5000;
-  static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
+  std::vector<sqlite3_stmt*> statements_;             // every prepare()d one, finalized by close()
+  std::vector<std::unique_ptr<RowBatch>> batches_;    // flushed by each commit, in order
   Checkpointer checkpointer_;
-  RowBatch grants_{"grants", "id, user, amount_cents, at", 4};
-  RowBatch votes_{"votes", "id, voter, option, at", 4};
-  size_t pending_rows_ = 0;  // rows in the batches, written by the next commit
   bool in_txn_ = false;      // BEGIN has run this turn, COMMIT not yet
   bool turn_failed_ = false; // a write of this turn failed: the rest are refused
   std::string error_;

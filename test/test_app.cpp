@@ -1,11 +1,15 @@
-// app.hpp: the red-packet rules, checked over thousands of random rounds.
+// The apps' rules, alone: red packets checked over thousands of random
+// rounds, the poll, the cinema board; the name index and its hash.
 #include <doctest/doctest.h>
 
 #include <map>
 #include <numeric>
 #include <set>
 
-#include "../app.hpp"
+#include "../apps/cinema.hpp"
+#include "../apps/poll.hpp"
+#include "../apps/redpacket.hpp"
+#include "../name_index.hpp"
 
 struct Named {
   std::string name;
@@ -336,4 +340,23 @@ TEST_CASE("the board: only what has not started, sorted, escaped") {
   CHECK(j.find("{\"id\":3,\"movie\":\"Late \\\"show\\\"\",\"hall\":\"IMAX\",\"starts_at\":\"2026-11-22T04:31:45Z\",\"seats_total\":200,\"seats_left\":10}") !=
         std::string::npos);
   CHECK(schedule_json({}, now) == "{\"showtimes\":[]}");
+}
+
+TEST_CASE("cookies") {
+  CHECK(http_cookie("uid=abc", "uid") == "abc");
+  CHECK(http_cookie("a=1; uid=abc; b=2", "uid") == "abc");
+  CHECK(http_cookie("xuid=1; uid=2", "uid") == "2");
+  CHECK(http_cookie("a=1", "uid").empty());
+  CHECK(http_cookie("uid=", "uid").empty());
+  CHECK(http_cookie("", "uid").empty());
+}
+
+TEST_CASE("If-None-Match matching, weak and listed") {
+  CHECK(http_etag_matches("\"abc\"", "\"abc\""));
+  CHECK(http_etag_matches("W/\"abc\"", "\"abc\""));
+  CHECK(http_etag_matches("\"x\", \"abc\"", "\"abc\""));
+  CHECK(http_etag_matches("*", "\"abc\""));
+  CHECK_FALSE(http_etag_matches("\"abd\"", "\"abc\""));
+  CHECK_FALSE(http_etag_matches("abc", "\"abc\""));
+  CHECK_FALSE(http_etag_matches("", "\"abc\""));
 }

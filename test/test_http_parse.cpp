@@ -190,25 +190,6 @@ TEST_CASE("form values: found, decoded, or refused") {
   CHECK(v == "2");
 }
 
-TEST_CASE("cookies") {
-  CHECK(http_cookie("uid=abc", "uid") == "abc");
-  CHECK(http_cookie("a=1; uid=abc; b=2", "uid") == "abc");
-  CHECK(http_cookie("xuid=1; uid=2", "uid") == "2");
-  CHECK(http_cookie("a=1", "uid").empty());
-  CHECK(http_cookie("uid=", "uid").empty());
-  CHECK(http_cookie("", "uid").empty());
-}
-
-TEST_CASE("If-None-Match matching, weak and listed") {
-  CHECK(http_etag_matches("\"abc\"", "\"abc\""));
-  CHECK(http_etag_matches("W/\"abc\"", "\"abc\""));
-  CHECK(http_etag_matches("\"x\", \"abc\"", "\"abc\""));
-  CHECK(http_etag_matches("*", "\"abc\""));
-  CHECK_FALSE(http_etag_matches("\"abd\"", "\"abc\""));
-  CHECK_FALSE(http_etag_matches("abc", "\"abc\""));
-  CHECK_FALSE(http_etag_matches("", "\"abc\""));
-}
-
 TEST_CASE("responses: status line, Connection header, HEAD without body") {
   std::string out;
   http_respond(out, 200, "Date: X\r\n", true, false, "text/plain", "ok\n");

@@ -17,14 +17,13 @@
 #include "../../server.cpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  srv.cfg.db_path = ":memory:";
-  srv.cfg.public_dir = "public";
-  srv.cfg.quiet = true;
-  srv.cfg.admin_token = "fuzz-admin-token";
+  char name[] = "sse-server", db[] = "--db=:memory:", quiet[] = "--quiet", token[] = "--admin-token=fuzz-admin-token";
+  char* argv[] = {name, db, quiet, token, nullptr};
+  setup_apps(4, argv);
   signal(SIGPIPE, SIG_IGN);
   setup_fd_table();
-  setup_routes();
   setup_store();
+  setup_routes();
   srv.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   srv.now_ms = clock_ms(CLOCK_MONOTONIC);
   srv.wall_ms = clock_ms(CLOCK_REALTIME);

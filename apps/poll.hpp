@@ -1,0 +1,397 @@
+// apps/poll.hpp — the live poll (投票): a question, named options, one vote
+// per voter, and the tallies live on every page.
+//
+// Rules: a voter votes once per poll (a second vote is 409 and not
+// counted); tallies are exact; a poll keeps each voter for its life, so
+// --max-voters caps what one poll can hold (past it a new voter gets 503).
+// A vote sent from a page still showing a replaced poll is refused (410),
+// never counted in the new one under a matching option name.
+//
+// Storage: a poll is one row (its options one per line); each vote one row
+// keyed poll * 2^32 + its number in the poll, written in the turn's batch;
+// the whole poll is loaded back at start-up.
+//
+// Left out on purpose: changing a vote, closing a poll, more than one poll
+// at a time (a new one replaces the last).
+#pragma once
+#include <memory>
+
+#include "../app.hpp"
+#include "../name_index.hpp"
+
+// ---- Rules ----------------------------------------------------------------------------
+
+constexpr size_t MIN_OPTIONS = 2, MAX_OPTIONS = 20;
+constexpr size_t MAX_QUESTION_BYTES = 200, MAX_OPTION_BYTES = 100;
+
+struct Ballot {
+  std::string voter;
+  size_t option;
+};
+
+struct Poll {
+  int64_t id = 0;
+  std::string question;
+  std::vector<std::string> options;
+  std::vector<int64_t> counts;                          // counts[i]: votes for options[i]
+  std::vector<Ballot> ballots;                          // in the order they were cast
+  NameIndex by_voter;                                   // voter -> their row in ballots
+  int64_t total() const { return int64_t(ballots.size()); }
+  // The row of `voter`'s ballot, or -1.
+  int64_t ballot_of(std::string_view voter) const { return by_voter.find(voter, ballots, &Ballot::voter); }
+  // The option `voter` voted for, or -1.
+  int64_t vote_of(std::string_view voter) const {
+    int64_t row = ballot_of(voter);
+    return row < 0 ? -1 : int64_t(ballots[size_t(row)].option);
+  }
+};
+
+// "Red, Green ,Blue" → {"Red", "Green", "Blue"}: split at commas, trimmed.
+inline std::vector<std::string> split_options(std::string_view csv) {
+  std::vector<std::string> out;
+  for (;;) {
+    size_t comma = csv.find(',');
+    std::string_view one = csv.substr(0, comma);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    out.emplace_back(one);
+    if (comma == csv.npos) return out;
+    csv.remove_prefix(comma + 1);
+  }
+}
+
+// Why this question and these options cannot make a poll, or nothing.
+inline std::optional<std::string> poll_refusal(std::string_view question, const std::vector<std::string>& options) {
+  if (question.empty() || question.size() > MAX_QUESTION_BYTES || !valid_text(question))
+    return "question must be 1 to 200 bytes of UTF-8 text";
+  if (options.size() < MIN_OPTIONS || options.size() > MAX_OPTIONS) return "a poll needs 2 to 20 options, separated by commas";
+  for (size_t i = 0; i < options.size(); i++) {
+    if (options[i].empty() || options[i].size() > MAX_OPTION_BYTES || !valid_text(options[i]))
+      return "each option must be 1 to 100 bytes of UTF-8 text";
+    for (size_t k = 0; k < i; k++)
+      if (options[k] == options[i]) return "option '" + options[i] + "' is listed twice";
+  }
+  return std::nullopt;
+}
+
+// Precondition: poll_refusal(question, options) is empty.
+inline Poll poll_new(int64_t id, std::string question, std::vector<std::string> options) {
+  Poll p;
+  p.id = id;
+  p.question = std::move(question);
+  p.counts.assign(options.size(), 0);
+  p.options = std::move(options);
+  return p;
+}
+
+// The option named `name`, or -1.
+inline int poll_option(const Poll& p, std::string_view name) {
+  for (size_t i = 0; i < p.options.size(); i++)
+    if (p.options[i] == name) return int(i);
+  return -1;
+}
+
+enum class VoteOutcome { Counted, Already, Full };
+
+struct VoteResult {
+  VoteOutcome outcome;
+  size_t option = 0;  // the option counted now, or the one voted for before
+  size_t row = 0;     // the voter's ballot (Counted or Already)
+};
+
+// One voter's vote for option `option` (a valid index): counted; refused
+// because this voter has voted in this poll already; or refused because the
+// poll has `max_voters` ballots and this is a new voter (Full). Every voter
+// is kept for the poll's life, so the cap is what bounds its memory.
+inline VoteResult poll_vote(Poll& p, const std::string& voter, size_t option, size_t max_voters = SIZE_MAX) {
+  size_t next = p.ballots.size();
+  int64_t row = next < max_voters ? p.by_voter.find_or_insert(voter, p.ballots, &Ballot::voter, next) : p.ballot_of(voter);
+  if (row >= 0) return {VoteOutcome::Already, p.ballots[size_t(row)].option, size_t(row)};
+  if (next >= max_voters) return {VoteOutcome::Full};
+  p.ballots.push_back({voter, option});
+  p.counts[option]++;
+  return {VoteOutcome::Counted, option, next};
+}
+
+// Takes back the poll's last vote (one its commit failed to store).
+inline void poll_undo_last_vote(Poll& p) {
+  const Ballot& b = p.ballots.back();
+  p.counts[b.option]--;
+  p.by_voter.erase(b.voter, p.ballots.size() - 1);
+  p.ballots.pop_back();
+}
+
+// 3 of 7 → "42.9": one decimal, rounded half up, in tenths of a percent.
+inline std::string percent_text(int64_t part, int64_t whole) {
+  int64_t tenths = whole == 0 ? 0 : (part * 2000 + whole) / (2 * whole);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
+}
+
+// The poll's snapshot: the question, each option with its count and
+// percentage, and the total.
+inline std::string poll_json(const Poll& p) {
+  std::string j = "{\"poll\":";
+  json_number(j, p.id);
+  j += ",\"question\":";
+  json_string(j, p.question);
+  j += ",\"options\":[";
+  for (size_t i = 0; i < p.options.size(); i++) {
+    j += i ? ",{\"name\":" : "{\"name\":";
+    json_string(j, p.options[i]);
+    j += ",\"count\":";
+    json_number(j, p.counts[i]);
+    j += ",\"percent\":" + percent_text(p.counts[i], p.total()) + "}";
+  }
+  j += "],\"total\":";
+  json_number(j, p.total());
+  return j + "}";
+}
+
+// ---- Storage --------------------------------------------------------------------------
+//
+// A poll is one row (its options one per line: option text has no control
+// characters). Each vote is one row whose rowid is poll * 2^32 + its number
+// in the poll, so a poll's votes are one contiguous, append-only range.
+
+class PollStorage {
+ public:
+  bool open(Store& store) {
+    store_ = &store;
+    votes_ = &store.batch("votes", "id, voter, option, at", 4);
+    return (store.exec(SCHEMA) || fail("creating tables")) &&
+           store.prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)");
+  }
+  const std::string& error() const { return error_.empty() ? store_->error() : error_; }
+
+  // The newest poll with its votes, or nothing when there is none yet.
+  bool load(std::optional<Poll>* out) {
+    Store::Query q = store_->query("SELECT id, question, options FROM polls ORDER BY id DESC LIMIT 1");
+    sqlite3_stmt* s = q.get();
+    int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE || fail("reading polls");
+    int64_t id = sqlite3_column_int64(s, 0);
+    std::string question(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+    std::vector<std::string> options;
+    std::string_view lines(reinterpret_cast<const char*>(sqlite3_column_text(s, 2)));
+    for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
+    options.emplace_back(lines);
+    if (auto why = poll_refusal(question, options)) {
+      error_ = "poll " + std::to_string(id) + " in the database is invalid: " + *why;
+      return false;
+    }
+    Poll p = poll_new(id, std::move(question), std::move(options));
+    q = store_->query("SELECT id & 4294967295, voter, option FROM votes WHERE id BETWEEN ?1 << 32 AND (?1 << 32) + 4294967295 ORDER BY id");
+    if (!(s = q.get())) return fail("reading votes");
+    sqlite3_bind_int64(s, 1, id);
+    bool ok = true;
+    while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      int64_t seq = sqlite3_column_int64(s, 0), option = sqlite3_column_int64(s, 2);
+      std::string voter(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)), size_t(sqlite3_column_bytes(s, 1)));
+      ok = seq == p.total() && option >= 0 && option < int64_t(p.options.size()) &&
+           poll_vote(p, voter, size_t(option)).outcome == VoteOutcome::Counted;
+    }
+    if (!ok || rc != SQLITE_DONE) {
+      error_ = "poll " + std::to_string(id) + " in the database is inconsistent: votes out of order, repeated or for no option";
+      return false;
+    }
+    *out = std::move(p);
+    return true;
+  }
+
+  bool insert_poll(const Poll& p, int64_t now_ms) {
+    std::string options;
+    for (const std::string& o : p.options) options += (options.empty() ? "" : "\n") + o;
+    sqlite3_bind_int64(insert_poll_, 1, p.id);
+    sqlite3_bind_text(insert_poll_, 2, p.question.data(), int(p.question.size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert_poll_, 3, options.data(), int(options.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(insert_poll_, 4, now_ms);
+    return store_->write(insert_poll_);
+  }
+
+  // Vote number `seq` (0, 1, 2... within the poll), written by this turn's commit.
+  void insert_vote(int64_t poll_id, int64_t seq, std::string_view voter, size_t option, int64_t at_ms) {
+    votes_->add(poll_id << 32 | seq);
+    votes_->add(voter);
+    votes_->add(int64_t(option));
+    votes_->add(at_ms);
+  }
+
+ private:
+  static constexpr const char* SCHEMA = R"sql(
+    CREATE TABLE IF NOT EXISTS polls (
+      id         INTEGER PRIMARY KEY,
+      question   TEXT NOT NULL,
+      options    TEXT NOT NULL,  -- one per line
+      created_at INTEGER NOT NULL  -- epoch ms
+    );
+    CREATE TABLE IF NOT EXISTS votes (
+      id      INTEGER PRIMARY KEY,  -- poll_id * 2^32 + the vote's number in the poll
+      poll_id INTEGER GENERATED ALWAYS AS (id >> 32) VIRTUAL,
+      voter   TEXT NOT NULL,
+      option  INTEGER NOT NULL,     -- index into the poll's options
+      at      INTEGER NOT NULL      -- epoch ms
+    );
+  )sql";
+  bool fail(const char* what) {
+    error_ = std::string(what) + ": " + store_->error();
+    return false;
+  }
+  Store* store_ = nullptr;
+  RowBatch* votes_ = nullptr;
+  sqlite3_stmt* insert_poll_ = nullptr;
+  std::string error_;
+};
+
+// ---- Routes ---------------------------------------------------------------------------
+
+struct PollApp {
+  int64_t interval_ms = 5000;  // flags
+  size_t max_voters = 1'000'000;
+  std::string first_question = "Which live demo should we build next?";
+  std::string first_options = "Stock ticker,Chat room,Live scores,Auction";
+  Poll poll;
+  PollStorage storage;
+  int64_t stored_poll = 0;  // what the last commit stored: the poll, and how many of its votes
+  size_t stored_ballots = 0;
+
+  // True when the current poll, or the ballot in row `row` (-1: none), is
+  // not stored yet: an answer that reads it must wait for the commit.
+  bool unstored(int64_t row) const { return poll.id != stored_poll || (row >= 0 && size_t(row) >= stored_ballots); }
+
+  // ok, the voter's choice and the new tallies, as counts in option order
+  // (names, question and percentages come with the stream; repeating them
+  // on every vote cost more than the vote itself).
+  std::string vote_answer(bool ok, std::string_view message, size_t option) const {
+    std::string j;
+    j.reserve(160);  // one allocation for the whole answer
+    j += ok ? "{\"ok\":true," : "{\"ok\":false,\"message\":";
+    if (!ok) json_string(j, message), j += ',';
+    j += "\"poll\":";
+    json_number(j, poll.id);
+    j += ",\"voted_for\":";
+    json_string(j, poll.options[option]);
+    j += ",\"counts\":[";
+    for (size_t i = 0; i < poll.counts.size(); i++) {
+      if (i) j += ',';
+      json_number(j, poll.counts[i]);
+    }
+    j += "],\"total\":";
+    json_number(j, poll.total());
+    j += '}';
+    return j;
+  }
+
+  // POST /vote
+  Answer vote(const Request& req) {
+    std::string voter, option, shown;
+    bool has_option = false, has_poll = false;
+    if (auto no = req.identity("voter", &voter)) return *no;
+    if (auto no = req.form("option", &option, &has_option)) return *no;
+    if (auto no = req.form("poll", &shown, &has_poll)) return *no;  // the poll the page shows
+    if (unstored(-1)) return wait_for_commit();  // a poll started this turn: nothing said of it yet
+    if (has_poll && shown != std::to_string(poll.id)) return refusal(410, "that poll is over; vote in poll " + std::to_string(poll.id));
+    int index = poll_option(poll, option);
+    if (index < 0) {
+      std::string valid;
+      for (const std::string& o : poll.options) valid += (valid.empty() ? "'" : ", '") + o + "'";
+      return refusal(400, (has_option ? "no option '" + option + "'" : "send an 'option' field") + "; the options are " + valid);
+    }
+    VoteResult v = poll_vote(poll, voter, size_t(index), max_voters);
+    // A refusal changes nothing, but the tallies it reports must be stored first.
+    if (v.outcome != VoteOutcome::Counted && unstored(poll.total() - 1)) return wait_for_commit();
+    if (v.outcome == VoteOutcome::Full)
+      return refusal(503, "this poll has reached its limit of " + std::to_string(max_voters) +
+                              " voters (--max-voters); a new poll starts counting again");
+    if (v.outcome == VoteOutcome::Already) return json_answer(409, vote_answer(false, "already voted", v.option));
+    storage.insert_vote(poll.id, int64_t(v.row), voter, v.option, req.wall_ms);  // written by this turn's commit
+    Answer a = json_answer(200, vote_answer(true, {}, v.option));
+    a.changed = true;
+    a.undo = [this] { poll_undo_last_vote(poll); };  // undone newest first: this vote is the last
+    return a;
+  }
+
+  // GET /vote/me: what this browser (its uid cookie only: a ?voter= would
+  // let anyone look up anyone's vote) voted for in the current poll.
+  Answer me(const Request& req) {
+    std::string_view voter = req.uid();
+    if (!valid_user(voter)) return refusal(400, "no identity: load a page first for a uid cookie");
+    int64_t row = poll.ballot_of(voter);
+    if (unstored(row)) return wait_for_commit();
+    std::string j = "{\"ok\":true,\"poll\":" + std::to_string(poll.id);
+    if (row < 0) return json_answer(200, j + ",\"voted\":false}");
+    j += ",\"voted\":true,\"voted_for\":";
+    json_string(j, poll.options[poll.ballots[size_t(row)].option]);
+    return json_answer(200, j + "}");
+  }
+
+  // Makes a new poll the current one. Returns the one it replaced, or
+  // nullptr if the store refused the new one.
+  std::shared_ptr<Poll> start_poll(std::string question, std::vector<std::string> options, int64_t wall_ms) {
+    Poll p = poll_new(poll.id + 1, std::move(question), std::move(options));
+    if (!storage.insert_poll(p, wall_ms)) return nullptr;
+    auto previous = std::make_shared<Poll>(std::move(poll));
+    poll = std::move(p);
+    return previous;
+  }
+
+  // POST /vote/polls (admin)
+  Answer new_poll(const Request& req) {
+    std::string question, options;
+    if (auto no = req.form("question", &question)) return *no;
+    if (auto no = req.form("options", &options)) return *no;
+    std::vector<std::string> list = split_options(options);
+    if (auto why = poll_refusal(question, list)) return refusal(400, *why);
+    std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list), req.wall_ms);
+    if (!previous) return log_app("store: write refused: " + storage.error()), store_refused();
+    log_app("poll: poll " + std::to_string(poll.id) + " started with " + std::to_string(poll.options.size()) + " options");
+    Answer a = json_answer(200, "{\"ok\":true," + poll_json(poll).substr(1));
+    a.changed = true;
+    a.undo = [this, previous] { poll = std::move(*previous); };
+    return a;
+  }
+
+  // ---- Descriptor ---------------------------------------------------------------------
+
+  int open(Store& store, int64_t wall_ms, std::string* why) {
+    std::optional<Poll> loaded;
+    if (!storage.open(store) || !storage.load(&loaded)) return *why = storage.error(), 1;
+    if (loaded) {
+      poll = std::move(*loaded);
+    } else {
+      std::vector<std::string> options = split_options(first_options);
+      if (auto no = poll_refusal(first_question, options)) return *why = "--poll-question/--poll-options: " + *no, 2;
+      if (!start_poll(first_question, std::move(options), wall_ms) || !store.commit()) return *why = storage.error(), 1;
+    }
+    committed();
+    return 0;
+  }
+  void committed() {
+    stored_poll = poll.id;
+    stored_ballots = poll.ballots.size();
+  }
+
+  AppSpec spec() {
+    AppSpec app;
+    app.name = "poll";
+    app.flags = {"the poll", {
+        {"--vote-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
+        {"--max-voters", FlagKind::Size, &max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},
+        {"--poll-question", FlagKind::Text, &first_question, 0, 0, "question of the poll made on first start"},
+        {"--poll-options", FlagKind::Text, &first_options, 0, 0, "its options, comma-separated"}}};
+    app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
+    app.streams = {{{"/vote/result-sse"}, "poll", &interval_ms, [this](int64_t) { return poll_json(poll); }, true}};
+    app.routes = [this] {
+      return std::vector<RouteSpec>{
+          {"/vote", "POST", [this](const Request& r) { return vote(r); }},
+          {"/vote/me", "GET, HEAD", [this](const Request& r) { return me(r); }},
+          {"/vote/polls", "POST", [this](const Request& r) { return new_poll(r); }, ADMIN_ONLY}};
+    };
+    app.committed = [this] { committed(); };
+    return app;
+  }
+};
+
+inline AppSpec poll_app() {
+  static PollApp app;
+  return app.spec();
+}
