@@ -2,7 +2,7 @@
 // truth, changed through the API or from outside with the sqlite3 tool.
 #include <doctest/doctest.h>
 
-#include "../app.hpp"
+#include "../apps/cinema.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -234,6 +234,32 @@ TEST_CASE("bad input: 400 naming the field, 404 for an unknown id, 401 without t
   CHECK(http_get(srv.port, "/cinema/showtimes/1").status == 405);
   CHECK(http_get(srv.port, "/cinema/nothing/here").status == 404);
   CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"id\":1,") != std::string::npos);  // nothing was deleted
+}
+
+TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket") {
+  Store store;
+  REQUIRE(store.open(":memory:", false));
+  CinemaApp app;
+  std::string why;
+  REQUIRE(app.open(store, 1000, &why) == 0);
+  REQUIRE(store.commit());
+  HttpRequest http;
+  http.method = HTTP_POST;
+  std::string form = "movie=M&hall=H&starts_at=" + in_days(1) + "&seats=5";
+  http.body = form;
+  Request req{http, 2000};
+  Answer made = app.add(req);
+  CHECK(made.status == 201);
+  CHECK(made.changed);
+  CHECK(app.list(req).after_commit);  // a read now would see the uncommitted row
+  REQUIRE(store.commit());
+  long long id = json_int(made.body, "id");
+  CHECK(app.list(req).body.find("\"movie\":\"M\"") != std::string::npos);
+  std::string path = "/cinema/showtimes/000" + std::to_string(id);
+  http.path = path;
+  CHECK(app.erase(req).body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
+  REQUIRE(store.commit());
+  CHECK(app.erase(req).status == 404);
 }
 
 }  // TEST_SUITE

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "../app.hpp"
+#include "../apps/poll.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -223,6 +223,38 @@ TEST_CASE("first start makes the poll the flags describe; refuses one they canno
   int status = pclose(p);
   CHECK(WEXITSTATUS(status) == 2);
   CHECK(std::string(buf, n).find("2 to 20 options") != std::string::npos);
+}
+
+TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket") {
+  Store store;
+  REQUIRE(store.open(":memory:", false));
+  PollApp app;
+  app.first_options = "Red,Blue";
+  app.max_voters = 2;
+  std::string why;
+  REQUIRE(app.open(store, 1000, &why) == 0);
+  HttpRequest http;
+  http.method = HTTP_POST;
+  Request req{http, 2000};
+  http.body = "voter=a&option=Red";
+  Answer a = app.vote(req);
+  CHECK(a.status == 200);
+  CHECK(a.changed);
+  CHECK(app.vote(req).after_commit);  // its tallies would include a vote not stored yet
+  REQUIRE(store.commit());
+  app.committed();
+  CHECK(app.vote(req).status == 409);
+  http.body = "voter=b&option=Green";
+  CHECK(app.vote(req).body.find("the options are 'Red', 'Blue'") != std::string::npos);
+  http.body = "voter=b&option=Blue";
+  CHECK(app.vote(req).status == 200);
+  REQUIRE(store.commit());
+  app.committed();
+  http.body = "voter=c&option=Blue";
+  CHECK(app.vote(req).status == 503);  // --max-voters 2
+  HttpRequest me;
+  me.fields[COOKIE] = "uid=b";
+  CHECK(app.me(Request{me, 2000}).body == "{\"ok\":true,\"poll\":1,\"voted\":true,\"voted_for\":\"Blue\"}");
 }
 
 }  // TEST_SUITE

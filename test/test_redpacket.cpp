@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "../apps/redpacket.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -310,6 +311,40 @@ TEST_CASE("a damaged or unreachable database: a message and exit 1, the file unt
   out = run_server_expecting_exit({"--db", "/nonexistent-dir/x.db"}, &code);
   CHECK(code == 1);
   CHECK(out.find("cannot use database") != std::string::npos);
+}
+
+TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket") {
+  Store store;
+  REQUIRE(store.open(":memory:", false));
+  RedpacketApp app;
+  app.first_total_cents = 300;
+  app.first_count = 3;
+  std::string why;
+  REQUIRE(app.open(store, 1000, &why) == 0);
+  HttpRequest http;
+  http.method = HTTP_POST;
+  http.body = "user=alice";
+  Request req{http, 2000};
+  Answer first = app.grab(req);
+  CHECK(first.status == 200);
+  CHECK(first.changed);
+  CHECK(json_int(first.body, "packet") == 0);
+  CHECK(app.grab(req).after_commit);  // "already", but of a grant not stored yet: ask again after the commit
+  REQUIRE(store.commit());
+  app.committed();
+  CHECK(app.grab(req).body.find("\"already\":true") != std::string::npos);
+  http.body = "user=bob";
+  Answer bob = app.grab(req);
+  REQUIRE(bob.undo);
+  bob.undo();  // what a failed commit does
+  CHECK(app.round.remaining() == 2);
+  HttpRequest me;
+  me.fields[COOKIE] = "theme=dark; uid=alice";
+  CHECK(app.me(Request{me, 2000}).body.find("\"grabbed\":true,\"packet\":0,") != std::string::npos);
+  http.body = "total_cents=5&count=9";
+  CHECK(app.new_round(req).status == 400);  // fewer cents than packets
+  http.body = "user=%FF";
+  CHECK(app.grab(req).status == 400);
 }
 
 }  // TEST_SUITE
