@@ -129,6 +129,10 @@ class RowBatch {
   // A row is `width` calls of add(), in column order.
   void add(int64_t number) { cells_.push_back({number, {}, false}); }
   void add(std::string_view text) { cells_.push_back({0, std::string(text), true}); }
+  template <class... Cells>
+  void row(const Cells&... cells) {  // the `width` cells of one row at once
+    (add(cells), ...);
+  }
 
   // Writes and forgets the collected rows. On failure *error says why.
   bool flush(sqlite3* db, std::string* error) {

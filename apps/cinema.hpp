@@ -338,7 +338,5 @@ struct CinemaApp {
   }
 };
 
-inline AppSpec cinema_app() {
-  static CinemaApp app;
-  return app.spec();
-}
+// The server's one instance (tests make their own).
+inline AppSpec cinema_app() { static CinemaApp app; return app.spec(); }

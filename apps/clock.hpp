@@ -33,7 +33,5 @@ struct ClockApp {
   }
 };
 
-inline AppSpec clock_app() {
-  static ClockApp app;
-  return app.spec();
-}
+// The server's one instance (tests make their own).
+inline AppSpec clock_app() { static ClockApp app; return app.spec(); }

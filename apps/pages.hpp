@@ -110,7 +110,5 @@ struct PagesApp {
   }
 };
 
-inline AppSpec pages_app() {
-  static PagesApp app;
-  return app.spec();
-}
+// The server's one instance (tests make their own).
+inline AppSpec pages_app() { static PagesApp app; return app.spec(); }

@@ -7,10 +7,6 @@
 // A vote sent from a page still showing a replaced poll is refused (410),
 // never counted in the new one under a matching option name.
 //
-// Storage: a poll is one row (its options one per line); each vote one row
-// keyed poll * 2^32 + its number in the poll, written in the turn's batch;
-// the whole poll is loaded back at start-up.
-//
 // Left out on purpose: changing a vote, closing a poll, more than one poll
 // at a time (a new one replaces the last).
 #pragma once
@@ -210,10 +206,7 @@ class PollStorage {
 
   // Vote number `seq` (0, 1, 2... within the poll), written by this turn's commit.
   void insert_vote(int64_t poll_id, int64_t seq, std::string_view voter, size_t option, int64_t at_ms) {
-    votes_->add(poll_id << 32 | seq);
-    votes_->add(voter);
-    votes_->add(int64_t(option));
-    votes_->add(at_ms);
+    votes_->row(poll_id << 32 | seq, voter, int64_t(option), at_ms);
   }
 
  private:
@@ -391,7 +384,5 @@ struct PollApp {
   }
 };
 
-inline AppSpec poll_app() {
-  static PollApp app;
-  return app.spec();
-}
+// The server's one instance (tests make their own).
+inline AppSpec poll_app() { static PollApp app; return app.spec(); }

@@ -8,10 +8,6 @@
 // (already: true); an empty round answers 410. Money is integer cents;
 // "1.23" strings are made only for display.
 //
-// Storage: a round's split is one row (a BLOB), each grant one row keyed
-// round * 2^20 + packet, written in the turn's batch; the whole round is
-// loaded back at start-up.
-//
 // Left out on purpose: more than one open round (a new one replaces the
 // last), refunds, amounts below one cent.
 #pragma once
@@ -184,7 +180,7 @@ class RedpacketStorage {
   bool open(Store& store) {
     store_ = &store;
     grants_ = &store.batch("grants", "id, user, amount_cents, at", 4);
-    return (store.exec(SCHEMA) || fail("creating tables")) &&
+    return (store.exec(SCHEMA) || fail("creating tables: " + store.error())) &&
            store.prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)");
   }
   const std::string& error() const { return error_.empty() ? store_->error() : error_; }
@@ -195,7 +191,7 @@ class RedpacketStorage {
     Store::Query q = store_->query("SELECT id, total_cents, count, amounts FROM rounds ORDER BY id DESC LIMIT 1");
     sqlite3_stmt* s = q.get();
     int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
-    if (rc != SQLITE_ROW) return rc == SQLITE_DONE || fail("reading rounds");
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE || fail("reading rounds: " + store_->error());
     Round r = round_new(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1), {});
     int64_t count = sqlite3_column_int64(s, 2);
     const unsigned char* blob = static_cast<const unsigned char*>(sqlite3_column_blob(s, 3));
@@ -210,7 +206,7 @@ class RedpacketStorage {
     }
     if (!ok || sum != r.total_cents) return inconsistent(r.id, "its packets do not add up to its total");
     q = store_->query("SELECT idx, user, amount_cents, at FROM grants WHERE id BETWEEN ?1 << 20 AND (?1 << 20) + 1048575 ORDER BY id");
-    if (!(s = q.get())) return fail("reading grants");
+    if (!(s = q.get())) return fail("reading grants: " + store_->error());
     sqlite3_bind_int64(s, 1, r.id);
     while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
       size_t idx = size_t(sqlite3_column_int64(s, 0));
@@ -242,10 +238,7 @@ class RedpacketStorage {
   // written by this turn's commit, with the turn's other grants in as few
   // INSERT statements as possible (see RowBatch).
   void insert_grant(int64_t round_id, size_t packet, const Grant& g) {
-    grants_->add(round_id << 20 | int64_t(packet));
-    grants_->add(g.user);
-    grants_->add(g.amount_cents);
-    grants_->add(g.at_ms);
+    grants_->row(round_id << 20 | int64_t(packet), g.user, g.amount_cents, g.at_ms);
   }
 
  private:
@@ -266,14 +259,11 @@ class RedpacketStorage {
       at           INTEGER NOT NULL     -- epoch ms
     );
   )sql";
-  bool fail(const char* what) {
-    error_ = std::string(what) + ": " + store_->error();
+  bool fail(const std::string& why) {
+    error_ = why;
     return false;
   }
-  bool inconsistent(int64_t round, const char* why) {
-    error_ = "round " + std::to_string(round) + " in the database is inconsistent: " + why;
-    return false;
-  }
+  bool inconsistent(int64_t round, const char* why) { return fail("round " + std::to_string(round) + " in the database is inconsistent: " + why); }
   Store* store_ = nullptr;
   RowBatch* grants_ = nullptr;
   sqlite3_stmt* insert_round_ = nullptr;
@@ -372,9 +362,7 @@ struct RedpacketApp {
   // ---- Descriptor ---------------------------------------------------------------------
 
   int open(Store& store, int64_t wall_ms, std::string* why) {
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) return *why = "getrandom failed", 1;
-    rng = Rng{seed};
+    if (getrandom(&rng.state, sizeof rng.state, 0) != sizeof rng.state) return *why = "getrandom failed", 1;
     std::optional<Round> loaded;
     if (!storage.open(store) || !storage.load(&loaded)) return *why = storage.error(), 1;
     if (loaded) {
@@ -386,10 +374,7 @@ struct RedpacketApp {
     committed();
     return 0;
   }
-  void committed() {
-    stored_round = round.id;
-    stored_grants = round.grants.size();
-  }
+  void committed() { stored_round = round.id, stored_grants = round.grants.size(); }
 
   AppSpec spec() {
     AppSpec app;
@@ -411,7 +396,5 @@ struct RedpacketApp {
   }
 };
 
-inline AppSpec redpacket_app() {
-  static RedpacketApp app;
-  return app.spec();
-}
+// The server's one instance (tests make their own).
+inline AppSpec redpacket_app() { static RedpacketApp app; return app.spec(); }
