@@ -1199,8 +1199,8 @@ static void setup_store() {
   int status = srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb) ? 0 : 1;
   if (status) why = "cannot use database " + srv.cfg.db_path + ": " + srv.store.error();
   for (size_t i = 0; status == 0 && i < srv.apps.size(); i++)
-    if (srv.apps[i].open && (status = srv.apps[i].open(srv.store, srv.wall_ms, &why)) == 1)
-      why = std::string(srv.apps[i].name) + ": " + srv.cfg.db_path + ": " + why;
+    if (srv.apps[i].open && (status = srv.apps[i].open(srv.store, srv.wall_ms, &why)) != 0)
+      why = std::string(srv.apps[i].name) + ": " + why;
   int64_t run = 0;
   if (status == 0 && (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()))
     status = 1, why = "cannot write to " + srv.cfg.db_path + ": " + srv.store.error();

@@ -16,8 +16,10 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 
 #include "../app.hpp"
@@ -48,7 +50,7 @@ struct PagesApp {
   // Reads every regular file in `dir` into a ready response. 0, or 1 with *why.
   int open(std::string* why) {
     DIR* d = opendir(dir.c_str());
-    if (!d) return *why = "cannot open the public directory " + dir, 1;
+    if (!d) return *why = "cannot open the public directory " + dir + ": " + strerror(errno), 1;
     while (dirent* e = readdir(d)) {
       std::string name = e->d_name, path = dir + "/" + name;
       struct stat st;
