@@ -33,7 +33,7 @@
 // conn_open, on_readable, conn_parse (HttpParser::feed), on_request,
 // route_request (the app's handler), respond_answer, conn_flush, and for a
 // stream on_subscribe, streams_push, sse_send; finally conn_close. A turn:
-// run, on_event, turn_finish, turn_commit, timers_expire, timer_arm.
+// run, on_event, turn_finish, turn_commit, deadlines_expire, timer_arm.
 //
 // Connections live in a table indexed by fd (the kernel hands out the lowest
 // free fd, so the table stays dense). Writing follows "write now, queue the
@@ -122,8 +122,57 @@ struct Config {
   std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
 };
 
+// A connection's output queue. Answers and events are appended to `bytes`;
+// write() takes from `sent` on; the front that has left is cut off lazily,
+// once it is both large and larger than what is still pending:
+//
+//   bytes:  [ sent ...........| pending ..................................... ]
+//           0               sent                   snapshots_at        size()
+//                                                  [ snapshots, none begun  ]
+//
+// From `snapshots_at` on, the queue holds SSE snapshots of which not a byte
+// has left. A snapshot is the whole state, so a newer one replaces them
+// instead of queueing behind: a slow subscriber gets the latest state, not
+// a backlog of old ones. Once a byte of them is written they are ordinary
+// pending bytes (npos: no replaceable snapshots).
+struct OutQueue {
+  std::string bytes;
+  size_t sent = 0;
+  size_t snapshots_at = std::string::npos;
+
+  size_t pending() const { return bytes.size() - sent; }
+  size_t pending_before_snapshots() const { return std::min(snapshots_at, bytes.size()) - sent; }
+  std::string_view unsent(size_t at_most) const { return std::string_view(bytes).substr(sent, at_most); }
+  void add(std::string_view b, bool snapshot) {
+    if (snapshot && snapshots_at == std::string::npos) snapshots_at = bytes.size();
+    bytes.append(b);
+  }
+  void replace_snapshots(std::string_view snapshot) {
+    if (snapshots_at != std::string::npos) bytes.resize(snapshots_at);
+    add(snapshot, true);
+  }
+  void written(size_t n) {
+    sent += n;
+    if (sent > snapshots_at) snapshots_at = std::string::npos;  // a snapshot began to leave
+  }
+  // After writing: cut the sent front, or empty the queue when all has left
+  // (freeing a buffer larger than `keep`, or any buffer when `free_all`).
+  void settle(size_t keep, bool free_all) {
+    if (pending() == 0) return clear(bytes.capacity() > keep || free_all);
+    if (sent < keep || sent <= pending()) return;
+    bytes.erase(0, sent);
+    if (snapshots_at != std::string::npos) snapshots_at -= sent;
+    sent = 0;
+  }
+  void clear(bool free_memory) {
+    free_memory ? std::string().swap(bytes) : bytes.clear();
+    sent = 0;
+    snapshots_at = std::string::npos;
+  }
+};
+
 enum class ConnState : uint8_t { Free, Http, Stream, Closing };
-enum TimerKind : int8_t { NO_TIMER = -1, HEADER_TIMER, IDLE_TIMER, TIMER_KINDS };
+enum DeadlineKind : int8_t { NO_DEADLINE = -1, HEADER_DEADLINE, IDLE_DEADLINE, DEADLINE_KINDS };
 
 struct Conn {
   ConnState state = ConnState::Free;
@@ -134,23 +183,26 @@ struct Conn {
   bool parked = false;            // its request waits for the turn's commit: it is handled again next turn
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
-  std::string out;                // bytes to send are out[out_off..]
-  size_t out_off = 0;
-  size_t out_replaceable = std::string::npos;  // SSE: out[this..] is unsent snapshots only
+  OutQueue out;
   std::string stash;              // input not parsed yet while reading is paused
-  // Timeouts: each connection waiting on a deadline sits in one FIFO list.
-  TimerKind timer = NO_TIMER;
-  int timer_prev = -1, timer_next = -1;
+  // Its deadline: which timeout runs, where in that list, when it runs out.
+  DeadlineKind deadline = NO_DEADLINE;
+  int deadline_prev = -1, deadline_next = -1;
   int64_t deadline_ms = 0;
   // A subscriber: which stream, and where in its subscriber list.
   int stream = -1;
   size_t sub_pos = 0;
 };
 
+// Two words for time, kept apart: a connection's *deadline* is when its
+// header or idle timeout runs out (a field of the Conn, in a list below);
+// the *timer* is the one timerfd, armed for the earliest thing due — a
+// deadline, a push, a heartbeat (timer_arm).
+//
 // One list per timeout. Every connection in a list got the same timeout, so
 // the list is sorted by deadline just by appending: expiring is popping from
 // the head while the head is due, O(expired), never a scan of everyone.
-struct TimerList {
+struct DeadlineList {
   int head = -1, tail = -1;
   int64_t timeout_ms = 0;
 };
@@ -214,7 +266,7 @@ struct Server {
   std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
   int conns_open = 0;       // connections served, at most --max-conns
   int conns_over = 0;       // connections accepted past it, waiting to be told 503 and closed
-  TimerList timers[TIMER_KINDS];
+  DeadlineList deadlines[DEADLINE_KINDS];
   std::vector<int> flush_list, close_list, resume_list;
   std::unordered_map<std::string, Route, PathHash, std::equal_to<>> routes;
   std::vector<Live> lives;
@@ -282,8 +334,6 @@ static std::string peer_name(int fd) {
   return std::string(host) + ":" + std::to_string(ntohs(a.sin_port));
 }
 
-static size_t pending(const Conn& c) { return c.out.size() - c.out_off; }
-
 // ---- One connection: accept ----------------------------------------------------
 //
 // From here to "close", one connection's life in the order it happens.
@@ -295,7 +345,7 @@ static void conn_set_interest(int fd) {
   Conn& c = srv.conns[fd];
   uint32_t want = 0;
   if (!c.reading_paused && !c.parked && !c.close_after_write) want |= EPOLLIN;
-  if (pending(c) > 0) want |= EPOLLOUT;
+  if (c.out.pending() > 0) want |= EPOLLOUT;
   if (want == c.events) return;
   epoll_event ev{};
   ev.events = want;
@@ -321,25 +371,25 @@ static void conn_close_later(int fd) {
   srv.close_list.push_back(fd);
 }
 
-static void timer_unlink(int fd) {
+static void deadline_clear(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.timer == NO_TIMER) return;
-  TimerList& l = srv.timers[c.timer];
-  (c.timer_prev >= 0 ? srv.conns[c.timer_prev].timer_next : l.head) = c.timer_next;
-  (c.timer_next >= 0 ? srv.conns[c.timer_next].timer_prev : l.tail) = c.timer_prev;
-  c.timer = NO_TIMER;
-  c.timer_prev = c.timer_next = -1;
+  if (c.deadline == NO_DEADLINE) return;
+  DeadlineList& l = srv.deadlines[c.deadline];
+  (c.deadline_prev >= 0 ? srv.conns[c.deadline_prev].deadline_next : l.head) = c.deadline_next;
+  (c.deadline_next >= 0 ? srv.conns[c.deadline_next].deadline_prev : l.tail) = c.deadline_prev;
+  c.deadline = NO_DEADLINE;
+  c.deadline_prev = c.deadline_next = -1;
 }
 
 // Starts (or restarts) the connection's clock in list `kind`: O(1).
-static void timer_start(int fd, TimerKind kind) {
-  timer_unlink(fd);
+static void deadline_set(int fd, DeadlineKind kind) {
+  deadline_clear(fd);
   Conn& c = srv.conns[fd];
-  TimerList& l = srv.timers[kind];
-  c.timer = kind;
+  DeadlineList& l = srv.deadlines[kind];
+  c.deadline = kind;
   c.deadline_ms = srv.now_ms + l.timeout_ms;
-  c.timer_prev = l.tail;
-  (l.tail >= 0 ? srv.conns[l.tail].timer_next : l.head) = fd;
+  c.deadline_prev = l.tail;
+  (l.tail >= 0 ? srv.conns[l.tail].deadline_next : l.head) = fd;
   l.tail = fd;
 }
 
@@ -351,9 +401,7 @@ static void conn_open(int fd) {
   ++(c.over_capacity ? srv.conns_over : srv.conns_open);
   c.close_after_write = c.reading_paused = c.in_flush_list = c.parked = false;
   c.http.reset();
-  c.out.clear();
-  c.out_off = 0;
-  c.out_replaceable = std::string::npos;
+  c.out.clear(false);
   c.stash.clear();
   c.stream = -1;
   c.events = EPOLLIN;
@@ -361,7 +409,7 @@ static void conn_open(int fd) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-  timer_start(fd, HEADER_TIMER);  // the first request must arrive in time too
+  deadline_set(fd, HEADER_DEADLINE);  // the first request must arrive in time too
   srv.metrics.accepted++;
 }
 
@@ -418,7 +466,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
   bool completed = false;
   size_t off = 0;
   while (c.state == ConnState::Http && !c.close_after_write) {
-    if (pending(c) > OUT_HIGH_WATER_BYTES) {
+    if (c.out.pending() > OUT_HIGH_WATER_BYTES) {
       c.stash.assign(data + off, len - off);
       c.reading_paused = true;
       conn_set_interest(fd);
@@ -445,8 +493,8 @@ static void conn_parse(int fd, const char* data, size_t len) {
   if (c.state != ConnState::Http || c.close_after_write) return;
   // A request that has begun must be whole within the header timeout; a
   // connection between requests may idle for the idle timeout.
-  if (completed) timer_start(fd, c.http.mid_request() ? HEADER_TIMER : IDLE_TIMER);
-  else if (c.http.mid_request() && c.timer != HEADER_TIMER) timer_start(fd, HEADER_TIMER);
+  if (completed) deadline_set(fd, c.http.mid_request() ? HEADER_DEADLINE : IDLE_DEADLINE);
+  else if (c.http.mid_request() && c.deadline != HEADER_DEADLINE) deadline_set(fd, HEADER_DEADLINE);
 }
 
 // Parses what a paused connection left stashed, now that its output drained.
@@ -473,7 +521,7 @@ static void on_readable(int fd) {
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;  // level-triggered: we get called again
   // 0 is end of file: the client closed (or half-closed) its side. An answer
   // still queued is sent first; anything else (ECONNRESET...) ends it now.
-  if (n == 0 && pending(c) > 0 && c.state == ConnState::Http) {
+  if (n == 0 && c.out.pending() > 0 && c.state == ConnState::Http) {
     c.close_after_write = true;
     return conn_set_interest(fd);
   }
@@ -559,7 +607,7 @@ static void route_request(int fd, const HttpRequest& req) {
   Answer a = entry->handler(Request{req, srv.wall_ms});
   if (a.after_commit) return park_until_commit(fd);
   if (a.changed) {
-    size_t at = c.out.size();  // on_request notes where the reply ends
+    size_t at = c.out.bytes.size();  // on_request notes where the reply ends
     srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(a.undo)});
     for (Live& l : srv.lives) l.stream.dirty = l.stream.dirty || l.app == entry->app;
   }
@@ -573,7 +621,7 @@ static void on_request(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
   size_t changes = srv.provisional.size();
   route_request(fd, req);
-  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.size();
+  if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.bytes.size();
   if (c.parked) return;  // not answered yet
   if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
@@ -595,7 +643,7 @@ static void on_expect_continue(int fd, const HttpRequest& req) {
   if (entry->admin && !bearer_ok(req))
     return respond_error(fd, 401, "admin token missing or wrong (with Expect: 100-continue, send it as Authorization: Bearer)",
                          "WWW-Authenticate: Bearer\r\n");
-  c.out += "HTTP/1.1 100 Continue\r\n\r\n";
+  c.out.bytes += "HTTP/1.1 100 Continue\r\n\r\n";
   flush_later(fd);
 }
 
@@ -609,7 +657,7 @@ static void on_unpark(int fd) {
   if (c.parked) return;  // waits one more turn (it reads a change made this turn)
   c.http.next();
   if (c.close_after_write) return conn_set_interest(fd);
-  timer_start(fd, IDLE_TIMER);
+  deadline_set(fd, IDLE_DEADLINE);
   conn_set_interest(fd);
   on_resume(fd);
 }
@@ -623,12 +671,12 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a) {
   Conn& c = srv.conns[fd];
   bool keep = req.keep_alive && !req.upgrade, head = req.method == HTTP_HEAD;
   if (a.prebuilt.empty() && a.status != 304) {
-    http_respond(c.out, a.status, date_line(), keep, req.http10, a.type, a.body, a.extra, head);
+    http_respond(c.out.bytes, a.status, date_line(), keep, req.http10, a.type, a.body, a.extra, head);
   } else {
-    http_begin(c.out, a.status, date_line(), keep, req.http10);
-    c.out += a.extra;
-    if (a.status == 304) c.out += "\r\n";  // no body, no length
-    else c.out.append(a.prebuilt.substr(0, head ? a.prebuilt_head : a.prebuilt.size()));
+    http_begin(c.out.bytes, a.status, date_line(), keep, req.http10);
+    c.out.bytes += a.extra;
+    if (a.status == 304) c.out.bytes += "\r\n";  // no body, no length
+    else c.out.bytes.append(a.prebuilt.substr(0, head ? a.prebuilt_head : a.prebuilt.size()));
   }
   srv.metrics.requests_by_status[a.status]++;
   flush_later(fd);
@@ -647,7 +695,7 @@ static std::string error_text(int status, std::string_view message) {
 // HEAD, so the answer has no body.
 static void respond_error(int fd, int status, std::string_view message, std::string_view extra, bool head) {
   Conn& c = srv.conns[fd];
-  http_respond(c.out, status, date_line(), false, false, "text/plain; charset=utf-8", error_text(status, message), extra, head);
+  http_respond(c.out.bytes, status, date_line(), false, false, "text/plain; charset=utf-8", error_text(status, message), extra, head);
   srv.metrics.requests_by_status[status]++;
   c.close_after_write = true;
   conn_set_interest(fd);  // stop reading
@@ -673,11 +721,11 @@ static void respond_refusal(int fd, const HttpRequest& req, int status, std::str
 static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   Conn& c = srv.conns[fd];
   Live& l = srv.lives[size_t(stream)];
-  http_begin(c.out, 200, date_line(), req.keep_alive, req.http10);
-  if (req.keep_alive && !req.http10) c.out += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
-  c.out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-  if (!srv.cfg.cors_origin.empty()) c.out.append("Access-Control-Allow-Origin: ").append(srv.cfg.cors_origin).append("\r\n");
-  c.out += "\r\n";
+  http_begin(c.out.bytes, 200, date_line(), req.keep_alive, req.http10);
+  if (req.keep_alive && !req.http10) c.out.bytes += "Connection: keep-alive\r\n";  // design.md's headers, said explicitly
+  c.out.bytes += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+  if (!srv.cfg.cors_origin.empty()) c.out.bytes.append("Access-Control-Allow-Origin: ").append(srv.cfg.cors_origin).append("\r\n");
+  c.out.bytes += "\r\n";
   // A subscriber may fall at most --sse-max-pending bytes behind in our
   // queue; its kernel send buffer gets the same bound, or the kernel would
   // hold megabytes for a client that stopped reading before we noticed.
@@ -687,17 +735,17 @@ static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   std::string from_query;
   if (last.empty() && http_form_value(req.query, "lastEventId", &from_query) == FormLookup::Found) last = from_query;
   if (l.spec.is_time) {
-    sse_retry(c.out, SSE_RETRY_MS);
-    sse_event(c.out, {}, {}, l.spec.render(srv.wall_ms));
+    sse_retry(c.out.bytes, SSE_RETRY_MS);
+    sse_event(c.out.bytes, {}, {}, l.spec.render(srv.wall_ms));
     l.renders++;
   } else {
-    sse_open(c.out, l.stream, sse_parse_id(last), SSE_RETRY_MS);
+    sse_open(c.out.bytes, l.stream, sse_parse_id(last), SSE_RETRY_MS);
   }
   srv.metrics.requests_by_status[200]++;
   c.state = ConnState::Stream;
   c.stream = stream;
   c.sub_pos = sse_subscribe(l.stream, fd);
-  timer_unlink(fd);  // streams are exempt from the idle timeout
+  deadline_clear(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
   if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
 }
@@ -712,10 +760,11 @@ static void conn_flush(int fd) {
   c.in_flush_list = false;
   if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
   size_t budget = WRITE_BUDGET_BYTES;
-  while (pending(c) > 0 && budget > 0) {
-    ssize_t n = write(fd, c.out.data() + c.out_off, std::min(pending(c), budget));
+  while (c.out.pending() > 0 && budget > 0) {
+    std::string_view next = c.out.unsent(budget);
+    ssize_t n = write(fd, next.data(), next.size());
     if (n > 0) {
-      c.out_off += size_t(n);
+      c.out.written(size_t(n));
       budget -= size_t(n);
       srv.metrics.bytes_written += uint64_t(n);
       continue;
@@ -724,16 +773,8 @@ static void conn_flush(int fd) {
     if (n < 0 && errno == EAGAIN) break;  // the kernel's buffer is full: EPOLLOUT will tell us
     return conn_close_later(fd);          // EPIPE, ECONNRESET: SIGPIPE is ignored, so we learn it here
   }
-  if (c.out_off > c.out_replaceable) c.out_replaceable = std::string::npos;  // a snapshot began to leave
-  if (c.out_off >= KEEP_CAPACITY_BYTES && c.out_off > pending(c)) {  // compact, lazily: the front is sent
-    c.out.erase(0, c.out_off);
-    if (c.out_replaceable != std::string::npos) c.out_replaceable -= c.out_off;
-    c.out_off = 0;
-  }
-  if (pending(c) == 0) {
-    c.out.clear();
-    c.out_off = 0;
-    if (c.out.capacity() > KEEP_CAPACITY_BYTES || c.state == ConnState::Stream) std::string().swap(c.out);
+  c.out.settle(KEEP_CAPACITY_BYTES, c.state == ConnState::Stream);  // a subscriber keeps no buffer while it keeps up
+  if (c.out.pending() == 0) {
     if (c.close_after_write) return conn_close_later(fd);
     if (c.reading_paused) {
       c.reading_paused = false;
@@ -750,7 +791,7 @@ static void conn_flush(int fd) {
 static void sse_send(int fd, std::string_view bytes, bool snapshot) {
   Conn& c = srv.conns[fd];
   if (c.state != ConnState::Stream) return;  // closing already
-  if (pending(c) == 0) {
+  if (c.out.pending() == 0) {
     ssize_t n = write(fd, bytes.data(), bytes.size());
     if (n == ssize_t(bytes.size())) {
       srv.metrics.bytes_written += uint64_t(n);
@@ -759,20 +800,16 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot) {
     if (n < 0 && errno != EAGAIN && errno != EINTR) return conn_close_later(fd);
     n = std::max<ssize_t>(n, 0);
     srv.metrics.bytes_written += uint64_t(n);
-    c.out.assign(bytes.substr(size_t(n)));
-    c.out_off = 0;
-    c.out_replaceable = n == 0 && snapshot ? 0 : std::string::npos;
+    c.out.add(bytes.substr(size_t(n)), snapshot && n == 0);
     return conn_set_interest(fd);
   }
   if (!snapshot) return;
-  if (c.out_replaceable == std::string::npos) c.out_replaceable = c.out.size();
-  c.out.resize(c.out_replaceable);
-  if (pending(c) + bytes.size() > srv.cfg.sse_max_pending) {
+  if (c.out.pending_before_snapshots() + bytes.size() > srv.cfg.sse_max_pending) {
     srv.metrics.slow_consumers_dropped++;
-    if (!srv.cfg.quiet) log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), pending(c));
+    if (!srv.cfg.quiet) log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), c.out.pending_before_snapshots());
     return conn_close_later(fd);
   }
-  c.out.append(bytes);
+  c.out.replace_snapshots(bytes);
 }
 
 // ---- One connection: close -----------------------------------------------------
@@ -786,14 +823,14 @@ static void conn_close(int fd) {
     if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
     c.stream = -1;
   }
-  timer_unlink(fd);
+  deadline_clear(fd);
   close(fd);  // also removes it from epoll: no other process shares this socket
   c.state = ConnState::Free;
   c.in_flush_list = false;
   // A closed connection holds its Conn slot and nothing else: with its
   // buffers kept, every fd that once carried a 64 KiB body would pin one.
-  srv.freed_bytes += c.out.capacity() + c.stash.capacity() + c.http.capacity();
-  std::string().swap(c.out);
+  srv.freed_bytes += c.out.bytes.capacity() + c.stash.capacity() + c.http.capacity();
+  c.out.clear(true);
   std::string().swap(c.stash);
   c.http.release();
   --(c.over_capacity ? srv.conns_over : srv.conns_open);
@@ -826,20 +863,19 @@ static void close_marked() {
 static void replace_with_503(int fd, const Provisional* changes, size_t count) {
   Conn& c = srv.conns[fd];
   std::string out;
-  size_t at = c.out_off;  // nothing of this turn's replies has been sent
+  size_t at = c.out.sent;  // nothing of this turn's replies has been sent
   for (size_t i = 0; i < count; i++) {
     const Provisional& p = changes[i];
-    out.append(c.out, at, p.begin - at);
+    out.append(c.out.bytes, at, p.begin - at);
     http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json",
                  "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n",
                  "Retry-After: 1\r\n");
     srv.metrics.requests_by_status[503]++;
     at = p.end;
   }
-  out.append(c.out, at);
-  c.out.swap(out);
-  c.out_off = 0;
-  c.out_replaceable = std::string::npos;  // no snapshot has been queued yet: pushes come after the commit
+  out.append(c.out.bytes, at);
+  c.out.clear(false);  // no snapshot has been queued yet: pushes come after the commit
+  c.out.bytes.swap(out);
 }
 
 // Commits everything this turn wrote, before any of its replies leaves. If
@@ -913,11 +949,11 @@ static void streams_push() {
 // A request begun but not finished in time is told 408 before the close;
 // an idle connection is just closed (a client reusing it would take a 408
 // for the answer to a request it has not sent yet).
-static void timers_expire() {
-  for (TimerList& l : srv.timers) {
+static void deadlines_expire() {
+  for (DeadlineList& l : srv.deadlines) {
     while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
       int fd = l.head;
-      timer_unlink(fd);
+      deadline_clear(fd);
       srv.metrics.timeouts++;
       Conn& c = srv.conns[fd];
       if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
@@ -931,7 +967,7 @@ static void timers_expire() {
 static int64_t next_deadline_ms() {
   int64_t t = srv.now_ms + HEARTBEAT_MS;
   for (const Live& l : srv.lives) t = std::min(t, sse_next_due_ms(l.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
-  for (const TimerList& l : srv.timers)
+  for (const DeadlineList& l : srv.deadlines)
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
   if (srv.stop_deadline_ms >= 0) t = std::min(t, srv.stop_deadline_ms);
@@ -974,7 +1010,7 @@ static void on_signal() {
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
-    if (pending(c) == 0 && !c.parked) {  // a parked request is answered next turn, then closed
+    if (c.out.pending() == 0 && !c.parked) {  // a parked request is answered next turn, then closed
       conn_close_later(int(fd));
     } else {
       c.close_after_write = true;
@@ -1010,7 +1046,7 @@ static void turn_finish() {
   }
   for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
   srv.resume_list.clear();
-  timers_expire();
+  deadlines_expire();
   turn_commit();  // whatever a reply reports is stored before the reply leaves
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
@@ -1093,9 +1129,9 @@ static const MetricRow METRICS[] = {
 static Answer on_metrics() {
   conn_totals = {};
   for (const Conn& c : srv.conns) {
-    conn_totals.buffers += c.out.capacity() + c.stash.capacity() + c.http.capacity();
+    conn_totals.buffers += c.out.bytes.capacity() + c.stash.capacity() + c.http.capacity();
     if (c.state == ConnState::Free) continue;
-    conn_totals.queued += pending(c);
+    conn_totals.queued += c.out.pending();
     conn_totals.stashed += c.stash.size();
   }
   Answer a;
@@ -1267,8 +1303,8 @@ static void setup_loop() {
     ev.data.fd = fd;
     epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
   }
-  srv.timers[HEADER_TIMER].timeout_ms = srv.cfg.header_timeout_ms;
-  srv.timers[IDLE_TIMER].timeout_ms = srv.cfg.idle_timeout_ms;
+  srv.deadlines[HEADER_DEADLINE].timeout_ms = srv.cfg.header_timeout_ms;
+  srv.deadlines[IDLE_DEADLINE].timeout_ms = srv.cfg.idle_timeout_ms;
   srv.now_ms = clock_ms(CLOCK_MONOTONIC);
   for (Live& l : srv.lives) l.stream.last_send_ms = srv.now_ms;
   refresh_date();
