@@ -534,14 +534,15 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
 
-// The route for `path`: its own, else the one of its parent when that ends
-// in a slash ("/a/b/" answers for "/a/b/42"; "/" itself is the home page
-// and answers for nothing under it). nullptr when there is none.
+// The route for `path`: its own, else the nearest folder above it that has
+// one ("/a/b/" answers for "/a/b/42" and "/a/b/42/book"; "/" itself is the
+// home page and answers for nothing under it). nullptr when there is none.
 static const Route* route_for(std::string_view path) {
   auto it = srv.routes.find(path);
-  if (it != srv.routes.end()) return &it->second;
-  std::string_view parent = path.substr(0, path.rfind('/') + 1);
-  if (parent.size() > 1) it = srv.routes.find(parent);
+  while (it == srv.routes.end() && path.size() > 1) {
+    path = path.substr(0, path.rfind('/', path.size() - 2) + 1);  // "/a/b/c" → "/a/b/" → "/a/" → "/"
+    if (path.size() > 1) it = srv.routes.find(path);
+  }
   return it == srv.routes.end() ? nullptr : &it->second;
 }
 
@@ -1147,8 +1148,13 @@ static Answer on_metrics() {
     else
       for (const Live& l : srv.lives) add("%s{stream=\"%s\"} %.15g\n", row.name, l.spec.name, row.per_stream(l));
   }
+  const char* last = "";
   for (const AppSpec& app : srv.apps)
-    for (const MetricSpec& m : app.metrics) add("# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", m.name, m.help, m.name, m.type, m.name, m.value());
+    for (const MetricSpec& m : app.metrics) {
+      if (strcmp(m.name, last) != 0) add("# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.type);
+      last = m.name;
+      m.labels ? add("%s{%s} %.15g\n", m.name, m.labels, m.value()) : add("%s %.15g\n", m.name, m.value());
+    }
   a.body += "# HELP sse_http_requests_total Responses sent, by status code.\n# TYPE sse_http_requests_total counter\n";
   srv.metrics.requests_by_status[200]++;  // count this very answer
   for (int code = 100; code < 600; code++)
@@ -1167,7 +1173,7 @@ static void route_add(const std::string& path, std::string_view methods, Route::
   while (!methods.empty()) {
     std::string_view name = methods.substr(0, methods.find(','));
     methods.remove_prefix(std::min(methods.size(), name.size() + 2));
-    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : HTTP_DELETE;
+    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : name == "PATCH" ? HTTP_PATCH : HTTP_DELETE;
     if (route_entry(route, entry.method)) continue;
     route.entries.push_back(entry);
     route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);

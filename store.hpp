@@ -347,6 +347,12 @@ class Store {
   // read of the database now would see them.
   bool in_transaction() const { return in_txn_; }
 
+  // Opens the turn's transaction now, before a write (BEGIN IMMEDIATE takes
+  // the write lock): reads that decide a write then see what it will
+  // change, and no other process writes in between. False once the turn
+  // has failed (the database is locked elsewhere, full...).
+  bool hold() { return begin(); }
+
   // How long a statement may wait for a lock another process holds. The
   // loop sets 0: it must never sleep on someone else's lock (a write that
   // finds the database locked fails its turn, answered 503 at once).

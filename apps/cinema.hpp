@@ -1,21 +1,27 @@
 // apps/cinema.hpp — the cinema board (影院排片): upcoming showtimes with
-// their seats, live on every page, edited by the admin through the API or
-// by anyone with the sqlite3 tool.
+// their seats, live on every page. Visitors book seats; the admin adds,
+// edits and deletes showtimes through the API, or anyone with the sqlite3
+// tool edits the rows.
 //
-// Rules: a showtime is a movie, a hall, a start time (ISO 8601 with a zone;
-// a time without one means different moments to the server and to each
-// viewer) and seats; the board shows those not yet started, by start time.
+// Rules: a showtime is a movie, a hall, a start time (ISO 8601 with a zone)
+// and seats; the board shows those not yet started, by start time. A
+// booking takes 1 to 10 seats of a showtime not yet started, and one person
+// holds at most 10 seats of a showtime.
 //
 // Storage: this app's lesson is that the row in SQLite decides, not memory.
-// Showtimes are not held and written through like grants and votes: the
-// table is read again whenever the board is drawn (on a change, and every
+// Nothing is held and written through like grants and votes: the table is
+// read again whenever the board is drawn (on a change, and every
 // --schedule-interval to catch edits made outside), so a row changed with
-// the sqlite3 tool shows up like one changed through the API. A row that
-// does not make a showtime is left off the board and counted in /metrics.
+// the sqlite3 tool shows up like one changed through the API. A booking is
+// decided by one conditional UPDATE (seats_left >= n) inside the turn's
+// transaction, which holds the write lock from before the booking's reads:
+// no two bookings, and no edit from outside, can sell a seat twice. A row
+// that does not make a showtime is left off the board and counted in
+// /metrics.
 //
-// Left out on purpose: booking seats (an open issue), editing a showtime
-// through the API (delete and add), time zones on the board (UTC; the page
-// shows local time).
+// Left out on purpose: cancelling a booking, choosing seats (a booking is a
+// count), time zones on the board (UTC; the page shows local time). A
+// deleted showtime's bookings stay in the table, off every list.
 #pragma once
 #include <algorithm>
 
@@ -32,87 +38,40 @@ struct Showtime {
 
 constexpr size_t MAX_MOVIE_BYTES = 100, MAX_HALL_BYTES = 50;
 constexpr int64_t MAX_SEATS = 10000;
+constexpr int64_t MAX_SEATS_PER_BOOKING = 10, MAX_SEATS_PER_PERSON = 10;
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-// days_from_civil: count whole 400-year eras, then years within the era
-// starting in March, so the leap day falls at the end of the year).
-inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-// "2026-11-23T19:30:00+08:00", "2026-11-23T11:30Z", "…:00.5Z" → epoch ms.
-// Strict: a 'T', a time zone (Z or ±HH:MM), real dates only. Nothing else
-// is a showtime: a time without a zone means different moments to the
-// server and to each viewer.
-inline std::optional<int64_t> parse_iso8601(std::string_view s) {
-  auto num = [&](size_t at, size_t len, int64_t* out) {
-    if (at + len > s.size()) return false;
-    int64_t v = 0;
-    for (size_t i = at; i < at + len; i++) {
-      if (s[i] < '0' || s[i] > '9') return false;
-      v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-  };
-  int64_t y, mo, d, h, mi, sec = 0, ms = 0;
-  if (!num(0, 4, &y) || s.size() < 16 || s[4] != '-' || !num(5, 2, &mo) || s[7] != '-' || !num(8, 2, &d) ||
-      s[10] != 'T' || !num(11, 2, &h) || s[13] != ':' || !num(14, 2, &mi))
-    return std::nullopt;
-  size_t at = 16;
-  if (at < s.size() && s[at] == ':') {
-    if (!num(at + 1, 2, &sec)) return std::nullopt;
-    at += 3;
-    if (at < s.size() && s[at] == '.') {  // fractions: milliseconds kept, the rest dropped
-      size_t digits = 0;
-      while (at + 1 + digits < s.size() && s[at + 1 + digits] >= '0' && s[at + 1 + digits] <= '9') {
-        if (digits < 3) ms = ms * 10 + (s[at + 1 + digits] - '0');
-        digits++;
-      }
-      if (digits == 0) return std::nullopt;
-      for (size_t k = digits; k < 3; k++) ms *= 10;
-      at += 1 + digits;
-    }
-  }
-  int64_t offset_min = 0;
-  if (at + 1 == s.size() && s[at] == 'Z') {
-    at++;
-  } else if (at + 6 == s.size() && (s[at] == '+' || s[at] == '-') && s[at + 3] == ':') {
-    int64_t oh, om;
-    if (!num(at + 1, 2, &oh) || !num(at + 4, 2, &om) || oh > 23 || om > 59) return std::nullopt;
-    offset_min = (s[at] == '+' ? 1 : -1) * (oh * 60 + om);
-    at += 6;
-  } else {
-    return std::nullopt;
-  }
-  static constexpr int64_t month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 || sec > 59)
-    return std::nullopt;
-  int64_t minutes = (days_from_civil(y, mo, d) * 24 + h) * 60 + mi - offset_min;
-  return (minutes * 60 + sec) * 1000 + ms;
-}
-
-// Epoch ms → "2026-11-23T11:30:00Z", the one form stored and sent.
-inline std::string iso_utc(int64_t epoch_ms) {
-  std::string full = iso_time(epoch_ms - (epoch_ms % 1000 + 1000) % 1000);
-  return full.substr(0, 19) + "Z";
+// Why the value of a showtime's text field (movie, hall, starts_at) is
+// wrong; nothing when it is fine.
+inline std::optional<std::string> field_refusal(std::string_view key, std::string_view value, int64_t now_ms) {
+  if (key == "movie" && (value.empty() || value.size() > MAX_MOVIE_BYTES || !valid_text(value)))
+    return "movie must be 1 to 100 bytes of UTF-8 text";
+  if (key == "hall" && (value.empty() || value.size() > MAX_HALL_BYTES || !valid_text(value)))
+    return "hall must be 1 to 50 bytes of UTF-8 text";
+  if (key != "starts_at") return std::nullopt;
+  std::optional<int64_t> t = parse_iso8601(value);
+  if (!t) return "starts_at must be an ISO 8601 time with a zone, like 2026-11-23T19:30:00+08:00";
+  if (*t <= now_ms) return "starts_at is in the past";
+  return std::nullopt;
 }
 
 // Which field of a new showtime is wrong, and why; nothing when all are fine.
 inline std::optional<std::string> showtime_refusal(std::string_view movie, std::string_view hall, std::string_view starts_at,
                                                    int64_t now_ms) {
-  if (movie.empty() || movie.size() > MAX_MOVIE_BYTES || !valid_text(movie)) return "movie must be 1 to 100 bytes of UTF-8 text";
-  if (hall.empty() || hall.size() > MAX_HALL_BYTES || !valid_text(hall)) return "hall must be 1 to 50 bytes of UTF-8 text";
-  std::optional<int64_t> t = parse_iso8601(starts_at);
-  if (!t) return "starts_at must be an ISO 8601 time with a zone, like 2026-11-23T19:30:00+08:00";
-  if (*t <= now_ms) return "starts_at is in the past";
-  return std::nullopt;
+  auto why = field_refusal("movie", movie, now_ms);
+  if (!why) why = field_refusal("hall", hall, now_ms);
+  return why ? why : field_refusal("starts_at", starts_at, now_ms);
+}
+
+// "/cinema/showtimes/42" → 42 (and "" in *rest); "/cinema/showtimes/42/book"
+// → 42 and "book". Nothing when the part after the prefix is not a whole
+// number ("0007" is 7).
+inline std::optional<int64_t> showtime_id(std::string_view path, std::string_view* rest) {
+  path.remove_prefix(std::min(path.size(), std::string_view("/cinema/showtimes/").size()));
+  std::string_view digits = path.substr(0, path.find('/'));
+  *rest = digits.size() < path.size() ? path.substr(digits.size() + 1) : std::string_view();
+  bool numeric = !digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string_view::npos;
+  if (!numeric) return std::nullopt;
+  return std::stoll(std::string(digits));
 }
 
 // Appends one showtime as a JSON object.
@@ -146,6 +105,11 @@ inline std::string schedule_json(std::vector<Showtime> rows, int64_t now_ms) {
 
 // ---- Storage --------------------------------------------------------------------------
 
+struct Booking {
+  int64_t id = 0, seats = 0;
+  Showtime showtime;  // its seat counts are not read
+};
+
 class CinemaStorage {
  public:
   // *is_new: the file had no showtimes table before: the time, and the only
@@ -156,9 +120,25 @@ class CinemaStorage {
     return store.exec(SCHEMA) &&
            store.prepare(&insert_showtime_, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES (?, ?, ?, ?, ?)") &&
            store.prepare(&delete_showtime_, "DELETE FROM showtimes WHERE id = ?") &&
-           store.prepare(&select_showtimes_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes");
+           store.prepare(&select_showtimes_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes") &&
+           store.prepare(&select_showtime_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes WHERE id = ?") &&
+           // NULL leaves a field as it is; seats (the total) moves seats_left by as much, never below the seats sold.
+           store.prepare(&edit_showtime_, "UPDATE showtimes SET movie = coalesce(?2, movie), hall = coalesce(?3, hall), "
+                                          "starts_at = coalesce(?4, starts_at), seats_total = coalesce(?5, seats_total), "
+                                          "seats_left = seats_left + coalesce(?5 - seats_total, 0) "
+                                          "WHERE id = ?1 AND coalesce(?5 >= seats_total - seats_left, 1)") &&
+           store.prepare(&take_seats_, "UPDATE showtimes SET seats_left = seats_left - ?2 WHERE id = ?1 AND seats_left >= ?2") &&
+           store.prepare(&insert_booking_, "INSERT INTO bookings (showtime, user, seats, made_at) VALUES (?, ?, ?, ?)") &&
+           store.prepare(&seats_held_, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE user = ? AND showtime = ?") &&
+           store.prepare(&select_bookings_, "SELECT b.id, b.seats, s.id, s.movie, s.hall, s.starts_at, 0, 0 "
+                                            "FROM bookings b JOIN showtimes s ON s.id = b.showtime WHERE b.user = ?");
   }
-  const std::string& error() const { return error_.empty() ? store_->error() : error_; }
+  // Why the last call failed: a read's own error, else the store's (a write).
+  std::string error() {
+    std::string read = std::move(error_);
+    error_.clear();
+    return read.empty() ? store_->error() : read;
+  }
 
   // Every row of the table that makes a showtime; *invalid counts the rest
   // (a start time that is not ISO 8601 with a zone, empty text, bad seats).
@@ -166,37 +146,45 @@ class CinemaStorage {
     out->clear();
     *invalid = 0;
     int rc;
-    while ((rc = sqlite3_step(select_showtimes_)) == SQLITE_ROW) {
-      auto text = [&](int col) {  // all of it: a NUL inside must not cut it short (valid_text refuses it)
-        const unsigned char* t = sqlite3_column_text(select_showtimes_, col);
-        return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(select_showtimes_, col))) : std::string();
-      };
-      Showtime st{sqlite3_column_int64(select_showtimes_, 0), text(1), text(2), 0, sqlite3_column_int64(select_showtimes_, 4),
-                  sqlite3_column_int64(select_showtimes_, 5)};
-      std::optional<int64_t> starts = parse_iso8601(text(3));
-      bool ok = starts && !st.movie.empty() && valid_text(st.movie) && !st.hall.empty() && valid_text(st.hall) &&
-                st.seats_total >= 0 && st.seats_left >= 0 && st.seats_left <= st.seats_total;
-      if (!ok) {
-        ++*invalid;
-        continue;
-      }
-      st.starts_ms = *starts;
-      out->push_back(std::move(st));
-    }
+    Showtime st;
+    while ((rc = sqlite3_step(select_showtimes_)) == SQLITE_ROW)
+      if (!read_showtime(select_showtimes_, 0, &st)) ++*invalid;
+      else out->push_back(std::move(st));
     sqlite3_reset(select_showtimes_);
     return rc == SQLITE_DONE || fail("reading showtimes");
+  }
+
+  // Showtime `id` into *st; *found is false when there is none, or its row
+  // does not make a showtime.
+  bool find(int64_t id, Showtime* st, bool* found) {
+    sqlite3_bind_int64(select_showtime_, 1, id);
+    int rc = sqlite3_step(select_showtime_);
+    *found = rc == SQLITE_ROW && read_showtime(select_showtime_, 0, st);
+    sqlite3_reset(select_showtime_);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE || fail("reading a showtime");
   }
 
   // A new showtime with every seat free; *id gets its row id.
   bool insert(const Showtime& st, int64_t* id) {
     std::string starts = iso_utc(st.starts_ms);
-    sqlite3_bind_text(insert_showtime_, 1, st.movie.data(), int(st.movie.size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert_showtime_, 2, st.hall.data(), int(st.hall.size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert_showtime_, 3, starts.data(), int(starts.size()), SQLITE_STATIC);
+    bind_text(insert_showtime_, 1, st.movie);
+    bind_text(insert_showtime_, 2, st.hall);
+    bind_text(insert_showtime_, 3, starts);
     sqlite3_bind_int64(insert_showtime_, 4, st.seats_total);
     sqlite3_bind_int64(insert_showtime_, 5, st.seats_left);
     if (!store_->write(insert_showtime_)) return false;
     *id = store_->last_rowid();
+    return true;
+  }
+
+  // Changes the fields given (the others stay); *changed is false when there
+  // is no showtime `id` or `seats` is below the seats it has sold.
+  bool edit(int64_t id, const std::optional<std::string>* text, std::optional<int64_t> seats, bool* changed) {
+    sqlite3_bind_int64(edit_showtime_, 1, id);
+    for (int i = 0; i < 3; i++) text[i] ? bind_text(edit_showtime_, i + 2, *text[i]) : (void)sqlite3_bind_null(edit_showtime_, i + 2);
+    seats ? sqlite3_bind_int64(edit_showtime_, 5, *seats) : sqlite3_bind_null(edit_showtime_, 5);
+    if (!store_->write(edit_showtime_)) return false;
+    *changed = store_->changes() > 0;
     return true;
   }
 
@@ -206,6 +194,46 @@ class CinemaStorage {
     if (!store_->write(delete_showtime_)) return false;
     *found = store_->changes() > 0;
     return true;
+  }
+
+  // The booking decision: takes `seats` of showtime `id` if that many are
+  // left (*taken), and records who took them (*booking: its id).
+  bool book(int64_t id, std::string_view user, int64_t seats, int64_t now_ms, bool* taken, int64_t* booking) {
+    sqlite3_bind_int64(take_seats_, 1, id);
+    sqlite3_bind_int64(take_seats_, 2, seats);
+    if (!store_->write(take_seats_)) return false;
+    if (!(*taken = store_->changes() > 0)) return true;
+    sqlite3_bind_int64(insert_booking_, 1, id);
+    bind_text(insert_booking_, 2, user);
+    sqlite3_bind_int64(insert_booking_, 3, seats);
+    sqlite3_bind_int64(insert_booking_, 4, now_ms);
+    if (!store_->write(insert_booking_)) return false;
+    *booking = store_->last_rowid();
+    return true;
+  }
+
+  // Seats `user` holds of showtime `id`.
+  bool held(std::string_view user, int64_t id, int64_t* seats) {
+    bind_text(seats_held_, 1, user);
+    sqlite3_bind_int64(seats_held_, 2, id);
+    int rc = sqlite3_step(seats_held_);
+    *seats = rc == SQLITE_ROW ? sqlite3_column_int64(seats_held_, 0) : 0;
+    sqlite3_reset(seats_held_);
+    return rc == SQLITE_ROW || fail("reading bookings");
+  }
+
+  // `user`'s bookings of showtimes that still make one.
+  bool bookings(std::string_view user, std::vector<Booking>* out) {
+    bind_text(select_bookings_, 1, user);
+    int rc;
+    Booking b;
+    while ((rc = sqlite3_step(select_bookings_)) == SQLITE_ROW) {
+      b.id = sqlite3_column_int64(select_bookings_, 0);
+      b.seats = sqlite3_column_int64(select_bookings_, 1);
+      if (read_showtime(select_bookings_, 2, &b.showtime)) out->push_back(b);
+    }
+    sqlite3_reset(select_bookings_);
+    return rc == SQLITE_DONE || fail("reading bookings");
   }
 
  private:
@@ -218,15 +246,38 @@ class CinemaStorage {
       seats_total INTEGER NOT NULL,
       seats_left  INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS bookings (
+      id        INTEGER PRIMARY KEY,
+      showtime  INTEGER NOT NULL,  -- showtimes.id
+      user      TEXT NOT NULL,     -- the uid cookie, or the form's user
+      seats     INTEGER NOT NULL,
+      made_at   INTEGER NOT NULL   -- epoch ms
+    );
+    CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user, showtime);
   )sql";
+
+  // Columns from `col` on: id, movie, hall, starts_at, seats_total,
+  // seats_left. False when they do not make a showtime.
+  static bool read_showtime(sqlite3_stmt* s, int col, Showtime* st) {
+    auto text = [&](int i) {  // all of it: a NUL inside must not cut it short (valid_text refuses it)
+      const unsigned char* t = sqlite3_column_text(s, col + i);
+      return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s, col + i))) : std::string();
+    };
+    *st = Showtime{sqlite3_column_int64(s, col), text(1), text(2), 0, sqlite3_column_int64(s, col + 4), sqlite3_column_int64(s, col + 5)};
+    std::optional<int64_t> starts = parse_iso8601(text(3));
+    st->starts_ms = starts.value_or(0);
+    return starts && !st->movie.empty() && valid_text(st->movie) && !st->hall.empty() && valid_text(st->hall) &&
+           st->seats_total >= 0 && st->seats_left >= 0 && st->seats_left <= st->seats_total;
+  }
+  static void bind_text(sqlite3_stmt* s, int i, std::string_view t) { sqlite3_bind_text(s, i, t.data(), int(t.size()), SQLITE_STATIC); }
   bool fail(const char* what) {
-    error_ = std::string(what) + ": " + store_->error();
+    error_ = std::string(what) + ": " + sqlite3_errmsg(sqlite3_db_handle(select_showtimes_));
     return false;
   }
   Store* store_ = nullptr;
-  sqlite3_stmt* insert_showtime_ = nullptr;
-  sqlite3_stmt* delete_showtime_ = nullptr;
-  sqlite3_stmt* select_showtimes_ = nullptr;
+  sqlite3_stmt *insert_showtime_ = nullptr, *delete_showtime_ = nullptr, *select_showtimes_ = nullptr, *select_showtime_ = nullptr,
+               *edit_showtime_ = nullptr, *take_seats_ = nullptr, *insert_booking_ = nullptr, *seats_held_ = nullptr,
+               *select_bookings_ = nullptr;
   std::string error_;
 };
 
@@ -258,40 +309,154 @@ struct CinemaApp {
     return json_answer(200, schedule_json(std::move(rows), req.wall_ms));
   }
 
+  // Form field `key` without edge spaces ("Hero " and "Hero" are one movie).
+  static std::optional<Answer> trimmed(const Request& req, const char* key, std::string* value, bool* present = nullptr) {
+    if (auto no = req.form(key, value, present)) return no;
+    value->erase(0, value->find_first_not_of(' '));
+    value->erase(value->find_last_not_of(' ') + 1);
+    return std::nullopt;
+  }
+  static Answer write_refused(CinemaStorage& s) { return log_app("store: write refused: " + s.error()), store_refused(); }
+  static Answer read_refused() { return refusal(503, "the schedule cannot be read right now", "Retry-After: 1\r\n"); }
+  static std::string showtime_answer(const Showtime& st) {
+    std::string j = "{\"ok\":true,\"showtime\":";
+    showtime_json(j, st);
+    return j + "}";
+  }
+
   // POST /cinema/showtimes (admin)
   Answer add(const Request& req) {
     Showtime st;
     std::string starts_at;
-    for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}}) {
-      if (auto no = req.form(key, value)) return *no;
-      // "Hero " and "Hero" must be one movie on the board: no edge spaces.
-      value->erase(0, value->find_first_not_of(' '));
-      value->erase(value->find_last_not_of(' ') + 1);
-    }
+    for (auto [key, value] : {std::pair{"movie", &st.movie}, {"hall", &st.hall}, {"starts_at", &starts_at}})
+      if (auto no = trimmed(req, key, value)) return *no;
     if (auto why = showtime_refusal(st.movie, st.hall, starts_at, req.wall_ms)) return refusal(400, *why);
     if (auto no = req.whole_number("seats", 1, MAX_SEATS, &st.seats_total)) return *no;
     st.seats_left = st.seats_total;
     st.starts_ms = *parse_iso8601(starts_at);
-    if (!storage.insert(st, &st.id)) return log_app("store: write refused: " + storage.error()), store_refused();
-    std::string j = "{\"ok\":true,\"showtime\":";
-    showtime_json(j, st);
-    Answer a = json_answer(201, j + "}", "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
+    if (!storage.insert(st, &st.id)) return write_refused(storage);
+    Answer a = json_answer(201, showtime_answer(st), "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
     a.changed = true;  // undone by the database's rollback, should the commit fail
     return a;
   }
 
+  // PATCH /cinema/showtimes/{id} (admin): any of movie, hall, starts_at and
+  // seats (the total), each checked as when a showtime is added; the seats
+  // never below those sold.
+  Answer edit(const Request& req) {
+    std::string_view rest;
+    std::optional<int64_t> id = showtime_id(req.http.path, &rest);
+    if (!id || !rest.empty()) return refusal(404, "no showtime there: a showtime's id is a whole number");
+    static constexpr const char* KEYS[] = {"movie", "hall", "starts_at"};
+    std::optional<std::string> text[3];
+    for (int i = 0; i < 3; i++) {
+      std::string value;
+      bool present = false;
+      if (auto no = trimmed(req, KEYS[i], &value, &present)) return *no;
+      if (!present) continue;
+      if (auto why = field_refusal(KEYS[i], value, req.wall_ms)) return refusal(400, *why);
+      text[i] = i == 2 ? iso_utc(*parse_iso8601(value)) : value;
+    }
+    std::optional<int64_t> seats;
+    if (auto no = req.whole_number_if_sent("seats", 1, MAX_SEATS, &seats)) return *no;
+    if (!text[0] && !text[1] && !text[2] && !seats) return refusal(400, "nothing to change: send movie, hall, starts_at or seats");
+    bool fresh = !store->in_transaction(), changed = false, found = false;
+    Showtime st;
+    if (!storage.edit(*id, text, seats, &changed)) return write_refused(storage);
+    if (!storage.find(*id, &st, &found)) return read_refused();
+    if (changed) {
+      Answer a = json_answer(200, found ? showtime_answer(st) : "{\"ok\":true,\"showtime\":null}");  // null: the row still makes no showtime
+      a.changed = true;
+      return a;
+    }
+    if (!fresh) return wait_for_commit();  // what was read may be this turn's, not stored yet
+    if (!found) return refusal(404, "no showtime " + std::to_string(*id));
+    return refusal(409, std::to_string(st.seats_total - st.seats_left) + " seats of showtime " + std::to_string(*id) +
+                            " are sold: seats cannot go below that");
+  }
+
   // DELETE /cinema/showtimes/{id} (admin)
   Answer erase(const Request& req) {
-    std::string_view digits = req.http.path.substr(req.http.path.rfind('/') + 1);
-    bool numeric = !digits.empty() && digits.size() <= 18 && digits.find_first_not_of("0123456789") == std::string_view::npos;
-    if (!numeric) return refusal(404, "no showtime there: a showtime's id is a whole number");
-    int64_t id = std::stoll(std::string(digits));  // "0007" is 7, and is answered as 7
+    std::string_view rest;
+    std::optional<int64_t> id = showtime_id(req.http.path, &rest);
+    if (!id || !rest.empty()) return refusal(404, "no showtime there: a showtime's id is a whole number");
     bool found = false;
-    if (!storage.erase(id, &found)) return log_app("store: write refused: " + storage.error()), store_refused();
-    if (!found) return refusal(404, "no showtime " + std::to_string(id));
-    Answer a = json_answer(200, "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
+    if (!storage.erase(*id, &found)) return write_refused(storage);
+    if (!found) return refusal(404, "no showtime " + std::to_string(*id));
+    Answer a = json_answer(200, "{\"ok\":true,\"deleted\":" + std::to_string(*id) + "}");
     a.changed = true;
     return a;
+  }
+
+  // Bookings made, and refused by reason, for /metrics.
+  enum Refused { NO_SHOWTIME, STARTED, PER_PERSON, SOLD_OUT, REFUSED_KINDS };
+  uint64_t booked = 0, refused[REFUSED_KINDS] = {};
+
+  // POST /cinema/showtimes/{id}/book: `seats` (1 to 10, default 1) for the
+  // user (form field `user`, else the uid cookie). The turn's transaction is
+  // held from before the reads, so what they find is what the conditional
+  // UPDATE decides on; a refusal that read this turn's uncommitted changes
+  // waits for the commit (the change it saw may yet be undone).
+  Answer book(const Request& req) {
+    std::string_view rest;
+    std::optional<int64_t> id = showtime_id(req.http.path, &rest);
+    if (!id || rest != "book") return refusal(404, "no such page: seats are booked at /cinema/showtimes/{id}/book");
+    std::optional<int64_t> asked;
+    std::string user;
+    if (auto no = req.whole_number_if_sent("seats", 1, MAX_SEATS_PER_BOOKING, &asked)) return *no;
+    if (auto no = req.identity("user", &user)) return *no;
+    int64_t seats = asked.value_or(1);
+    bool fresh = !store->in_transaction(), found = false, taken = false;
+    if (!store->hold()) return write_refused(storage);
+    Showtime st;
+    int64_t held = 0, booking = 0;
+    if (!storage.find(*id, &st, &found) || (found && !storage.held(user, *id, &held))) return read_refused();
+    auto refuse = [&](Refused why, int status, std::string body) {
+      if (!fresh) return wait_for_commit();
+      refused[why]++;
+      return json_answer(status, std::move(body));
+    };
+    std::string which = "showtime " + std::to_string(*id);
+    if (!found) return refuse(NO_SHOWTIME, 404, "{\"ok\":false,\"message\":\"no " + which + "\"}");
+    if (st.starts_ms <= req.wall_ms) return refuse(STARTED, 410, "{\"ok\":false,\"message\":\"" + which + " has started\"}");
+    if (held + seats > MAX_SEATS_PER_PERSON)
+      return refuse(PER_PERSON, 409, "{\"ok\":false,\"message\":\"you hold " + std::to_string(held) + " seats of " + which +
+                                         "; one person may hold at most 10\",\"held\":" + std::to_string(held) + "}");
+    if (!storage.book(*id, user, seats, req.wall_ms, &taken, &booking)) return write_refused(storage);
+    std::string left = std::to_string(taken ? st.seats_left - seats : st.seats_left);
+    if (!taken)
+      return refuse(SOLD_OUT, 409, "{\"ok\":false,\"message\":\"" + (left == "0" ? which + " is sold out" : "only " + left + " seats left of " + which) +
+                                       "\",\"seats_left\":" + left + "}");
+    booked++;
+    Answer a = json_answer(200, "{\"ok\":true,\"booking\":" + std::to_string(booking) + ",\"showtime\":" + std::to_string(*id) +
+                                    ",\"seats\":" + std::to_string(seats) + ",\"seats_left\":" + left + "}");
+    a.changed = true;  // the rows go with the rollback; the count with undo
+    a.undo = [this] { booked--; };
+    return a;
+  }
+
+  // GET /cinema/bookings/me: this browser's bookings (its uid cookie only)
+  // of showtimes not yet started, soonest first.
+  Answer mine(const Request& req) {
+    std::string_view user = req.uid();
+    if (!valid_user(user)) return refusal(400, "no identity: load a page first for a uid cookie");
+    if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
+    std::vector<Booking> list;
+    if (!storage.bookings(user, &list)) return read_refused();
+    std::erase_if(list, [&](const Booking& b) { return b.showtime.starts_ms <= req.wall_ms; });
+    std::sort(list.begin(), list.end(), [](const Booking& a, const Booking& b) {
+      return a.showtime.starts_ms != b.showtime.starts_ms ? a.showtime.starts_ms < b.showtime.starts_ms : a.id < b.id;
+    });
+    std::string j = "{\"ok\":true,\"bookings\":[";
+    for (const Booking& b : list) {
+      j += (&b == list.data() ? "{\"booking\":" : ",{\"booking\":") + std::to_string(b.id) + ",\"seats\":" + std::to_string(b.seats) +
+           ",\"showtime\":" + std::to_string(b.showtime.id) + ",\"movie\":";
+      json_string(j, b.showtime.movie);
+      j += ",\"hall\":";
+      json_string(j, b.showtime.hall);
+      j += ",\"starts_at\":\"" + iso_utc(b.showtime.starts_ms) + "\"}";
+    }
+    return json_answer(200, j + "]}");
   }
 
   // A dozen showtimes over the next days, for a new schedule table.
@@ -330,10 +495,19 @@ struct CinemaApp {
       return std::vector<RouteSpec>{
           {"/cinema/showtimes", "GET, HEAD", [this](const Request& r) { return list(r); }},
           {"/cinema/showtimes", "POST", [this](const Request& r) { return add(r); }, ADMIN_ONLY},
-          {"/cinema/showtimes/", "DELETE", [this](const Request& r) { return erase(r); }, ADMIN_ONLY}};  // a prefix: /{id}
+          // A prefix: /{id} and /{id}/book.
+          {"/cinema/showtimes/", "POST", [this](const Request& r) { return book(r); }},
+          {"/cinema/showtimes/", "PATCH", [this](const Request& r) { return edit(r); }, ADMIN_ONLY},
+          {"/cinema/showtimes/", "DELETE", [this](const Request& r) { return erase(r); }, ADMIN_ONLY},
+          {"/cinema/bookings/me", "GET, HEAD", [this](const Request& r) { return mine(r); }}};
     };
+    const char* refused_help = "Bookings refused, by reason.";
     app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table the last re-read left off the board.",
-                    [this] { return double(rows_invalid); }}};
+                    [this] { return double(rows_invalid); }},
+                   {"sse_cinema_bookings_total", "counter", "Bookings made (seats taken and stored).", [this] { return double(booked); }}};
+    for (auto [kind, label] : {std::pair{NO_SHOWTIME, "reason=\"no_showtime\""}, {STARTED, "reason=\"started\""},
+                               {PER_PERSON, "reason=\"per_person_limit\""}, {SOLD_OUT, "reason=\"seats\""}})
+      app.metrics.push_back({"sse_cinema_bookings_refused_total", "counter", refused_help, [this, kind] { return double(refused[kind]); }, label});
     return app;
   }
 };
