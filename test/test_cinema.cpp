@@ -2,6 +2,11 @@
 // truth, changed through the API or from outside with the sqlite3 tool.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
 #include "../apps/cinema.hpp"
 #include "harness.hpp"
 
@@ -17,12 +22,47 @@ int sqlite3_tool(const std::string& db, const std::string& sql) {
   return WEXITSTATUS(system(cmd.c_str()));
 }
 
+// Runs a query with the sqlite3 tool; its output, trimmed.
+std::string sqlite3_query(const std::string& db, const std::string& sql) {
+  FILE* p = popen(("sqlite3 -cmd '.timeout 5000' '" + db + "' \"" + sql + "\" 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
 // An ISO 8601 UTC time `days` from now.
 std::string in_days(int days) {
   time_t t = time(nullptr) + days * 86400;
   char buf[32];
   strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:00Z", gmtime(&t));
   return buf;
+}
+
+// A new showtime through the API; its id.
+long long add_showtime(int port, const std::string& movie, int seats, int days = 1) {
+  Response r = http_post(port, "/cinema/showtimes", "movie=" + movie + "&hall=H&starts_at=" + in_days(days) + "&seats=" +
+                                                       std::to_string(seats), AUTH);
+  REQUIRE(r.status == 201);
+  return json_int(r.body, "id");
+}
+
+std::string book_request(long long showtime, const std::string& form) {
+  return post_request("/cinema/showtimes/" + std::to_string(showtime) + "/book", form);
+}
+
+std::string patch_request(long long showtime, const std::string& form, const std::string& extra = AUTH) {
+  return "PATCH /cinema/showtimes/" + std::to_string(showtime) + " HTTP/1.1\r\nHost: t\r\n" + extra +
+         "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + std::to_string(form.size()) + "\r\n\r\n" + form;
+}
+
+Response one(int port, const std::string& wire) {
+  Client c(port);
+  c.send(wire);
+  return c.response(5000);
 }
 
 }  // namespace
@@ -260,6 +300,287 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   CHECK(app.erase(req).body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
   REQUIRE(store.commit());
   CHECK(app.erase(req).status == 404);
+}
+
+// ---- Booking -------------------------------------------------------------------------
+
+TEST_CASE("300 clients book 1 seat each of a 100-seat showtime at once: exactly 100 succeed") {
+  TempDir dir;
+  std::string db = dir.file("book.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Rush", 100);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int u = 0; u < 300; u++) clients.push_back(std::make_unique<Client>(srv.port));
+  for (int u = 0; u < 300; u++) clients[size_t(u)]->send(book_request(id, "user=b" + std::to_string(u)));
+  int ok = 0, full = 0, other = 0;
+  std::set<long long> left_seen, bookings;
+  for (auto& c : clients) {
+    Response r = c->response(5000);
+    if (r.status == 200) {
+      ok++;
+      CHECK(json_int(r.body, "showtime") == id);
+      CHECK(json_int(r.body, "seats") == 1);
+      left_seen.insert(json_int(r.body, "seats_left"));
+      bookings.insert(json_int(r.body, "booking"));
+    } else if (r.status == 409) {
+      full++;
+      CHECK(r.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(id) + " is sold out\",\"seats_left\":0}");
+    } else {
+      other++;
+    }
+  }
+  CHECK(ok == 100);
+  CHECK(full == 200);
+  CHECK(other == 0);
+  CHECK(left_seen.size() == 100);  // each success saw a different count left: 99 down to 0
+  CHECK(bookings.size() == 100);
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"id\":" + std::to_string(id) + ",\"movie\":\"Rush\",\"hall\":\"H\"") != std::string::npos);
+  CHECK(sqlite3_query(db, "SELECT seats_left FROM showtimes WHERE id = " + std::to_string(id)) == "0");
+  CHECK(sqlite3_query(db, "SELECT count(*), sum(seats), count(DISTINCT user) FROM bookings WHERE showtime = " + std::to_string(id)) == "100|100|100");
+  CHECK(metric(srv.port, "sse_cinema_bookings_total") == 100);
+  CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"seats\"}") == 200);
+}
+
+TEST_CASE("a sqlite3 edit of seats_left during a burst: never more sold than the row allowed") {
+  TempDir dir;
+  std::string db = dir.file("edit.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Edge", 1000);
+  std::string sid = std::to_string(id);
+  // The tool marks, in its own transaction, the last booking before its edit.
+  REQUIRE(sqlite3_tool(db, "CREATE TABLE mark (last_booking INTEGER)") == 0);
+  std::atomic<int> waves_done{0};
+  std::thread tool([&] {
+    while (waves_done < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    sqlite3_tool(db, "BEGIN IMMEDIATE; INSERT INTO mark SELECT coalesce(max(id), 0) FROM bookings; "
+                     "UPDATE showtimes SET seats_left = 50 WHERE id = " + sid + "; COMMIT;");
+  });
+  int ok = 0, refused = 0, unavailable = 0;
+  for (int wave = 0; wave < 10; wave++) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int k = 0; k < 60; k++) clients.push_back(std::make_unique<Client>(srv.port));
+    for (int k = 0; k < 60; k++) clients[size_t(k)]->send(book_request(id, "user=e" + std::to_string(wave * 100 + k)));
+    for (auto& c : clients) {
+      int status = c->response(5000).status;
+      ok += status == 200, refused += status == 409, unavailable += status == 503;  // 503: the tool held the lock that turn
+    }
+    waves_done++;
+  }
+  tool.join();
+  CHECK(ok + refused + unavailable == 600);
+  long long mark = std::stoll(sqlite3_query(db, "SELECT last_booking FROM mark"));
+  long long before = std::stoll(sqlite3_query(db, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE id <= " + std::to_string(mark)));
+  long long after = std::stoll(sqlite3_query(db, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE id > " + std::to_string(mark)));
+  long long left = std::stoll(sqlite3_query(db, "SELECT seats_left FROM showtimes WHERE id = " + sid));
+  CHECK(before >= 180);  // three waves were in before the edit...
+  CHECK(after > 0);      // ...and bookings went on after it
+  CHECK(after <= 50);    // what the row allowed after the edit
+  CHECK(left == 50 - after);
+  CHECK(ok == before + after);  // every 200 is a row, and every row was answered 200
+}
+
+TEST_CASE("kill -9 during a burst of bookings loses no acknowledged booking") {
+  TempDir dir;
+  std::vector<std::string> args = {"--quiet", "--db", dir.file("k.db"), "--admin-token", TOKEN};
+  std::map<long long, std::pair<std::string, long long>> acked;  // booking → user, seats
+  long long id = 0;
+  {
+    ServerProcess srv(args);
+    id = add_showtime(srv.port, "Durable", 5000);
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int k = 0; k < 20; k++) clients.push_back(std::make_unique<Client>(srv.port));
+    for (int burst = 0; burst < 10; burst++) {
+      for (int k = 0; k < 20; k++) {
+        std::string wire;
+        for (int j = 0; j < 3; j++)
+          wire += book_request(id, "user=k" + std::to_string(burst * 100 + k * 3 + j) + "&seats=" + std::to_string(1 + j));
+        clients[size_t(k)]->send(wire);
+      }
+      for (int k = 0; k < 20; k++)
+        for (int j = 0; j < 3; j++) {
+          Response r = clients[size_t(k)]->response(3000);
+          REQUIRE(r.status == 200);
+          acked[json_int(r.body, "booking")] = {"k" + std::to_string(burst * 100 + k * 3 + j), json_int(r.body, "seats")};
+        }
+    }
+    CHECK(srv.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  REQUIRE(acked.size() == 600);
+  ServerProcess again(args);
+  long long sold = 0;
+  for (auto& [booking, who] : acked) {
+    Response r = http_get(again.port, "/cinema/bookings/me", "Cookie: uid=" + who.first + "\r\n");
+    CHECK(r.body.find("{\"booking\":" + std::to_string(booking) + ",\"seats\":" + std::to_string(who.second) + ",") != std::string::npos);
+    sold += who.second;
+  }
+  CHECK(sold == 1200);
+  std::string board = http_get(again.port, "/cinema/showtimes").body;
+  CHECK(board.find("\"seats_total\":5000,\"seats_left\":" + std::to_string(5000 - sold) + "}") != std::string::npos);
+}
+
+TEST_CASE("bookings reach every board live; a sell-out burst is at most one push per gap") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN, "--push-gap-ms", "300", "--schedule-interval", "60"});
+  long long id = add_showtime(srv.port, "Burst", 1000);
+  std::string row = "\"id\":" + std::to_string(id) + ",\"movie\":\"Burst\",\"hall\":\"H\"";
+  Client sub(srv.port);
+  sub.send(get_request("/cinema/events"));
+  REQUIRE(sse_next(sub, [&](const std::string& d) { return d.find(row) != std::string::npos; }, 2000));
+  int64_t sent = now_ms();
+  REQUIRE(http_post(srv.port, "/cinema/showtimes/" + std::to_string(id) + "/book", "user=first&seats=4").status == 200);
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("\"seats_total\":1000,\"seats_left\":996}") != std::string::npos; }, 1000));
+  CHECK(now_ms() - sent < 300 + 200);
+  double pushes = metric(srv.port, "sse_stream_snapshots_total{stream=\"cinema\"}");
+  int64_t start = now_ms();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int k = 0; k < 1000; k++) clients.push_back(std::make_unique<Client>(srv.port));
+  for (int k = 0; k < 1000; k++) clients[size_t(k)]->send(book_request(id, "user=s" + std::to_string(k)));
+  int ok = 0;
+  for (auto& c : clients) ok += c->response(10000).status == 200;
+  CHECK(ok == 996);
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("\"seats_total\":1000,\"seats_left\":0}") != std::string::npos; }, 2000));
+  int64_t took = now_ms() - start;
+  double burst_pushes = metric(srv.port, "sse_stream_snapshots_total{stream=\"cinema\"}") - pushes;
+  CAPTURE(took);
+  CHECK(burst_pushes >= 1);
+  CHECK(burst_pushes <= double(took / 300 + 2));  // a leading edge, then at most one per gap
+}
+
+TEST_CASE("booking refusals: 400 for bad seats or no identity, 404, 410 started, 409 past 10 per person") {
+  TempDir dir;
+  std::string db = dir.file("r.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Rules", 30);
+  for (const char* form : {"user=x&seats=0", "user=x&seats=11", "user=x&seats=two", "user=x&seats=", "seats=1"}) {
+    CAPTURE(form);
+    Response r = one(srv.port, book_request(id, form));
+    CHECK(r.status == 400);
+    CHECK((r.body.find("seats") != std::string::npos || r.body.find("who are you") != std::string::npos));
+  }
+  CHECK(one(srv.port, book_request(999, "user=x")).status == 404);
+  Response nowhere = one(srv.port, post_request("/cinema/showtimes/" + std::to_string(id) + "/books", "user=x"));
+  CHECK(nowhere.status == 404);
+  CHECK(one(srv.port, post_request("/cinema/showtimes/" + std::to_string(id), "user=x")).status == 404);
+  REQUIRE(sqlite3_tool(db, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES ('Gone', 'H', '2001-01-01T10:00:00Z', 9, 9)") == 0);
+  long long started = std::stoll(sqlite3_query(db, "SELECT id FROM showtimes WHERE movie = 'Gone'"));
+  Response late = one(srv.port, book_request(started, "user=x"));
+  CHECK(late.status == 410);
+  CHECK(late.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(started) + " has started\"}");
+  // Ten seats per person per showtime, over several bookings; the cookie is the person.
+  Client a(srv.port);
+  a.send(post_request("/cinema/showtimes/" + std::to_string(id) + "/book", "seats=6", "Cookie: uid=pat\r\n"));
+  CHECK(json_int(a.response().body, "seats_left") == 24);
+  a.send(post_request("/cinema/showtimes/" + std::to_string(id) + "/book", "seats=5", "Cookie: uid=pat\r\n"));
+  Response over = a.response();
+  CHECK(over.status == 409);
+  CHECK(json_int(over.body, "held") == 6);
+  a.send(post_request("/cinema/showtimes/" + std::to_string(id) + "/book", "seats=4", "Cookie: uid=pat\r\n"));
+  CHECK(a.response().status == 200);
+  CHECK(one(srv.port, book_request(id, "user=pat")).status == 409);  // the field names the same person
+  CHECK(one(srv.port, book_request(id, "user=sam&seats=10")).status == 200);
+  Response few = one(srv.port, book_request(id, "user=kim&seats=10"));  // 10 left? 30 - 6 - 4 - 10 = 10: taken
+  CHECK(few.status == 200);
+  Response none = one(srv.port, book_request(id, "user=lee&seats=1"));
+  CHECK(none.status == 409);
+  CHECK(json_int(none.body, "seats_left") == 0);
+  CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"no_showtime\"}") == 1);
+  CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"started\"}") == 1);
+  CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"per_person_limit\"}") == 2);
+  CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"seats\"}") == 1);
+}
+
+TEST_CASE("my bookings: this browser's, of showtimes not yet started, soonest first") {
+  TempDir dir;
+  std::string db = dir.file("me.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
+  long long later = add_showtime(srv.port, "Later", 10, 3), sooner = add_showtime(srv.port, "Sooner", 10, 1);
+  std::string cookie = "Cookie: uid=viewer\r\n";
+  CHECK(http_get(srv.port, "/cinema/bookings/me", cookie).body == "{\"ok\":true,\"bookings\":[]}");
+  CHECK(http_get(srv.port, "/cinema/bookings/me").status == 400);
+  for (auto [showtime, seats] : {std::pair{later, 2}, {sooner, 3}, {later, 1}})
+    REQUIRE(http_post(srv.port, "/cinema/showtimes/" + std::to_string(showtime) + "/book", "seats=" + std::to_string(seats), cookie).status == 200);
+  REQUIRE(http_post(srv.port, "/cinema/showtimes/" + std::to_string(sooner) + "/book", "user=someone-else").status == 200);
+  std::string mine = http_get(srv.port, "/cinema/bookings/me", cookie).body;
+  size_t s = mine.find("\"movie\":\"Sooner\""), l1 = mine.find("\"seats\":2,\"showtime\":" + std::to_string(later)),
+         l2 = mine.find("\"seats\":1,\"showtime\":" + std::to_string(later));
+  CHECK(s != std::string::npos);
+  CHECK(mine.find("\"seats\":3,\"showtime\":" + std::to_string(sooner)) != std::string::npos);
+  CHECK(l1 != std::string::npos);
+  CHECK(l2 != std::string::npos);
+  CHECK((s < l1 && l1 < l2));
+  CHECK(mine.find("someone-else") == std::string::npos);
+  CHECK(mine.find("\"seats\":1,\"showtime\":" + std::to_string(sooner)) == std::string::npos);
+  // A showtime that has started drops off the list.
+  REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET starts_at = '2001-01-01T00:00:00Z' WHERE id = " + std::to_string(sooner)) == 0);
+  CHECK(http_get(srv.port, "/cinema/bookings/me", cookie).body.find("Sooner") == std::string::npos);
+}
+
+TEST_CASE("PATCH edits any field, checked as on create; seats never below those sold; the board follows") {
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Draft", 20);
+  Client sub(srv.port);
+  sub.send(get_request("/cinema/events"));
+  REQUIRE(sse_next(sub, [](const std::string& d) { return d.find("Draft") != std::string::npos; }, 2000));
+  REQUIRE(http_post(srv.port, "/cinema/showtimes/" + std::to_string(id) + "/book", "user=p&seats=8").status == 200);
+  Response r = one(srv.port, patch_request(id, "movie=Final+Cut&seats=30"));
+  CHECK(r.status == 200);
+  CHECK(r.body.find("\"movie\":\"Final Cut\",\"hall\":\"H\"") != std::string::npos);
+  CHECK(r.body.find("\"seats_total\":30,\"seats_left\":22}") != std::string::npos);
+  CHECK(sse_next(sub, [](const std::string& d) { return d.find("\"movie\":\"Final Cut\"") != std::string::npos && d.find("\"seats_left\":22}") != std::string::npos; }, 1000));
+  std::string when = in_days(5);
+  r = one(srv.port, patch_request(id, "starts_at=" + when.substr(0, 16) + "%2B08:00&hall=IMAX"));
+  CHECK(r.status == 200);
+  CHECK(r.body.find("\"hall\":\"IMAX\"") != std::string::npos);
+  CHECK(r.body.find("\"movie\":\"Final Cut\"") != std::string::npos);  // left as it was
+  r = one(srv.port, patch_request(id, "seats=7"));
+  CHECK(r.status == 409);
+  CHECK(r.body.find("8 seats of showtime") != std::string::npos);
+  CHECK(one(srv.port, patch_request(id, "seats=8")).body.find("\"seats_total\":8,\"seats_left\":0}") != std::string::npos);
+  const std::pair<std::string, std::string> bad[] = {
+      {"movie=", "movie"}, {"hall=" + std::string(51, 'h'), "hall"}, {"starts_at=tomorrow", "starts_at"},
+      {"starts_at=2001-01-01T10:00:00Z", "starts_at is in the past"}, {"seats=0", "seats"}, {"seats=x", "seats"},
+      {"", "nothing to change"}, {"token=abc", "nothing to change"}};
+  for (auto& [form, says] : bad) {
+    CAPTURE(form);
+    Response b = one(srv.port, patch_request(id, form));
+    CHECK(b.status == 400);
+    CHECK(b.body.find(says) != std::string::npos);
+  }
+  CHECK(one(srv.port, patch_request(424242, "seats=5")).status == 404);
+  CHECK(one(srv.port, patch_request(id, "seats=50", "")).status == 401);
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"seats_total\":8,\"seats_left\":0}") != std::string::npos);
+}
+
+TEST_CASE("booking alone: a fabricated request, a :memory: store, no socket") {
+  Store store;
+  REQUIRE(store.open(":memory:", false));
+  CinemaApp app;
+  std::string why;
+  REQUIRE(app.open(store, 1000, &why) == 0);
+  REQUIRE(store.commit());
+  HttpRequest http;
+  http.method = HTTP_POST;
+  std::string form = "movie=M&hall=H&starts_at=" + in_days(1) + "&seats=3";
+  http.body = form;
+  Request req{http, now_ms()};
+  Answer made = app.add(req);
+  REQUIRE(store.commit());
+  std::string path = "/cinema/showtimes/" + std::to_string(json_int(made.body, "id")) + "/book";
+  http.path = path;
+  form = "user=u1&seats=2";
+  http.body = form;
+  Answer first = app.book(req);
+  CHECK(first.status == 200);
+  CHECK(first.changed);
+  form = "user=u2&seats=2";
+  http.body = form;
+  CHECK(app.book(req).after_commit);  // "1 left" read this turn's uncommitted booking: it waits
+  REQUIRE(store.commit());
+  Answer second = app.book(req);
+  CHECK(second.status == 409);
+  CHECK(json_int(second.body, "seats_left") == 1);
+  CHECK(app.booked == 1);
+  first.undo();
+  CHECK(app.booked == 0);
 }
 
 }  // TEST_SUITE
