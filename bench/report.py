@@ -40,9 +40,13 @@ def main():
     rows = list(csv.DictReader(open(path), delimiter="\t"))
     http = defaultdict(dict)  # (server, target, conc) -> {run: (rps, cpu)}
     fan = defaultdict(dict)   # (server, size) -> {run: {p99, p50, ...}}
+    errors = []               # (server, target, conc, run, count) of runs with 4xx/5xx answers
     for r in rows:
         if r["kind"] == "http":
             http[(r["server"], r["target"], r["load"])][r["run"]] = (num(r["value"]), num(r["cpu_pct"]))
+            extra = dict(kv.split("=", 1) for kv in r["extra"].split(";") if "=" in kv)
+            if num(extra.get("non2xx")):
+                errors.append((r["server"], r["target"], r["load"], r["run"], int(num(extra["non2xx"]))))
         else:
             extra = dict(kv.split("=", 1) for kv in r["extra"].split(";") if "=" in kv)
             extra = {k: num(v) for k, v in extra.items()}
@@ -71,7 +75,7 @@ def main():
     print(f"Versions: {versions}.")
     print(f"Settings: {settings}. Each figure is the median of the runs; ratios are taken run by run, then the median.")
     print()
-    print("Commands, per figure: `wrk -t1 -c{50,200} -d$DURATION [-s bench/wrk/grab.lua | vote.lua] URL` and "
+    print("Commands, per figure: `wrk -t1 -c{50,200} -d$DURATION [-s bench/wrk/grab.lua | vote.lua | book.lua] URL` and "
           "`bench/ssefan --port P --subscribers N --changes $FAN_CHANGES --gap-ms 300 ...` (see bench/run.sh for the exact "
           "peers' configurations). CPU is the server's use of its core during the run: under 100% the client was the limit.")
     print()
@@ -80,7 +84,7 @@ def main():
     print()
     print("| request | conc | sse-server | sse-server :memory: | nginx | Node reference | sse/nginx | sse/Node |")
     print("|---|---|---|---|---|---|---|---|")
-    for target in ["healthz", "index", "grab", "vote"]:
+    for target in ["healthz", "index", "grab", "vote", "book"]:
         for conc in ["50", "200"]:
             cells = []
             for server in ["sse-server", "sse-memory", "nginx", "node"]:
@@ -88,19 +92,41 @@ def main():
                 cells.append(f"{fmt(v)} ({fmt(cpu(server, target, conc))}%)" if v else "–")
             r_nginx = ratio(("sse-server", target, conc), ("nginx", target, conc))
             r_node = ratio(("sse-server", target, conc), ("node", target, conc))
-            name = {"healthz": "GET /healthz", "index": "GET /", "grab": "POST grab", "vote": "POST vote"}[target]
+            name = {"healthz": "GET /healthz", "index": "GET /", "grab": "POST grab", "vote": "POST vote", "book": "POST book"}[target]
             print(f"| {name} | {conc} | " + " | ".join(cells) + f" | {fmt(r_nginx, 2)} | {fmt(r_node, 1)} |")
     print()
     print("Server CPU in brackets. nginx answers `/healthz` with `return 200` and `/` from `public/` (open + sendfile); "
-          "the Node reference's `/` is a small inline page, its grab and vote keep state in memory only.")
+          "the Node reference's `/` is a small inline page, its grab and vote keep state in memory only. "
+          "Booking is measured for sse-server only: the Node reference has no cinema. Each booking takes one seat "
+          "for a new user, the showtimes taken in turn (bench/wrk/book.lua), over showtimes made fresh for the run.")
+    print()
+    if errors:
+        print("Runs with 4xx or 5xx answers (wrk's \"Non-2xx or 3xx responses\"; a sold-out booking is a 409, "
+              "an empty round a 410): their requests/s include those answers.")
+        print()
+        for server, target, conc, run, count in errors:
+            print(f"- {server} {target} c={conc}, run {run}: {count:,}")
+    else:
+        print("No run had a 4xx or 5xx answer: no booking run sold out, no grab run emptied its round.")
     print()
     print("| durable write | conc | sse-server (file) / its /healthz | :memory: / /healthz |")
     print("|---|---|---|---|")
-    for target in ["grab", "vote"]:
+    for target in ["grab", "vote", "book"]:
         for conc in ["50", "200"]:
             a = ratio(("sse-server", target, conc), ("sse-server", "healthz", conc))
             b = ratio(("sse-memory", target, conc), ("sse-server", "healthz", conc))
             print(f"| POST {target} | {conc} | {fmt(a, 2)} | {fmt(b, 2)} |")
+    print()
+    print("A booking reads the showtime and the seats the user holds from SQLite, takes the seat with a conditional "
+          "UPDATE and inserts the booking; a grab is decided in memory and appends one row, batched at commit. "
+          "Bookings per grab, each pair from the same server in the same run:")
+    print()
+    print("| conc | sse-server (file) book ÷ grab | :memory: book ÷ grab |")
+    print("|---|---|---|")
+    for conc in ["50", "200"]:
+        a = ratio(("sse-server", "book", conc), ("sse-server", "grab", conc))
+        b = ratio(("sse-memory", "book", conc), ("sse-memory", "grab", conc))
+        print(f"| {conc} | {fmt(a, 2)} | {fmt(b, 2)} |")
     print()
 
     print("## SSE fan-out: a vote (or an nchan publish) until every subscriber has it")

@@ -11,7 +11,15 @@
 #      POST grab and POST vote (bench/wrk/grab.lua, vote.lua: a new user or
 #        voter per request) — sse-server with a file database and with
 #        :memory:, and the Node reference. Grab runs start a fresh
-#        1,000,000-packet round first, so no run finds the round empty.
+#        1,000,000-packet round first, so no run finds the round empty;
+#      POST book (bench/wrk/book.lua: one seat per request for a new user,
+#        round-robin over fresh showtimes) — sse-server only, file and
+#        :memory: (the Node reference has no cinema). Each booking run first
+#        makes 20 showtimes of 10,000 seats per second of $DURATION, seats
+#        for 200,000 bookings a second (above the best /healthz rate logged
+#        in bench/README.md, about 120,000), so no run sells out.
+#    Any 4xx or 5xx answer (a sold-out booking is a 409, an empty round a
+#    410) is counted per run and listed in RESULTS.md.
 #    Every figure comes with the server's CPU use (100% = its whole core:
 #    below that the client was the limit, not the server).
 # 2. SSE fan-out with bench/ssefan at each of $FAN_SIZES subscribers (up to
@@ -121,20 +129,46 @@ stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 40); do kill -0 "$1" 2>/d
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# wrk_run SERVER TARGET CONC RUN PID URL [wrk args]: one wrk run, appended to the tsv
+# wrk_run SERVER TARGET CONC RUN PID URL [wrk args] [-- script args]: one wrk
+# run, appended to the tsv with its count of 4xx/5xx answers (wrk's "Non-2xx
+# or 3xx responses"). Script args go after the URL, where wrk takes them.
 wrk_run() {
-  local server=$1 target=$2 conc=$3 run=$4 pid=$5 url=$6 t0 t1 s0 s1 out rps cpu; shift 6
+  local server=$1 target=$2 conc=$3 run=$4 pid=$5 url=$6 t0 t1 s0 s1 out rps cpu errors opts=(); shift 6
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
   t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
-  out=$(taskset -c 0 wrk -t1 -c"$conc" -d"$DURATION" --timeout 5s "$@" "$url")
+  out=$(taskset -c 0 wrk -t1 -c"$conc" -d"$DURATION" --timeout 5s "${opts[@]}" "$url" "$@")
   t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   cpu=$(awk -v d=$((t1 - t0)) -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", 100 * d / hz / (b - a)}')
-  if grep -q 'Non-2xx' <<<"$out"; then echo "bench: $server $target answered errors: $(grep Non-2xx <<<"$out")" >&2; fi
-  printf 'http\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$server" "$target" "$conc" "$run" "$rps" "$cpu" >>"$tsv"
+  errors=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); errors=${errors:-0}
+  if [ "$errors" != 0 ]; then echo "bench: $server $target answered $errors errors (4xx/5xx)" >&2; fi
+  printf 'http\t%s\t%s\t%s\t%s\t%s\t%s\tnon2xx=%s\n' "$server" "$target" "$conc" "$run" "$rps" "$cpu" "$errors" >>"$tsv"
   printf '  %-14s %-9s c=%-4s %10s req/s  cpu %s%%\n' "$server" "$target" "$conc" "$rps" "$cpu"
 }
 
 new_round() { curl -sf -o /dev/null -d "total_cents=100000000&count=1000000&token=$TOKEN" "127.0.0.1:$1/redpacket/rounds"; }
+
+# new_showtimes PORT: fresh showtimes of 10,000 seats (the most one may have),
+# starting in 30 days, for book.lua to spread its bookings over: 20 per
+# second of $DURATION, seats for 200,000 bookings a second. One curl makes
+# them all over one connection. Sets FIRST_ID and SHOWTIMES; the ids are
+# consecutive (one writer, SQLite's next rowid), which this checks.
+new_showtimes() {
+  local port=$1 seconds starts conf="$dir/showtimes.curl" ids i
+  seconds=$(awk -v d="$DURATION" 'BEGIN {n = d + 0; u = substr(d, length(d)); if (u == "m") n *= 60; if (u == "h") n *= 3600; print int(n + 0.999)}')
+  SHOWTIMES=$((seconds > 0 ? 20 * seconds : 20))
+  starts=$(date -u -d '+30 days' +%FT%TZ)
+  for i in $(seq "$SHOWTIMES"); do
+    [ "$i" = 1 ] || echo next
+    printf 'url = "http://127.0.0.1:%s/cinema/showtimes"\nheader = "Authorization: Bearer %s"\n' "$port" "$TOKEN"
+    printf 'data = "movie=Bench&hall=Bench+%s&starts_at=%s&seats=10000"\n' "$i" "$starts"
+  done >"$conf"
+  ids=$(curl -s -K "$conf" | grep -o '"showtime":{"id":[0-9]*' | grep -o '[0-9]*$' || true)
+  FIRST_ID=$(head -1 <<<"$ids")
+  if [ "$(grep -c . <<<"$ids")" != "$SHOWTIMES" ] || [ "$(tail -1 <<<"$ids")" != $((FIRST_ID + SHOWTIMES - 1)) ]; then
+    echo "bench: could not make $SHOWTIMES showtimes with consecutive ids on port $port" >&2; exit 1
+  fi
+}
 
 # fan SERVER SIZE RUN: a fresh server, ssefan against it, the result to the tsv
 fan() {
@@ -194,6 +228,12 @@ for run in $(seq "$RUNS"); do
     wrk_run sse-server "vote" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/vote" -s bench/wrk/vote.lua
     wrk_run sse-memory "vote" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/vote" -s bench/wrk/vote.lua
     wrk_run node "vote" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/vote" -s bench/wrk/vote.lua
+    new_showtimes "$SSE_FILE_PORT"
+    wrk_run sse-server "book" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/cinema/showtimes" \
+      -s bench/wrk/book.lua -- "$FIRST_ID" "$SHOWTIMES"
+    new_showtimes "$SSE_MEM_PORT"
+    wrk_run sse-memory "book" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/cinema/showtimes" \
+      -s bench/wrk/book.lua -- "$FIRST_ID" "$SHOWTIMES"
   done
 done
 stop "$SSE_FILE_PID"; stop "$SSE_MEM_PID"; stop "$NODE_PID"; stop "$(cat "$dir/nginx/nginx.pid")"
