@@ -148,6 +148,11 @@ wrk_run() {
 
 new_round() { curl -sf -o /dev/null -d "total_cents=100000000&count=1000000&token=$TOKEN" "127.0.0.1:$1/redpacket/rounds"; }
 
+# new_poll PORT: a fresh poll with vote.lua's options before each vote run. A
+# poll holds at most --max-voters (1,000,000) voters: runs that piled onto one
+# poll would, past that, measure 503s answered without a write.
+new_poll() { curl -sf -o /dev/null -d "question=Bench&options=Stock+ticker,Chat+room,Live+scores,Auction&token=$TOKEN" "127.0.0.1:$1/vote/polls"; }
+
 # new_showtimes PORT: fresh showtimes of 10,000 seats (the most one may have),
 # starting in 30 days, for book.lua to spread its bookings over: 20 per
 # second of $DURATION, seats for 200,000 bookings a second. One curl makes
@@ -225,7 +230,9 @@ for run in $(seq "$RUNS"); do
     wrk_run sse-memory "grab" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/redpacket/grab" -s bench/wrk/grab.lua
     curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000' "127.0.0.1:$NODE_PORT/redpacket/rounds"
     wrk_run node "grab" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    new_poll "$SSE_FILE_PORT"
     wrk_run sse-server "vote" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/vote" -s bench/wrk/vote.lua
+    new_poll "$SSE_MEM_PORT"
     wrk_run sse-memory "vote" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/vote" -s bench/wrk/vote.lua
     wrk_run node "vote" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/vote" -s bench/wrk/vote.lua
     new_showtimes "$SSE_FILE_PORT"
