@@ -14,7 +14,7 @@
 
 CXX ?= g++
 CC  ?= gcc
-DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk strace
+DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk strace libhiredis-dev redis-server
 LLHTTP_SRC   := /usr/share/llhttp
 LLHTTP_INC   := /usr/share/include/llhttp
 CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
@@ -40,16 +40,16 @@ E2E_PACKAGES := chromium fonts-wqy-microhei
 all: sse-server bench/ssefan
 
 sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3 -pthread
+	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3 -lhiredis -pthread
 
 build/san/sse-server: server.cpp $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3 -pthread
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3 -lhiredis -pthread
 
 build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3 -pthread
+	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3 -lhiredis -pthread
 
 build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -pthread
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -lhiredis -pthread
 
 bench/ssefan: bench/ssefan.cpp
 	$(CXX) -std=c++20 -Wall -Wextra -Werror $(REL_OPT) -o $@ $<
@@ -132,7 +132,7 @@ build/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
 
 build/fuzz/fuzz_request: test/fuzz/fuzz_request.cpp server.cpp $(HEADERS) $(call llhttp_o,fuzz)
 	clang++ -std=c++20 -Wall -Wextra $(FUZZ_OPT) -fsanitize=fuzzer -I$(LLHTTP_INC) -o $@ test/fuzz/fuzz_request.cpp \
-	  $(call llhttp_o,fuzz) -lsqlite3 -pthread
+	  $(call llhttp_o,fuzz) -lsqlite3 -lhiredis -pthread
 
 # Replays every input that ever crashed it (test/fuzz/regressions), then
 # explores from the seed corpus for FUZZ_SECONDS. A crash stops it, saved

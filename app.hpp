@@ -199,6 +199,7 @@ struct Answer {
   bool changed = false;        // reports a change of this turn (see the top of this file)
   std::function<void()> undo;  // takes it back; empty when the database's rollback is undo enough
   bool after_commit = false;   // reads a change not stored yet: ask again after the commit
+  bool later = false;          // comes later, through Request::reply_later (answer_later())
 };
 
 inline Answer json_answer(int status, std::string body, std::string extra = {}) {
@@ -214,6 +215,14 @@ inline Answer refusal(int status, std::string_view message, std::string extra = 
   std::string j = "{\"ok\":false,\"message\":";
   json_string(j, message);
   return json_answer(status, j + "}", std::move(extra));
+}
+
+// The answer will come from a reply (Redis): the handler hands
+// req.reply_later() to the command's callback and returns this.
+inline Answer answer_later() {
+  Answer a;
+  a.later = true;
+  return a;
 }
 
 inline Answer wait_for_commit() {
@@ -261,9 +270,19 @@ inline std::string_view http_cookie(std::string_view header, std::string_view na
 // A request as a handler sees it. The helpers that read the form return the
 // refusal to answer with when the form is broken, or nothing:
 //   if (auto no = req.identity("user", &user)) return *no;
+// Where a later answer goes: the server sets it; ticket names the connection.
+inline void (*later_answer_hook)(uint64_t ticket, const Answer& a) = nullptr;
+
 struct Request {
   const HttpRequest& http;
-  int64_t wall_ms;  // epoch ms, read once per loop turn
+  int64_t wall_ms;      // epoch ms, read once per loop turn
+  uint64_t ticket = 0;  // which connection asked (for reply_later)
+
+  // A function that answers this request later, once; calling it after the
+  // client has gone does nothing.
+  std::function<void(const Answer&)> reply_later() const {
+    return [t = ticket](const Answer& a) { later_answer_hook(t, a); };
+  }
 
   // Form field `key`, decoded, into *value; *present says whether it was
   // there. Refused: a body that is not a form, a broken %-escape, a value
@@ -321,6 +340,16 @@ struct Request {
 
 // ---- What an app gives the server --------------------------------------------------------
 
+class Redis;  // redis.hpp: where the state lives with --redis
+
+// A stream's state as read from Redis, under the version Redis gave it
+// (the event id: the same on every process).
+struct Snapshot {
+  std::string json;
+  uint64_t version;
+};
+using SnapshotDone = std::function<void(const Snapshot*)>;  // nullptr: it could not be read
+
 struct StreamSpec {
   std::vector<const char*> paths;  // where it is subscribed to (GET)
   const char* name;                // in /metrics and the log
@@ -328,6 +357,9 @@ struct StreamSpec {
   std::function<std::string(int64_t wall_ms)> render;  // the state now, as JSON
   bool repeat;                     // the periodic push resends an unchanged snapshot
   bool is_time = false;            // the state is the time: each newcomer gets it fresh
+  // With --redis, instead of render: asks Redis for the state and its
+  // version; `done` gets them when the reply comes.
+  std::function<void(SnapshotDone done)> fetch = {};
 };
 
 constexpr bool ADMIN_ONLY = true;  // RouteSpec's last field, for the routes that need the admin token
@@ -358,6 +390,12 @@ struct AppSpec {
   std::function<std::vector<RouteSpec>()> routes;  // asked once, after open (a route may depend on what it found)
   std::vector<MetricSpec> metrics;
   std::function<void()> committed;  // after each commit that stored the turn's writes
+  // With --redis, instead of open: the app keeps its state in Redis. Called
+  // once at start-up, before the connection is made; redis_connected runs
+  // on every (re)connect, before any other command on it (load the
+  // scripts, make the first state if Redis has none).
+  std::function<int(Redis& redis, std::string* why)> open_redis;
+  std::function<void()> redis_connected;
 };
 
 // A log line from an app (the server sets where it goes; quiet: nowhere).

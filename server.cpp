@@ -68,6 +68,7 @@
 
 #include "app.hpp"
 #include "http_parse.hpp"
+#include "redis.hpp"
 #include "sse.hpp"
 #include "store.hpp"
 
@@ -120,6 +121,9 @@ struct Config {
   bool fsync = false;
   int64_t db_max_mb = 0;    // 0: no cap
   std::string admin_token;  // empty: SSE_ADMIN_TOKEN, else a random one printed at start
+  std::string redis;        // empty: no Redis, every app on the SQLite file
+  int64_t redis_timeout_ms = 1000;
+  bool reuse_port = false;
 };
 
 // A connection's output queue. Answers and events are appended to `bytes`;
@@ -172,6 +176,14 @@ struct OutQueue {
 };
 
 enum class ConnState : uint8_t { Free, Http, Stream, Closing };
+
+// Why a request that has been read is not answered yet. Meanwhile the
+// connection reads no further, so pipelined answers keep their order.
+enum class Wait : uint8_t {
+  None,
+  Commit,  // its answer would read this turn's uncommitted change: handled again next turn
+  Reply,   // its answer comes from Redis: the reply's callback brings it (on_later_answer)
+};
 enum DeadlineKind : int8_t { NO_DEADLINE = -1, HEADER_DEADLINE, IDLE_DEADLINE, DEADLINE_KINDS };
 
 struct Conn {
@@ -180,7 +192,8 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
-  bool parked = false;            // its request waits for the turn's commit: it is handled again next turn
+  Wait wait = Wait::None;         // its request is not answered yet (see Wait)
+  uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
   OutQueue out;
@@ -232,6 +245,7 @@ struct Live {
   StreamSpec spec;
   int app;                                   // whose: due when an answer of that app changed something
   uint64_t renders = 0, snapshots_sent = 0;  // for /metrics
+  bool fetching = false;                     // --redis: a read of its state is on its way
 };
 
 // A reply that reports a change this turn made, and how to take the change
@@ -272,6 +286,8 @@ struct Server {
   std::vector<Live> lives;
   Metrics metrics;
   Store store;
+  Redis redis, redis_sub{true};  // --redis: commands, and the subscription that hears of changes
+  int64_t redis_pinged_ms = 0;
   std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
   std::vector<int> parked, unparking;    // connections whose request waits for the commit
   SseIds event_ids;                      // every snapshot's id: unique for the life of the database
@@ -344,7 +360,7 @@ static std::string peer_name(int fd) {
 static void conn_set_interest(int fd) {
   Conn& c = srv.conns[fd];
   uint32_t want = 0;
-  if (!c.reading_paused && !c.parked && !c.close_after_write) want |= EPOLLIN;
+  if (!c.reading_paused && c.wait == Wait::None && !c.close_after_write) want |= EPOLLIN;
   if (c.out.pending() > 0) want |= EPOLLOUT;
   if (want == c.events) return;
   epoll_event ev{};
@@ -399,7 +415,9 @@ static void conn_open(int fd) {
   c.state = ConnState::Http;
   c.over_capacity = srv.conns_open >= srv.cfg.max_conns;
   ++(c.over_capacity ? srv.conns_over : srv.conns_open);
-  c.close_after_write = c.reading_paused = c.in_flush_list = c.parked = false;
+  c.close_after_write = c.reading_paused = c.in_flush_list = false;
+  c.wait = Wait::None;
+  c.generation++;
   c.http.reset();
   c.out.clear(false);
   c.stash.clear();
@@ -482,7 +500,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
       continue;
     }
     on_request(fd, c.http.request());
-    if (c.parked) {  // the request stays in the parser; what came after it waits in the stash
+    if (c.wait != Wait::None) {  // the request stays in the parser; what came after it waits in the stash
       c.stash.assign(data + off, len - off);
       return conn_set_interest(fd);
     }
@@ -500,7 +518,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
 // Parses what a paused connection left stashed, now that its output drained.
 static void on_resume(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.state != ConnState::Http || c.parked) return;
+  if (c.state != ConnState::Http || c.wait != Wait::None) return;
   std::string input;
   input.swap(c.stash);
   conn_parse(fd, input.data(), input.size());
@@ -510,7 +528,7 @@ static void on_resume(int fd) {
 // The socket is readable (or hung up, or in error: read() tells which).
 static void on_readable(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.reading_paused || c.parked) return;
+  if (c.reading_paused || c.wait != Wait::None) return;
   if (!c.stash.empty()) return on_resume(fd);  // older bytes first; the socket keeps the newer ones
   ssize_t n = read(fd, srv.read_buf, sizeof srv.read_buf);
   if (n > 0) {
@@ -581,7 +599,7 @@ static bool admin_ok(const HttpRequest& req) {
 // is handled again, reading only what is stored (on_unpark). Requests the
 // client sent after it wait their turn, so answers keep their order.
 static void park_until_commit(int fd) {
-  srv.conns[fd].parked = true;
+  srv.conns[fd].wait = Wait::Commit;
   srv.parked.push_back(fd);
   srv.metrics.requests_parked++;
 }
@@ -605,8 +623,13 @@ static void route_request(int fd, const HttpRequest& req) {
   if (entry->admin && !admin_ok(req))
     return respond_answer(fd, req, refusal(401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n"));
   if (entry->stream >= 0) return on_subscribe(fd, req, entry->stream);
-  Answer a = entry->handler(Request{req, srv.wall_ms});
+  Answer a = entry->handler(Request{req, srv.wall_ms, uint64_t(fd) << 32 | c.generation});
   if (a.after_commit) return park_until_commit(fd);
+  if (a.later) {  // the app asked Redis: on_later_answer brings the answer, within --redis-timeout
+    c.wait = Wait::Reply;
+    deadline_clear(fd);
+    return;
+  }
   if (a.changed) {
     size_t at = c.out.bytes.size();  // on_request notes where the reply ends
     srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(a.undo)});
@@ -623,7 +646,7 @@ static void on_request(int fd, const HttpRequest& req) {
   size_t changes = srv.provisional.size();
   route_request(fd, req);
   if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.bytes.size();
-  if (c.parked) return;  // not answered yet
+  if (c.wait != Wait::None) return;  // not answered yet
   if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
 
@@ -648,19 +671,41 @@ static void on_expect_continue(int fd, const HttpRequest& req) {
   flush_later(fd);
 }
 
+// A waiting request has been answered: on to the next one, which its
+// client may have sent already (stashed: parsed at the end of the turn).
+static void conn_next_request(int fd) {
+  Conn& c = srv.conns[fd];
+  c.http.next();
+  conn_set_interest(fd);
+  if (c.close_after_write) return;
+  deadline_set(fd, IDLE_DEADLINE);
+  if (!c.stash.empty()) srv.resume_list.push_back(fd);
+}
+
 // Handles a parked request again, now that the commit it waited for is
 // done, then whatever its client sent after it.
 static void on_unpark(int fd) {
   Conn& c = srv.conns[fd];
-  c.parked = false;
+  c.wait = Wait::None;
   if (c.state != ConnState::Http) return;  // closed while it waited
   on_request(fd, c.http.request());
-  if (c.parked) return;  // waits one more turn (it reads a change made this turn)
-  c.http.next();
-  if (c.close_after_write) return conn_set_interest(fd);
-  deadline_set(fd, IDLE_DEADLINE);
-  conn_set_interest(fd);
-  on_resume(fd);
+  if (c.wait == Wait::None) conn_next_request(fd);  // else it waits again: one more turn, or for Redis
+}
+
+// The answer to a request that waited for Redis, now that the reply came
+// (or failed: the app says 503). `ticket` names the connection and which
+// of the fd's connections it was: one closed meanwhile, its fd perhaps
+// reused, gets nothing. Called from inside the Redis client's reply loop.
+static void on_later_answer(uint64_t ticket, const Answer& a) {
+  size_t fd = size_t(ticket >> 32);
+  if (fd >= srv.conns.size()) return;
+  Conn& c = srv.conns[fd];
+  if (c.state != ConnState::Http || c.wait != Wait::Reply || c.generation != uint32_t(ticket)) return;
+  c.wait = Wait::None;
+  const HttpRequest& req = c.http.request();
+  respond_answer(int(fd), req, a);
+  if (req.upgrade || !req.keep_alive) c.close_after_write = true;
+  conn_next_request(int(fd));
 }
 
 // ---- One connection: answer ----------------------------------------------------
@@ -919,29 +964,103 @@ static bool live_refresh(Live& l) {
   return true;
 }
 
+// Sends the stream's snapshot (or a heartbeat) to every subscriber.
+static void live_broadcast(Live& l, bool snapshot) {
+  SseStream& s = l.stream;
+  timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
+                [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  if (snapshot) {
+    l.snapshots_sent++;
+    srv.metrics.broadcasts++;
+    srv.metrics.last_broadcast_seconds = double(b.tv_sec - a.tv_sec) + double(b.tv_nsec - a.tv_nsec) / 1e9;
+  }
+  sse_sent(s, srv.now_ms, snapshot);
+}
+
+// --redis: the state lives in Redis, so a due snapshot is a read, and the
+// push happens when its reply comes — with Redis's version as the event id,
+// the same on every process. One read per stream at a time; a change that
+// arrives meanwhile makes the stream due again.
+static void live_fetch(Live& l) {
+  l.fetching = true;
+  sse_skipped(l.stream, srv.now_ms);  // clean until a new change; the period starts over
+  size_t index = size_t(&l - srv.lives.data());
+  l.spec.fetch([index](const Snapshot* snap) {
+    Live& l = srv.lives[index];
+    l.fetching = false;
+    if (!snap) return;  // Redis is down: the next period or change asks again
+    l.renders++;
+    bool changed = snap->version != l.stream.version;
+    if (changed) sse_set_snapshot(l.stream, snap->json, snap->version);
+    if (changed || l.spec.repeat) live_broadcast(l, true);
+  });
+}
+
 // Pushes every stream that is due (sse_due): a new snapshot — the leading
 // or trailing edge of a change, or its period — or a heartbeat.
 static void streams_push() {
   for (Live& l : srv.lives) {
-    SseStream& s = l.stream;
-    SseDue due = sse_due(s, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
+    SseDue due = sse_due(l.stream, srv.now_ms, srv.cfg.push_gap_ms, HEARTBEAT_MS);
     if (due == SseDue::Nothing) continue;
     bool snapshot = due == SseDue::Snapshot;
-    if (snapshot && !live_refresh(l) && !l.spec.repeat) {
-      sse_skipped(s, srv.now_ms);
+    if (snapshot && l.spec.fetch && !srv.cfg.redis.empty()) {
+      if (!l.fetching) live_fetch(l);
       continue;
     }
-    timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
-                  [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    if (snapshot) {
-      l.snapshots_sent++;
-      srv.metrics.broadcasts++;
-      srv.metrics.last_broadcast_seconds = double(b.tv_sec - a.tv_sec) + double(b.tv_nsec - a.tv_nsec) / 1e9;
+    if (snapshot && !live_refresh(l) && !l.spec.repeat) {
+      sse_skipped(l.stream, srv.now_ms);
+      continue;
     }
-    sse_sent(s, srv.now_ms, snapshot);
+    live_broadcast(l, snapshot);
+  }
+}
+
+// ---- One turn: Redis (--redis) ---------------------------------------------------
+//
+// Two connections, both fds in our epoll like any other (redis.hpp): one for
+// the apps' commands, one subscribed to "sse:changed", where every write
+// script publishes "<stream> <version>". Hearing of a version it does not
+// have marks the stream dirty: the usual push rules then read it once and
+// push it to this process's subscribers. Pub/sub may lose a message (on a
+// reconnect); each stream's period reads it anyway, so a lost one costs at
+// most a period, and every (re)connect reads every stream afresh.
+
+static void redis_streams_dirty() {
+  for (Live& l : srv.lives)
+    if (l.spec.fetch) l.stream.dirty = true;
+}
+
+static void on_redis_message(const redisReply* r) {
+  std::string_view text(r->element[2]->str ? r->element[2]->str : "", r->element[2]->len);
+  size_t sp = text.find(' ');
+  std::optional<uint64_t> version = sse_parse_id(text.substr(sp + 1));
+  for (Live& l : srv.lives)
+    if (l.spec.fetch && sp != text.npos && text.substr(0, sp) == l.spec.name && version != l.stream.version) l.stream.dirty = true;
+}
+
+// Registers a Redis connection's socket with epoll, or changes or ends that.
+static void redis_watch(int fd, uint32_t before, uint32_t after) {
+  epoll_event ev{};
+  ev.events = after;
+  ev.data.fd = fd;
+  epoll_ctl(srv.epoll_fd, before == 0 ? EPOLL_CTL_ADD : after == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD, fd, after ? &ev : nullptr);
+}
+
+// Once a turn: what the turn's handlers asked of Redis goes out in one
+// write per connection; deadlines and reconnects; a PING a second on the
+// subscription, so a dead one is noticed within --redis-timeout.
+static void redis_turn() {
+  if (srv.cfg.redis.empty()) return;
+  if (srv.redis_sub.connected() && srv.now_ms - srv.redis_pinged_ms >= 1000) {
+    srv.redis_pinged_ms = srv.now_ms;
+    srv.redis_sub.command({"PING"}, nullptr);
+  }
+  for (Redis* r : {&srv.redis, &srv.redis_sub}) {
+    r->on_deadline(srv.now_ms);
+    r->flush(srv.now_ms);
   }
 }
 
@@ -972,6 +1091,9 @@ static int64_t next_deadline_ms() {
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
   if (srv.stop_deadline_ms >= 0) t = std::min(t, srv.stop_deadline_ms);
+  for (const Redis* r : {&srv.redis, &srv.redis_sub})
+    if (r->next_deadline_ms() >= 0) t = std::min(t, r->next_deadline_ms());
+  if (srv.redis_sub.connected()) t = std::min(t, srv.redis_pinged_ms + 1000);
   return std::max(t, srv.now_ms + 1);
 }
 
@@ -1011,7 +1133,7 @@ static void on_signal() {
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
-    if (c.out.pending() == 0 && !c.parked) {  // a parked request is answered next turn, then closed
+    if (c.out.pending() == 0 && c.wait == Wait::None) {  // a waiting request is answered first, then closed
       conn_close_later(int(fd));
     } else {
       c.close_after_write = true;
@@ -1027,6 +1149,8 @@ static void on_event(const epoll_event& ev) {
   if (fd == srv.listen_fd) return srv.stop_deadline_ms < 0 ? on_accept() : void();  // stopping: taken out, not yet closed
   if (fd == srv.timer_fd) return on_timer();
   if (fd == srv.signal_fd) return on_signal();
+  if (fd == srv.redis.fd()) return srv.redis.on_ready(ev.events, srv.now_ms);
+  if (fd == srv.redis_sub.fd()) return srv.redis_sub.on_ready(ev.events, srv.now_ms);
   Conn& c = srv.conns[size_t(fd)];
   if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
   // EPOLLHUP and EPOLLERR come whatever we asked for; read() and write()
@@ -1038,7 +1162,7 @@ static void on_event(const epoll_event& ev) {
 // The second half of a turn, after the events: handle again the requests
 // parked until the last commit, parse what paused connections stashed,
 // expire timeouts, commit, write the answers, push the streams that are
-// due, close what was marked.
+// due, send what the turn asked of Redis, close what was marked.
 static void turn_finish() {
   if (!srv.parked.empty()) {  // parked in an earlier turn: their commit is done
     srv.unparking.swap(srv.parked);
@@ -1052,6 +1176,7 @@ static void turn_finish() {
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
   streams_push();
+  redis_turn();  // the turn's commands (writes, and reads for due pushes) leave together
   close_marked();
 }
 
@@ -1121,6 +1246,18 @@ static const MetricRow METRICS[] = {
     {"sse_broadcasts_total", "counter", "Snapshots pushed to a stream's subscribers.", [] { return double(srv.metrics.broadcasts); }},
     {"sse_last_broadcast_seconds", "gauge", "How long the last snapshot broadcast took.",
      [] { return srv.metrics.last_broadcast_seconds; }},
+    {"sse_redis_connected", "gauge", "1 while the connection to Redis is up (--redis), else 0.",
+     [] { return double(srv.redis.connected()); }},
+    {"sse_redis_commands_total", "counter", "Commands sent to Redis.", [] { return double(srv.redis.commands + srv.redis_sub.commands); }},
+    {"sse_redis_errors_total", "counter", "Error replies from Redis.", [] { return double(srv.redis.errors + srv.redis_sub.errors); }},
+    {"sse_redis_reconnects_total", "counter", "Connections to Redis lost (each followed by reconnecting with backoff).",
+     [] { return double(srv.redis.reconnects + srv.redis_sub.reconnects); }},
+    {"sse_redis_timeouts_total", "counter", "Commands or connects Redis did not answer within --redis-timeout.",
+     [] { return double(srv.redis.timeouts + srv.redis_sub.timeouts); }},
+    {"sse_redis_command_seconds_sum", "counter", "Time from sending a command to its reply, summed.",
+     [] { return srv.redis.latency_seconds_sum; }},
+    {"sse_redis_command_seconds_count", "counter", "Replies timed in sse_redis_command_seconds_sum.",
+     [] { return double(srv.redis.latency_count); }},
     {"sse_subscribers", "gauge", "SSE subscribers per stream.", nullptr, [](const Live& l) { return double(l.stream.subscribers.size()); }},
     {"sse_stream_snapshots_total", "counter", "Snapshots pushed, per stream.", nullptr, [](const Live& l) { return double(l.snapshots_sent); }},
     {"sse_stream_renders_total", "counter", "Times a stream's state was rendered (pushes due, and a time stream's newcomers).", nullptr,
@@ -1183,10 +1320,13 @@ static void route_add(const std::string& path, std::string_view methods, Route::
 static void setup_routes() {
   auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };
   route_add("/healthz", "GET, HEAD", builtin([] {
-    static constexpr std::string_view OK = "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+    // "degraded": --redis is set and the connection is down; streams go on, writes get 503.
+    static constexpr std::string_view OK = "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
+                                      DEGRADED = "Content-Type: text/plain\r\nContent-Length: 9\r\n\r\ndegraded\n";
+    bool down = !srv.cfg.redis.empty() && !srv.redis.connected();
     Answer ok;
-    ok.prebuilt = OK;
-    ok.prebuilt_head = OK.size() - 3;
+    ok.prebuilt = down ? DEGRADED : OK;
+    ok.prebuilt_head = ok.prebuilt.size() - (down ? 9 : 3);
     return ok;
   }));
   route_add("/metrics", "GET, HEAD", builtin(on_metrics));
@@ -1240,9 +1380,13 @@ static void setup_store() {
   std::string why = srv.store.error();
   int status = srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb) ? 0 : 1;
   if (status) why = "cannot use database " + srv.cfg.db_path + ": " + srv.store.error();
-  for (size_t i = 0; status == 0 && i < srv.apps.size(); i++)
-    if (srv.apps[i].open && (status = srv.apps[i].open(srv.store, srv.wall_ms, &why)) != 0)
-      why = std::string(srv.apps[i].name) + ": " + why;
+  for (size_t i = 0; status == 0 && i < srv.apps.size(); i++) {
+    const AppSpec& app = srv.apps[i];
+    bool in_redis = !srv.cfg.redis.empty() && app.open_redis;
+    if (in_redis) status = app.open_redis(srv.redis, &why);
+    else if (app.open) status = app.open(srv.store, srv.wall_ms, &why);
+    if (status != 0) why = std::string(app.name) + ": " + why;
+  }
   int64_t run = 0;
   if (status == 0 && (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()))
     status = 1, why = "cannot write to " + srv.cfg.db_path + ": " + srv.store.error();
@@ -1269,6 +1413,9 @@ static void setup_listener() {
   if (srv.listen_fd < 0) die("socket");
   int one = 1;
   setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old sockets linger in TIME_WAIT
+  // --reuse-port: several processes bind the same port, and the kernel
+  // spreads new connections over them (by a hash of the client's address).
+  if (srv.cfg.reuse_port) setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   // We always write a whole response at once, so Nagle's algorithm would only
   // delay it; accepted sockets inherit this option from the listener.
   setsockopt(srv.listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1316,6 +1463,39 @@ static void setup_loop() {
   refresh_date();
 }
 
+// --redis: both connections are started here and finished by the loop
+// (nonblocking); until they are up, writes get 503 and streams wait.
+static void setup_redis() {
+  if (srv.cfg.redis.empty()) return;
+  std::string why;
+  if (!srv.redis.set_address(srv.cfg.redis, &why) || !srv.redis_sub.set_address(srv.cfg.redis, &why)) {
+    fprintf(stderr, "sse-server: %s\n", why.c_str());
+    exit(2);
+  }
+  for (const AppSpec& app : srv.apps)  // apps with state of their own (not the clock, not the pages)
+    if (!app.open_redis && app.open && !app.streams.empty())
+      log_line("redis: the %s app keeps its state in %s, not in Redis (not shared yet)", app.name, srv.cfg.db_path.c_str());
+  for (Redis* r : {&srv.redis, &srv.redis_sub}) {
+    r->timeout_ms = srv.cfg.redis_timeout_ms;
+    r->watch = redis_watch;
+    r->on_down = [](const std::string& why) { log_line("redis: %s; reconnecting", why.c_str()); };
+  }
+  srv.redis.on_connect = [] {
+    log_line("redis: connected to %s", srv.cfg.redis.c_str());
+    for (const AppSpec& app : srv.apps)
+      if (app.redis_connected) app.redis_connected();
+    // Replies come in order: when this one comes, the apps' scripts are loaded. Then every stream is read afresh.
+    srv.redis.command({"PING"}, [](const redisReply* r) { if (r) redis_streams_dirty(); });
+  };
+  srv.redis_sub.on_connect = [] {
+    // Subscribed first, then every stream read: no change can fall between the two.
+    srv.redis_sub.command({"SUBSCRIBE", "sse:changed"}, [](const redisReply* r) { if (r) redis_streams_dirty(); });
+  };
+  srv.redis_sub.on_message = on_redis_message;
+  srv.redis.connect(srv.now_ms);
+  srv.redis_sub.connect(srv.now_ms);
+}
+
 // The flag table: the server's rows, then each app's (flags.hpp).
 static std::vector<FlagGroup> flag_table() {
   Config& c = srv.cfg;
@@ -1335,7 +1515,10 @@ static std::vector<FlagGroup> flag_table() {
       {"--db", FlagKind::Text, &c.db_path, 0, 0, "SQLite file (':memory:' keeps nothing)"},
       {"--db-max-mb", FlagKind::Int64, &c.db_max_mb, 0, 1e7, "cap on the database file in MiB; past it writes get 503 (0: none)"},
       {"--fsync", FlagKind::Switch, &c.fsync, 0, 0, "fsync every commit (synchronous=FULL): survives power loss"},
-      {"--admin-token", FlagKind::Text, &c.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"}}}};
+      {"--admin-token", FlagKind::Text, &c.admin_token, 0, 0, "token for admin routes (else $SSE_ADMIN_TOKEN, else random)"},
+      {"--redis", FlagKind::Text, &c.redis, 0, 0, "host:port or unix socket of the Redis that keeps the apps' state (several processes share it)"},
+      {"--redis-timeout", FlagKind::Seconds, &c.redis_timeout_ms, 0.001, 60, "seconds Redis has to answer a command before the connection is reset"},
+      {"--reuse-port", FlagKind::Switch, &c.reuse_port, 0, 0, "SO_REUSEPORT: several processes share --port"}}}};
   for (const AppSpec& app : srv.apps)
     if (!app.flags.rows.empty()) groups.push_back(app.flags);
   return groups;
@@ -1347,6 +1530,7 @@ static void setup_apps(int argc, char** argv) {
   for (AppSpec (*describe)() : APP_LIST) srv.apps.push_back(describe());
   flags_parse(argc, argv, flag_table());
   app_log = [](const std::string& line) { log_line("%s", line.c_str()); };
+  later_answer_hook = on_later_answer;
 }
 
 #ifndef SSE_FUZZ  // test/fuzz/fuzz_request.cpp includes this file and brings its own entry point
@@ -1365,6 +1549,7 @@ int main(int argc, char** argv) {
   setup_routes();
   setup_listener();
   setup_loop();
+  setup_redis();
   printf("sse-server listening on http://%s:%d\n", srv.cfg.bind.c_str(), srv.cfg.port);
   if (srv.admin_token.empty()) {
     srv.admin_token = random_hex(16);  // printed here only, never logged

@@ -7,6 +7,9 @@
 // A vote sent from a page still showing a replaced poll is refused (410),
 // never counted in the new one under a matching option name.
 //
+// With --redis the poll lives in Redis instead (its own chapter below), so
+// every process in front of it counts the same votes.
+//
 // Left out on purpose: changing a vote, closing a poll, more than one poll
 // at a time (a new one replaces the last).
 #pragma once
@@ -14,6 +17,7 @@
 
 #include "../app.hpp"
 #include "../name_index.hpp"
+#include "../redis.hpp"
 
 // ---- Rules ----------------------------------------------------------------------------
 
@@ -32,7 +36,11 @@ struct Poll {
   std::vector<int64_t> counts;                          // counts[i]: votes for options[i]
   std::vector<Ballot> ballots;                          // in the order they were cast
   NameIndex by_voter;                                   // voter -> their row in ballots
-  int64_t total() const { return int64_t(ballots.size()); }
+  int64_t total() const {  // every ballot counts once: the same as ballots.size(), also for a poll read from Redis (no ballots)
+    int64_t sum = 0;
+    for (int64_t c : counts) sum += c;
+    return sum;
+  }
   // The row of `voter`'s ballot, or -1.
   int64_t ballot_of(std::string_view voter) const { return by_voter.find(voter, ballots, &Ballot::voter); }
   // The option `voter` voted for, or -1.
@@ -143,6 +151,29 @@ inline std::string poll_json(const Poll& p) {
   return j + "}";
 }
 
+// ok, the voter's choice and the new tallies, as counts in option order
+// (names, question and percentages come with the stream; repeating them
+// on every vote cost more than the vote itself).
+inline std::string vote_json(const Poll& p, bool ok, std::string_view message, size_t option) {
+  std::string j;
+  j.reserve(160);  // one allocation for the whole answer
+  j += ok ? "{\"ok\":true," : "{\"ok\":false,\"message\":";
+  if (!ok) json_string(j, message), j += ',';
+  j += "\"poll\":";
+  json_number(j, p.id);
+  j += ",\"voted_for\":";
+  json_string(j, p.options[option]);
+  j += ",\"counts\":[";
+  for (size_t i = 0; i < p.counts.size(); i++) {
+    if (i) j += ',';
+    json_number(j, p.counts[i]);
+  }
+  j += "],\"total\":";
+  json_number(j, p.total());
+  j += '}';
+  return j;
+}
+
 // ---- Storage --------------------------------------------------------------------------
 //
 // A poll is one row (its options one per line: option text has no control
@@ -235,6 +266,101 @@ class PollStorage {
   std::string error_;
 };
 
+// ---- Storage in Redis (--redis) --------------------------------------------------------
+//
+// Keys: sse:poll:current (the poll's id), sse:poll:<id> (a hash: question,
+// options one per line), sse:poll:<id>:voters (voter → option index),
+// sse:poll:<id>:counts (option index → votes), sse:poll:version (the
+// stream's version: the event id on every process). Each write is one Lua
+// script, so it decides and applies atomically however many processes send
+// votes; it bumps the version and publishes "poll <version>" on
+// sse:changed. Shortcut: the scripts name keys they build themselves, as a
+// single Redis allows (a Redis Cluster would not).
+
+// A vote: ARGV voter, option, the poll the page shows ("" if none), max
+// voters. {status, id, options, option index, total, counts...}; 410 and
+// 503 carry only {status, id}, 400 {status, id, options}.
+inline constexpr const char* POLL_VOTE_LUA = R"lua(
+local id = redis.call('GET', 'sse:poll:current')
+if not id then return {503, '0'} end
+if ARGV[3] ~= '' and ARGV[3] ~= id then return {410, id} end
+local p = 'sse:poll:' .. id
+local options = redis.call('HGET', p, 'options')
+local n, idx = 0, -1
+for name in string.gmatch(options, '[^\n]+') do
+  if name == ARGV[2] then idx = n end
+  n = n + 1
+end
+if idx < 0 then return {400, id, options} end
+local status = 200
+local before = redis.call('HGET', p .. ':voters', ARGV[1])
+if before then
+  status, idx = 409, tonumber(before)
+elseif redis.call('HLEN', p .. ':voters') >= tonumber(ARGV[4]) then
+  return {503, id}
+else
+  redis.call('HSET', p .. ':voters', ARGV[1], idx)
+  redis.call('HINCRBY', p .. ':counts', idx, 1)
+  redis.call('PUBLISH', 'sse:changed', 'poll ' .. redis.call('INCR', 'sse:poll:version'))
+end
+local out = {status, id, options, idx, redis.call('HLEN', p .. ':voters')}
+for i = 0, n - 1 do out[#out + 1] = tonumber(redis.call('HGET', p .. ':counts', i) or '0') end
+return out
+)lua";
+
+// The stream's state: {version, id, question, options, total, counts...}, or {0}.
+inline constexpr const char* POLL_STATE_LUA = R"lua(
+local id = redis.call('GET', 'sse:poll:current')
+if not id then return {0} end
+local p = 'sse:poll:' .. id
+local q = redis.call('HMGET', p, 'question', 'options')
+local out = {tonumber(redis.call('GET', 'sse:poll:version') or '0'), id, q[1], q[2], redis.call('HLEN', p .. ':voters')}
+for _ in string.gmatch(q[2], '[^\n]+') do out[#out + 1] = tonumber(redis.call('HGET', p .. ':counts', #out - 5) or '0') end
+return out
+)lua";
+
+// A new poll: ARGV question, options (one per line), and "first" to make it
+// only if there is none yet (every process starting up asks). {id} or {0}.
+inline constexpr const char* POLL_NEW_LUA = R"lua(
+if ARGV[3] == 'first' and redis.call('EXISTS', 'sse:poll:current') == 1 then return {0} end
+local id = redis.call('INCR', 'sse:poll:ids')
+redis.call('HSET', 'sse:poll:' .. id, 'question', ARGV[1], 'options', ARGV[2])
+redis.call('SET', 'sse:poll:current', id)
+redis.call('PUBLISH', 'sse:changed', 'poll ' .. redis.call('INCR', 'sse:poll:version'))
+return {id}
+)lua";
+
+// What `voter` voted for: {id, options, option index or -1}.
+inline constexpr const char* POLL_ME_LUA = R"lua(
+local id = redis.call('GET', 'sse:poll:current')
+if not id then return {'0', '', -1} end
+local p = 'sse:poll:' .. id
+return {id, redis.call('HGET', p, 'options'), tonumber(redis.call('HGET', p .. ':voters', ARGV[1]) or '-1')}
+)lua";
+
+// Reply element `i` as text or a number (0 when it is neither).
+inline std::string_view reply_text(const redisReply* r, size_t i) {
+  const redisReply* e = i < r->elements ? r->element[i] : nullptr;
+  return e && e->type == REDIS_REPLY_STRING ? std::string_view(e->str, e->len) : std::string_view();
+}
+inline int64_t reply_number(const redisReply* r, size_t i) {
+  const redisReply* e = i < r->elements ? r->element[i] : nullptr;
+  return e && e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+// A poll without its ballots from reply elements: id, options, and from
+// `counts_at` on the counts (the total is theirs summed).
+inline Poll poll_from_reply(const redisReply* r, size_t id_at, std::string question, size_t options_at, size_t counts_at) {
+  std::string_view id = reply_text(r, id_at);
+  std::vector<std::string> options;
+  std::string_view lines = reply_text(r, options_at);
+  for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
+  if (!lines.empty()) options.emplace_back(lines);
+  Poll p = poll_new(std::atoll(std::string(id).c_str()), std::move(question), std::move(options));
+  for (size_t i = 0; i < p.counts.size(); i++) p.counts[i] = reply_number(r, counts_at + i);
+  return p;
+}
+
 // ---- Routes ---------------------------------------------------------------------------
 
 struct PollApp {
@@ -251,27 +377,17 @@ struct PollApp {
   // not stored yet: an answer that reads it must wait for the commit.
   bool unstored(int64_t row) const { return poll.id != stored_poll || (row >= 0 && size_t(row) >= stored_ballots); }
 
-  // ok, the voter's choice and the new tallies, as counts in option order
-  // (names, question and percentages come with the stream; repeating them
-  // on every vote cost more than the vote itself).
-  std::string vote_answer(bool ok, std::string_view message, size_t option) const {
-    std::string j;
-    j.reserve(160);  // one allocation for the whole answer
-    j += ok ? "{\"ok\":true," : "{\"ok\":false,\"message\":";
-    if (!ok) json_string(j, message), j += ',';
-    j += "\"poll\":";
-    json_number(j, poll.id);
-    j += ",\"voted_for\":";
-    json_string(j, poll.options[option]);
-    j += ",\"counts\":[";
-    for (size_t i = 0; i < poll.counts.size(); i++) {
-      if (i) j += ',';
-      json_number(j, poll.counts[i]);
-    }
-    j += "],\"total\":";
-    json_number(j, poll.total());
-    j += '}';
-    return j;
+  std::string vote_answer(bool ok, std::string_view message, size_t option) const { return vote_json(poll, ok, message, option); }
+
+  static Answer poll_over(int64_t id) { return refusal(410, "that poll is over; vote in poll " + std::to_string(id)); }
+  Answer poll_full() const {
+    return refusal(503, "this poll has reached its limit of " + std::to_string(max_voters) +
+                            " voters (--max-voters); a new poll starts counting again");
+  }
+  static Answer no_option(const Poll& p, bool has_option, const std::string& option) {
+    std::string valid;
+    for (const std::string& o : p.options) valid += (valid.empty() ? "'" : ", '") + o + "'";
+    return refusal(400, (has_option ? "no option '" + option + "'" : "send an 'option' field") + "; the options are " + valid);
   }
 
   // POST /vote
@@ -281,20 +397,15 @@ struct PollApp {
     if (auto no = req.identity("voter", &voter)) return *no;
     if (auto no = req.form("option", &option, &has_option)) return *no;
     if (auto no = req.form("poll", &shown, &has_poll)) return *no;  // the poll the page shows
+    if (redis) return vote_in_redis(req, voter, option, has_option, has_poll ? shown : "");
     if (unstored(-1)) return wait_for_commit();  // a poll started this turn: nothing said of it yet
-    if (has_poll && shown != std::to_string(poll.id)) return refusal(410, "that poll is over; vote in poll " + std::to_string(poll.id));
+    if (has_poll && shown != std::to_string(poll.id)) return poll_over(poll.id);
     int index = poll_option(poll, option);
-    if (index < 0) {
-      std::string valid;
-      for (const std::string& o : poll.options) valid += (valid.empty() ? "'" : ", '") + o + "'";
-      return refusal(400, (has_option ? "no option '" + option + "'" : "send an 'option' field") + "; the options are " + valid);
-    }
+    if (index < 0) return no_option(poll, has_option, option);
     VoteResult v = poll_vote(poll, voter, size_t(index), max_voters);
     // A refusal changes nothing, but the tallies it reports must be stored first.
     if (v.outcome != VoteOutcome::Counted && unstored(poll.total() - 1)) return wait_for_commit();
-    if (v.outcome == VoteOutcome::Full)
-      return refusal(503, "this poll has reached its limit of " + std::to_string(max_voters) +
-                              " voters (--max-voters); a new poll starts counting again");
+    if (v.outcome == VoteOutcome::Full) return poll_full();
     if (v.outcome == VoteOutcome::Already) return json_answer(409, vote_answer(false, "already voted", v.option));
     storage.insert_vote(poll.id, int64_t(v.row), voter, v.option, req.wall_ms);  // written by this turn's commit
     Answer a = json_answer(200, vote_answer(true, {}, v.option));
@@ -308,6 +419,7 @@ struct PollApp {
   Answer me(const Request& req) {
     std::string_view voter = req.uid();
     if (!valid_user(voter)) return refusal(400, "no identity: load a page first for a uid cookie");
+    if (redis) return me_in_redis(req, voter);
     int64_t row = poll.ballot_of(voter);
     if (unstored(row)) return wait_for_commit();
     std::string j = "{\"ok\":true,\"poll\":" + std::to_string(poll.id);
@@ -334,6 +446,7 @@ struct PollApp {
     if (auto no = req.form("options", &options)) return *no;
     std::vector<std::string> list = split_options(options);
     if (auto why = poll_refusal(question, list)) return refusal(400, *why);
+    if (redis) return new_poll_in_redis(req, question, list);
     std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list), req.wall_ms);
     if (!previous) return log_app("store: write refused: " + storage.error()), store_refused();
     log_app("poll: poll " + std::to_string(poll.id) + " started with " + std::to_string(poll.options.size()) + " options");
@@ -341,6 +454,91 @@ struct PollApp {
     a.changed = true;
     a.undo = [this, previous] { poll = std::move(*previous); };
     return a;
+  }
+
+  // ---- In Redis (--redis) ---------------------------------------------------------------
+  //
+  // The same routes, each one script call whose reply makes the answer.
+
+  Redis* redis = nullptr;
+  std::string vote_sha, state_sha, new_sha, me_sha;  // the scripts, loaded on every connect
+
+  // Runs script `sha` with `args`; `answer` makes the reply (never nullptr:
+  // a failed call is answered 503 here) into the request's answer.
+  Answer call(const Request& req, const std::string& sha, std::vector<std::string> args, std::function<Answer(const redisReply*)> answer) {
+    std::vector<std::string_view> argv = {"EVALSHA", sha, "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto done = [this, reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) {
+      if (r && r->type == REDIS_REPLY_ERROR) log_app("redis: " + std::string(r->str, r->len));
+      if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) load_scripts();
+      reply(r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? answer(r) : redis_refused());
+    };
+    if (sha.empty() || !redis->command(argv, std::move(done))) return redis_refused();
+    return answer_later();
+  }
+  static Answer redis_refused() {
+    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
+  }
+
+  Answer vote_in_redis(const Request& req, const std::string& voter, const std::string& option, bool has_option, const std::string& shown) {
+    return call(req, vote_sha, {voter, option, shown, std::to_string(max_voters)}, [this, option, has_option](const redisReply* r) {
+      int64_t status = reply_number(r, 0);
+      Poll p = poll_from_reply(r, 1, "", 2, 5);
+      if (status == 410) return poll_over(p.id);
+      if (status == 503) return poll_full();
+      if (status == 400) return no_option(p, has_option, option);
+      size_t index = size_t(reply_number(r, 3));
+      if (index >= p.options.size()) return redis_refused();
+      return json_answer(int(status), vote_json(p, status == 200, "already voted", index));
+    });
+  }
+
+  Answer me_in_redis(const Request& req, std::string_view voter) {
+    return call(req, me_sha, {std::string(voter)}, [](const redisReply* r) {
+      Poll p = poll_from_reply(r, 0, "", 1, 3);
+      int64_t index = reply_number(r, 2);
+      std::string j = "{\"ok\":true,\"poll\":" + std::to_string(p.id);
+      if (index < 0 || index >= int64_t(p.options.size())) return json_answer(200, j + ",\"voted\":false}");
+      j += ",\"voted\":true,\"voted_for\":";
+      json_string(j, p.options[size_t(index)]);
+      return json_answer(200, j + "}");
+    });
+  }
+
+  Answer new_poll_in_redis(const Request& req, const std::string& question, const std::vector<std::string>& options) {
+    std::string lines;
+    for (const std::string& o : options) lines += (lines.empty() ? "" : "\n") + o;
+    return call(req, new_sha, {question, lines, ""}, [question, options](const redisReply* r) {
+      Poll p = poll_new(reply_number(r, 0), question, options);
+      log_app("poll: poll " + std::to_string(p.id) + " started with " + std::to_string(p.options.size()) + " options");
+      return json_answer(200, "{\"ok\":true," + poll_json(p).substr(1));
+    });
+  }
+
+  // The stream's state, read from Redis.
+  void fetch(SnapshotDone done) {
+    auto got = [done](const redisReply* r) {
+      if (!r || r->type != REDIS_REPLY_ARRAY || reply_number(r, 0) <= 0) return done(nullptr);
+      Poll p = poll_from_reply(r, 1, std::string(reply_text(r, 2)), 3, 5);
+      Snapshot s{poll_json(p), uint64_t(reply_number(r, 0))};
+      done(&s);
+    };
+    if (state_sha.empty() || !redis->command({"EVALSHA", state_sha, "0"}, got)) done(nullptr);
+  }
+
+  // On every connect: the scripts (the same SHAs each time), then the
+  // first poll if Redis has none.
+  void load_scripts() {
+    for (auto [sha, lua] : {std::pair{&vote_sha, POLL_VOTE_LUA}, {&state_sha, POLL_STATE_LUA}, {&new_sha, POLL_NEW_LUA}, {&me_sha, POLL_ME_LUA}})
+      redis->command({"SCRIPT", "LOAD", lua}, [sha](const redisReply* r) {
+        if (r && r->type == REDIS_REPLY_STRING) sha->assign(r->str, r->len);
+      });
+  }
+  void redis_connected() {
+    load_scripts();
+    std::string lines;
+    for (const std::string& o : split_options(first_options)) lines += (lines.empty() ? "" : "\n") + o;
+    redis->command({"EVAL", POLL_NEW_LUA, "0", first_question, lines, "first"}, nullptr);
   }
 
   // ---- Descriptor ---------------------------------------------------------------------
@@ -380,6 +578,13 @@ struct PollApp {
           {"/vote/polls", "POST", [this](const Request& r) { return new_poll(r); }, ADMIN_ONLY}};
     };
     app.committed = [this] { committed(); };
+    app.open_redis = [this](Redis& r, std::string* why) {
+      redis = &r;
+      if (auto no = poll_refusal(first_question, split_options(first_options))) return *why = "--poll-question/--poll-options: " + *no, 2;
+      return 0;
+    };
+    app.redis_connected = [this] { redis_connected(); };
+    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
     return app;
   }
 };

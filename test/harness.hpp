@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,66 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return path + "/" + name; }
   std::string path;
+};
+
+// A redis-server of the test's own: a temporary directory, a unix socket
+// there and no TCP port, stopped by PID. With `appendonly`, every write is
+// in the append-only file, fsynced before Redis answers, so a restart (on
+// the same socket) finds it. start() waits (at most 5 s) for the socket.
+class RedisProcess {
+ public:
+  explicit RedisProcess(bool appendonly = false) : appendonly_(appendonly) { start(); }
+  ~RedisProcess() { stop(); }
+  RedisProcess(const RedisProcess&) = delete;
+  RedisProcess& operator=(const RedisProcess&) = delete;
+
+  void start() {
+    REQUIRE(pid <= 0);
+    unlink(socket.c_str());
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDOUT_FILENO);
+      execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", socket.c_str(), "--unixsocketperm", "700", "--dir",
+             dir.path.c_str(), "--save", "", "--appendonly", appendonly_ ? "yes" : "no", "--appendfsync", "always", (char*)nullptr);
+      _exit(127);
+    }
+    REQUIRE_MESSAGE(wait_for([&] {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      strncpy(a.sun_path, socket.c_str(), sizeof a.sun_path - 1);
+      bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      close(fd);
+      return up;
+    }, 5000), "redis-server did not start (make deps installs it)");
+  }
+  // Stops it (SIGTERM, then SIGKILL after 2 s).
+  void stop(int sig = SIGTERM) {
+    if (pid <= 0) return;
+    kill(pid, sig);
+    int status;
+    int64_t end = now_ms() + 2000;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (now_ms() >= end) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    pid = -1;
+  }
+  void pause() { kill(pid, SIGSTOP); }
+  void resume() { kill(pid, SIGCONT); }
+
+  TempDir dir;
+  std::string socket = dir.file("redis.sock");
+  pid_t pid = -1;
+
+ private:
+  bool appendonly_;
 };
 
 // A running server. The constructor waits (at most 5 s) for it to listen.

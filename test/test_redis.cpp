@@ -1,0 +1,160 @@
+// --redis through the real binaries: several processes in front of one
+// redis-server of the test's own (RedisProcess: a unix socket in a
+// temporary directory, stopped by PID). What one process is told, every
+// process knows: exact tallies through both, one version (event id) for
+// one state everywhere, and faults (Redis stopped, paused) answered 503
+// while streams stay open.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "harness.hpp"
+
+namespace {
+
+const std::vector<std::string> OPTIONS = {"Stock ticker", "Chat room", "Live scores", "Auction"};
+
+// The count of `option` in a poll snapshot or a vote's answer ("name" then "count").
+long long count_of(const std::string& json, const std::string& option) {
+  size_t at = json.find("{\"name\":\"" + option + "\",\"count\":");
+  return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + option.size() + 19);
+}
+
+std::string plus_spaces(std::string s) {
+  std::replace(s.begin(), s.end(), ' ', '+');
+  return s;
+}
+
+std::vector<std::string> with_redis(const RedisProcess& redis, std::vector<std::string> more = {}) {
+  std::vector<std::string> args = {"--quiet", "--redis", redis.socket, "--admin-token", "tok"};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// Waits until the server is connected to Redis and has loaded its scripts
+// (a vote by a throwaway voter is answered 200 or 409, not 503).
+void wait_ready(int port) {
+  REQUIRE(wait_for([&] {
+    int status = http_post(port, "/vote", "voter=ready-check&option=Auction").status;
+    return status == 200 || status == 409;
+  }, 5000));
+}
+
+}  // namespace
+
+TEST_SUITE("redis") {
+
+TEST_CASE("two processes, one Redis: 1,000 voters split across both, exact tallies on both streams") {
+  RedisProcess redis;
+  ServerProcess a(with_redis(redis)), b(with_redis(redis));
+  wait_ready(a.port);
+  wait_ready(b.port);
+  std::map<std::string, long long> expected = {{"Auction", 1}};  // the ready check's vote
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int k = 0; k < 20; k++) clients.push_back(std::make_unique<Client>(k % 2 ? a.port : b.port));
+  for (int burst = 0; burst < 10; burst++) {
+    for (int k = 0; k < 20; k++) {  // 5 pipelined votes per connection per burst
+      std::string wire;
+      for (int j = 0; j < 5; j++) {
+        int voter = burst * 100 + k * 5 + j;
+        const std::string& option = OPTIONS[size_t(voter * 7 % 4)];
+        expected[option]++;
+        wire += post_request("/vote", "voter=v" + std::to_string(voter) + "&option=" + plus_spaces(option));
+      }
+      clients[size_t(k)]->send(wire);
+    }
+    for (auto& c : clients)
+      for (int j = 0; j < 5; j++) REQUIRE(c->response(5000).status == 200);
+  }
+  // A second vote through the other process is refused and not counted.
+  Response again = http_post(b.port, "/vote", "voter=v1&option=Auction");
+  CHECK(again.status == 409);
+  for (int port : {a.port, b.port}) {
+    Client sub(port);
+    sub.send(get_request("/vote/result-sse"));
+    std::string last;
+    CHECK(sse_next(sub, [&](const std::string& d) { last = d; return json_int(d, "total") == 1001; }, 3000));
+    for (auto& [option, n] : expected) CHECK(count_of(last, option) == n);
+  }
+}
+
+TEST_CASE("a vote through A reaches a subscriber on B within --push-gap-ms + 50 ms; ids are one sequence for both") {
+  RedisProcess redis;
+  ServerProcess a(with_redis(redis, {"--push-gap-ms", "100"})), b(with_redis(redis, {"--push-gap-ms", "100"}));
+  wait_ready(a.port);
+  wait_ready(b.port);
+  Client on_a(a.port), on_b(b.port);
+  on_a.send(get_request("/vote/result-sse"));
+  on_b.send(get_request("/vote/result-sse"));
+  SseEvent first_a, first_b;
+  REQUIRE(sse_next(on_a, [](const SseEvent& e) { return json_int(e.data, "total") == 1; }, 3000, &first_a));
+  REQUIRE(sse_next(on_b, [](const SseEvent& e) { return json_int(e.data, "total") == 1; }, 3000, &first_b));
+  CHECK(first_a.id == first_b.id);  // one state, one id, whichever process says it
+  CHECK(first_a.data == first_b.data);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the push gap: the next change is a leading edge
+  int64_t sent = now_ms();
+  REQUIRE(http_post(a.port, "/vote", "voter=fast&option=Chat+room").status == 200);
+  SseEvent next;
+  REQUIRE(sse_next(on_b, [](const SseEvent& e) { return json_int(e.data, "total") == 2; }, 2000, &next));
+  int64_t took = now_ms() - sent;
+  CAPTURE(took);
+  CHECK(took <= 100 + 50);
+  CHECK(std::stoull(next.id) > std::stoull(first_b.id));
+
+  // A browser moving from A to B with its Last-Event-ID: nothing stale, nothing repeated.
+  Client moved(b.port);
+  moved.send(get_request("/vote/result-sse", "Last-Event-ID: " + next.id + "\r\n"));
+  CHECK_FALSE(sse_next(moved, [](const SseEvent&) { return true; }, 500));  // it has this very snapshot
+  REQUIRE(http_post(a.port, "/vote", "voter=later&option=Auction").status == 200);
+  SseEvent after;
+  REQUIRE(sse_next(moved, [](const SseEvent&) { return true; }, 2000, &after));
+  CHECK(json_int(after.data, "total") == 3);
+  CHECK(std::stoull(after.id) > std::stoull(next.id));
+}
+
+TEST_CASE("Redis stopped: writes 503 with Retry-After, streams stay open, /healthz degraded; back: writes again, streams resync") {
+  RedisProcess redis(true);  // appendonly: the restart finds the votes
+  ServerProcess srv(with_redis(redis, {"--redis-timeout", "0.5"}));
+  wait_ready(srv.port);
+  REQUIRE(http_post(srv.port, "/vote", "voter=before&option=Auction").status == 200);
+  Client sub(srv.port);
+  sub.send(get_request("/vote/result-sse"));
+  REQUIRE(sse_next(sub, [](const std::string& d) { return json_int(d, "total") == 2; }, 3000));
+  redis.stop();
+  Response down = http_post(srv.port, "/vote", "voter=during&option=Auction");
+  CHECK(down.status == 503);
+  CHECK(down.header("retry-after") == "1");
+  CHECK(down.body.find("redis") != std::string::npos);
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").body == "degraded\n"; }, 2000));
+  redis.start();
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").body == "ok\n"; }, 5000));
+  CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=after&option=Chat+room").status == 200; }, 3000));
+  CHECK(sse_next(sub, [](const std::string& d) { return json_int(d, "total") == 3 && count_of(d, "Chat room") == 1; }, 3000));
+  CHECK(metric(srv.port, "sse_redis_reconnects_total") >= 1);
+}
+
+TEST_CASE("Redis paused: a write is answered 503 within --redis-timeout, never left hanging") {
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis, {"--redis-timeout", "0.3"}));
+  wait_ready(srv.port);
+  redis.pause();
+  int64_t sent = now_ms();
+  Response r = http_post(srv.port, "/vote", "voter=stuck&option=Auction");
+  int64_t took = now_ms() - sent;
+  redis.resume();
+  CHECK(r.status == 503);
+  CAPTURE(took);
+  CHECK(took < 2000);
+  CHECK(metric(srv.port, "sse_redis_timeouts_total") >= 1);
+  CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=unstuck&option=Auction").status == 200; }, 5000));
+}
+
+TEST_CASE("--redis that is no address: a message and exit 2") {
+  ServerProcess probe({"--quiet"});  // a binary that starts at all
+  std::string bin = getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server";
+  int status = system((bin + " --port 0 --redis 'no such:host' >/dev/null 2>&1").c_str());
+  CHECK(WEXITSTATUS(status) == 2);
+}
+
+}  // TEST_SUITE
