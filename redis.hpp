@@ -271,3 +271,57 @@ class Redis {
   int64_t connect_started_ms_ = 0, retry_at_ms_ = -1, backoff_ms_ = 100;
   int64_t now_ms_ = 0;  // the loop's clock as last told: a command's send time
 };
+
+// ---- Replies and scripts ---------------------------------------------------------------
+
+// Element `i` of an array reply as text, or as a whole number; empty or 0
+// when it is missing or of another type.
+inline std::string_view reply_text(const redisReply* r, size_t i) {
+  const redisReply* e = r && i < r->elements ? r->element[i] : nullptr;
+  return e && e->type == REDIS_REPLY_STRING ? std::string_view(e->str, e->len) : std::string_view();
+}
+inline int64_t reply_number(const redisReply* r, size_t i) {
+  const redisReply* e = r && i < r->elements ? r->element[i] : nullptr;
+  return e && e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+// An app's Lua scripts: each write is one script, which Redis runs
+// atomically. They are loaded (SCRIPT LOAD) on every connect, before any
+// other command on that connection, and called by their SHA (EVALSHA): the
+// SHA is the same on every load, so calls made right after a reconnect
+// find them. A Redis that lost them (SCRIPT FLUSH) answers NOSCRIPT: the
+// call fails (its caller answers 503) and they are loaded again.
+class RedisScripts {
+ public:
+  // Adds a script; returns its number for call().
+  size_t add(const char* lua) {
+    lua_.push_back(lua);
+    sha_.emplace_back();
+    return lua_.size() - 1;
+  }
+  void load(Redis& redis) {
+    redis_ = &redis;
+    for (size_t i = 0; i < lua_.size(); i++)
+      redis.command({"SCRIPT", "LOAD", lua_[i]}, [this, i](const redisReply* r) {
+        if (r && r->type == REDIS_REPLY_STRING) sha_[i].assign(r->str, r->len);
+      });
+  }
+  // Runs script `i` with `args` (no keys: see each script). `done` gets an
+  // array reply, or nullptr for anything else (an error, no reply at all).
+  // False, and `done` dropped, when the call cannot be sent.
+  bool call(size_t i, const std::vector<std::string_view>& args, std::function<void(const redisReply*)> done) {
+    if (!redis_ || sha_[i].empty()) return false;
+    std::vector<std::string_view> argv = {"EVALSHA", sha_[i], "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return redis_->command(argv, [this, done = std::move(done)](const redisReply* r) {
+      bool noscript = r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT");
+      if (noscript) load(*redis_);
+      done(r && r->type == REDIS_REPLY_ARRAY ? r : nullptr);
+    });
+  }
+
+ private:
+  Redis* redis_ = nullptr;
+  std::vector<const char*> lua_;
+  std::vector<std::string> sha_;
+};

@@ -338,16 +338,6 @@ local p = 'sse:poll:' .. id
 return {id, redis.call('HGET', p, 'options'), tonumber(redis.call('HGET', p .. ':voters', ARGV[1]) or '-1')}
 )lua";
 
-// Reply element `i` as text or a number (0 when it is neither).
-inline std::string_view reply_text(const redisReply* r, size_t i) {
-  const redisReply* e = i < r->elements ? r->element[i] : nullptr;
-  return e && e->type == REDIS_REPLY_STRING ? std::string_view(e->str, e->len) : std::string_view();
-}
-inline int64_t reply_number(const redisReply* r, size_t i) {
-  const redisReply* e = i < r->elements ? r->element[i] : nullptr;
-  return e && e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
-}
-
 // A poll without its ballots from reply elements: id, options, and from
 // `counts_at` on the counts (the total is theirs summed).
 inline Poll poll_from_reply(const redisReply* r, size_t id_at, std::string question, size_t options_at, size_t counts_at) {
@@ -461,27 +451,25 @@ struct PollApp {
   // The same routes, each one script call whose reply makes the answer.
 
   Redis* redis = nullptr;
-  std::string vote_sha, state_sha, new_sha, me_sha;  // the scripts, loaded on every connect
+  RedisScripts scripts;
+  size_t vote_lua = scripts.add(POLL_VOTE_LUA), state_lua = scripts.add(POLL_STATE_LUA), new_lua = scripts.add(POLL_NEW_LUA),
+         me_lua = scripts.add(POLL_ME_LUA);
 
-  // Runs script `sha` with `args`; `answer` makes the reply (never nullptr:
-  // a failed call is answered 503 here) into the request's answer.
-  Answer call(const Request& req, const std::string& sha, std::vector<std::string> args, std::function<Answer(const redisReply*)> answer) {
-    std::vector<std::string_view> argv = {"EVALSHA", sha, "0"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto done = [this, reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) {
-      if (r && r->type == REDIS_REPLY_ERROR) log_app("redis: " + std::string(r->str, r->len));
-      if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) load_scripts();
-      reply(r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? answer(r) : redis_refused());
-    };
-    if (sha.empty() || !redis->command(argv, std::move(done))) return redis_refused();
-    return answer_later();
+  // Runs script `lua`; `answer` makes its reply into the request's answer,
+  // which leaves when the reply comes. No reply (Redis down, slow, an
+  // error): 503, and nothing was changed.
+  static Answer call(const Request& req, RedisScripts& scripts, size_t lua, const std::vector<std::string_view>& args,
+                     std::function<Answer(const redisReply*)> answer) {
+    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_refused()); };
+    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
   }
   static Answer redis_refused() {
     return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
   }
 
   Answer vote_in_redis(const Request& req, const std::string& voter, const std::string& option, bool has_option, const std::string& shown) {
-    return call(req, vote_sha, {voter, option, shown, std::to_string(max_voters)}, [this, option, has_option](const redisReply* r) {
+    std::string max = std::to_string(max_voters);
+    return call(req, scripts, vote_lua, {voter, option, shown, max}, [this, option, has_option](const redisReply* r) {
       int64_t status = reply_number(r, 0);
       Poll p = poll_from_reply(r, 1, "", 2, 5);
       if (status == 410) return poll_over(p.id);
@@ -494,7 +482,7 @@ struct PollApp {
   }
 
   Answer me_in_redis(const Request& req, std::string_view voter) {
-    return call(req, me_sha, {std::string(voter)}, [](const redisReply* r) {
+    return call(req, scripts, me_lua, {voter}, [](const redisReply* r) {
       Poll p = poll_from_reply(r, 0, "", 1, 3);
       int64_t index = reply_number(r, 2);
       std::string j = "{\"ok\":true,\"poll\":" + std::to_string(p.id);
@@ -508,7 +496,7 @@ struct PollApp {
   Answer new_poll_in_redis(const Request& req, const std::string& question, const std::vector<std::string>& options) {
     std::string lines;
     for (const std::string& o : options) lines += (lines.empty() ? "" : "\n") + o;
-    return call(req, new_sha, {question, lines, ""}, [question, options](const redisReply* r) {
+    return call(req, scripts, new_lua, {question, lines, ""}, [question, options](const redisReply* r) {
       Poll p = poll_new(reply_number(r, 0), question, options);
       log_app("poll: poll " + std::to_string(p.id) + " started with " + std::to_string(p.options.size()) + " options");
       return json_answer(200, "{\"ok\":true," + poll_json(p).substr(1));
@@ -518,24 +506,17 @@ struct PollApp {
   // The stream's state, read from Redis.
   void fetch(SnapshotDone done) {
     auto got = [done](const redisReply* r) {
-      if (!r || r->type != REDIS_REPLY_ARRAY || reply_number(r, 0) <= 0) return done(nullptr);
+      if (!r || reply_number(r, 0) <= 0) return done(nullptr);
       Poll p = poll_from_reply(r, 1, std::string(reply_text(r, 2)), 3, 5);
       Snapshot s{poll_json(p), uint64_t(reply_number(r, 0))};
       done(&s);
     };
-    if (state_sha.empty() || !redis->command({"EVALSHA", state_sha, "0"}, got)) done(nullptr);
+    if (!scripts.call(state_lua, {}, got)) done(nullptr);
   }
 
-  // On every connect: the scripts (the same SHAs each time), then the
-  // first poll if Redis has none.
-  void load_scripts() {
-    for (auto [sha, lua] : {std::pair{&vote_sha, POLL_VOTE_LUA}, {&state_sha, POLL_STATE_LUA}, {&new_sha, POLL_NEW_LUA}, {&me_sha, POLL_ME_LUA}})
-      redis->command({"SCRIPT", "LOAD", lua}, [sha](const redisReply* r) {
-        if (r && r->type == REDIS_REPLY_STRING) sha->assign(r->str, r->len);
-      });
-  }
+  // On every connect: the scripts, then the first poll if Redis has none.
   void redis_connected() {
-    load_scripts();
+    scripts.load(*redis);
     std::string lines;
     for (const std::string& o : split_options(first_options)) lines += (lines.empty() ? "" : "\n") + o;
     redis->command({"EVAL", POLL_NEW_LUA, "0", first_question, lines, "first"}, nullptr);
