@@ -2,6 +2,7 @@
 #
 #   make              build ./sse-server
 #   make run          install missing Debian packages, build, serve on :8080
+#   make run-cluster  one process per core on :8080 in front of one local Redis (--redis)
 #   make test         install missing packages, build, run every test
 #   make test SAN=1   the same, server and tests built with ASan + UBSan
 #   make e2e          browser tests: the pages in Debian's Chromium (make deps-e2e installs it)
@@ -35,7 +36,7 @@ endif
 
 E2E_PACKAGES := chromium fonts-wqy-microhei
 
-.PHONY: all deps deps-e2e deps-bench deps-fuzz run test e2e bench fuzz clean
+.PHONY: all deps deps-e2e deps-bench deps-fuzz run run-cluster test e2e bench fuzz clean
 
 all: sse-server bench/ssefan
 
@@ -96,6 +97,28 @@ run: deps
 test: deps
 	$(MAKE) $(TEST_SERVER) $(TEST_BIN)
 	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
+
+# One sse-server per core on :8080 (SO_REUSEPORT), all in front of one
+# redis-server of our own: its config, unix socket, append-only file and log
+# in build/cluster (appendfsync everysec: see the README's "Scaling out").
+# One admin token for all (SSE_ADMIN_TOKEN, else a random one, printed).
+# Ctrl-C stops every process by PID.
+CLUSTER := build/cluster
+run-cluster: deps
+	$(MAKE) sse-server
+	@mkdir -p $(CLUSTER)
+	@printf 'port 0\nunixsocket %s/redis.sock\nunixsocketperm 700\ndir %s\nappendonly yes\nappendfsync everysec\nsave ""\n' \
+	  "$$PWD/$(CLUSTER)" "$$PWD/$(CLUSTER)" >$(CLUSTER)/redis.conf
+	@token=$${SSE_ADMIN_TOKEN:-$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}; pids=; \
+	trap 'exit 0' INT TERM; trap 'kill $$pids 2>/dev/null; wait; echo "run-cluster: stopped"' EXIT; \
+	redis-server $(CLUSTER)/redis.conf >$(CLUSTER)/redis.log 2>&1 & pids=$$!; \
+	for i in $$(seq 50); do [ -S $(CLUSTER)/redis.sock ] && break; sleep 0.1; done; \
+	[ -S $(CLUSTER)/redis.sock ] || { echo "redis-server did not start: see $(CLUSTER)/redis.log"; exit 1; }; \
+	for i in $$(seq $$(nproc)); do \
+	  SSE_ADMIN_TOKEN=$$token ./sse-server --reuse-port --redis $(CLUSTER)/redis.sock --db $(CLUSTER)/sse-$$i.db & pids="$$pids $$!"; \
+	done; \
+	sleep 0.5; echo "run-cluster: $$(nproc) processes on http://127.0.0.1:8080, one Redis ($(CLUSTER)/redis.sock); admin token $$token"; \
+	wait
 
 # The peers the benchmark measures us against, and what drives them.
 deps-bench: deps

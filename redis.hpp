@@ -57,10 +57,11 @@ class Redis {
   Redis(const Redis&) = delete;
   Redis& operator=(const Redis&) = delete;
 
-  // "127.0.0.1:6379", "localhost:6379" or "/run/redis.sock". False (and
+  // "127.0.0.1:6379", "localhost:6379", or a path such as "/run/redis.sock"
+  // or "build/redis.sock". False (and
   // *why) when it is neither.
   bool set_address(std::string_view addr, std::string* why) {
-    if (addr.starts_with("/")) {
+    if (addr.find('/') != addr.npos) {  // a path: host:port has no slash
       if (addr.size() >= sizeof(sockaddr_un{}.sun_path)) return *why = "--redis: socket path too long", false;
       unix_path_ = addr;
       return true;
