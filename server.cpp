@@ -11,29 +11,35 @@
 // The loop. Everything the server waits on is a file descriptor registered
 // with one epoll instance: the listening socket, each client socket, one
 // timerfd (our alarm clock: it fires at the next deadline — a coalesced push,
-// a periodic push, a heartbeat, a timeout) and one signalfd (SIGINT and
-// SIGTERM arrive as readable bytes instead of interrupting us). One turn:
+// a periodic push, a heartbeat, a timeout), one signalfd (SIGINT and
+// SIGTERM arrive as readable bytes instead of interrupting us) and, with
+// --redis, the two sockets to Redis. One turn:
 //
 //   epoll_wait ──> for each ready fd:  accept  |  read → parse → route →
-//        ^           handler → answer appended (or the request parked)
+//        ^           handler → answer appended (or the request parked, or
+//        |           its question sent to Redis)  |  Redis replies → answers
 //        |         then, once per turn (turn_finish):
 //        |           handle again the requests parked last turn
 //        |           expire timeouts
 //        |           commit the database ── failed? undo, answers → 503
 //        |           write every connection that has output
 //        |           push the streams that are due
+//        |           send the turn's Redis commands, in one write
 //        '────────── close what was marked
 //
 // Answers are written only after the turn's one commit (group commit, as
 // Redis answers in beforeSleep): a reply never leaves before the change it
-// reports is stored. Answers go out before the pushes: a broadcast to
-// 10,000 streams should not delay the voter who caused it.
+// reports is stored. With --redis an app's answer may instead come later,
+// when Redis replies; its connection waits and reads no further, so
+// pipelined answers keep their order. Answers go out before the pushes: a
+// broadcast to 10,000 streams should not delay the voter who caused it.
 //
 // Reading map — one connection's path, in the order below: on_accept,
 // conn_open, on_readable, conn_parse (HttpParser::feed), on_request,
 // route_request (the app's handler), respond_answer, conn_flush, and for a
 // stream on_subscribe, streams_push, sse_send; finally conn_close. A turn:
 // run, on_event, turn_finish, turn_commit, deadlines_expire, timer_arm.
+// With --redis: on_later_answer, live_fetch, redis_turn.
 //
 // Connections live in a table indexed by fd (the kernel hands out the lowest
 // free fd, so the table stays dense). Writing follows "write now, queue the
