@@ -19,13 +19,20 @@
 // that does not make a showtime is left off the board and counted in
 // /metrics.
 //
+// With --redis the schedule, the seats and the bookings live in Redis
+// instead (its own chapter below), so every process in front of it sells
+// the same seats; the same lesson holds there: the hash in Redis decides,
+// and an edit made with redis-cli shows up like one made through the API.
+//
 // Left out on purpose: cancelling a booking, choosing seats (a booking is a
 // count), time zones on the board (UTC; the page shows local time). A
 // deleted showtime's bookings stay in the table, off every list.
 #pragma once
 #include <algorithm>
+#include <chrono>
 
 #include "../app.hpp"
+#include "../redis.hpp"
 
 // ---- Rules ----------------------------------------------------------------------------
 
@@ -52,6 +59,14 @@ inline std::optional<std::string> field_refusal(std::string_view key, std::strin
   if (!t) return "starts_at must be an ISO 8601 time with a zone, like 2026-11-23T19:30:00+08:00";
   if (*t <= now_ms) return "starts_at is in the past";
   return std::nullopt;
+}
+
+// True when a showtime read back from storage (the database, Redis, or
+// what someone typed into either) can go on the board: text a page can
+// show, seat counts that add up. Its start time is checked where it is read.
+inline bool showtime_valid(const Showtime& st) {
+  return !st.movie.empty() && valid_text(st.movie) && !st.hall.empty() && valid_text(st.hall) && st.seats_total >= 0 &&
+         st.seats_left >= 0 && st.seats_left <= st.seats_total;
 }
 
 // Which field of a new showtime is wrong, and why; nothing when all are fine.
@@ -101,6 +116,22 @@ inline std::string schedule_json(std::vector<Showtime> rows, int64_t now_ms) {
     showtime_json(j, rows[i]);
   }
   return j + "]}";
+}
+
+// A dozen showtimes over the next days: the sample schedule of a first start.
+inline std::vector<Showtime> sample_schedule(int64_t wall_ms) {
+  static constexpr std::pair<const char*, const char*> films[] = {
+      {"Spirited Away", "Hall 1"}, {"The Wandering Earth", "IMAX"}, {"In the Mood for Love", "Hall 2"}, {"Hero", "Hall 3"}};
+  int64_t hour_ms = 3600 * 1000, day_ms = 24 * hour_ms, today = wall_ms - wall_ms % day_ms;
+  std::vector<Showtime> out;
+  for (int day = 1; day <= 3; day++)
+    for (int k = 0; k < 4; k++) {
+      Showtime st{0, films[k].first, films[k].second, today + day * day_ms + (10 + 3 * k) * hour_ms + (k % 2) * 30 * 60000,
+                  k == 1 ? 320 : 120, 0};
+      st.seats_left = st.seats_total - (day * 37 + k * 23) % st.seats_total;
+      out.push_back(st);
+    }
+  return out;
 }
 
 // ---- Storage --------------------------------------------------------------------------
@@ -266,8 +297,7 @@ class CinemaStorage {
     *st = Showtime{sqlite3_column_int64(s, col), text(1), text(2), 0, sqlite3_column_int64(s, col + 4), sqlite3_column_int64(s, col + 5)};
     std::optional<int64_t> starts = parse_iso8601(text(3));
     st->starts_ms = starts.value_or(0);
-    return starts && !st->movie.empty() && valid_text(st->movie) && !st->hall.empty() && valid_text(st->hall) &&
-           st->seats_total >= 0 && st->seats_left >= 0 && st->seats_left <= st->seats_total;
+    return starts && showtime_valid(*st);
   }
   static void bind_text(sqlite3_stmt* s, int i, std::string_view t) { sqlite3_bind_text(s, i, t.data(), int(t.size()), SQLITE_STATIC); }
   bool fail(const char* what) {
@@ -281,7 +311,226 @@ class CinemaStorage {
   std::string error_;
 };
 
+// ---- Storage in Redis (--redis) --------------------------------------------------------
+//
+// Keys, all under sse:cinema: (text throughout, as redis-cli shows it):
+//   showtime:<id>   a hash per showtime: movie, hall, starts_at (ISO 8601
+//                   with a zone; the server writes its UTC form), seats_total,
+//                   seats_left: the row of the SQLite mode
+//   showtimes       the set of ids on the schedule
+//   ids             the last showtime id given (INCR)
+//   booking:<id>    a hash per booking: showtime, user, seats, made_at (epoch ms)
+//   booking_ids     the last booking id given (INCR)
+//   user:<user>     the list of a user's booking ids, oldest first
+//   held:<user>     a hash: showtime id -> seats the user holds of it
+//   version         the stream's version: the event id on every process
+//   digest          "<version> <sha1>" of the state last read (see the state)
+// Each write is one Lua script that decides and applies atomically however
+// many processes send bookings; it bumps the version and publishes "cinema
+// <version>" on sse:changed. Shortcut: the scripts name keys they build
+// themselves, as a single Redis allows (a Redis Cluster would not).
+//
+// An edit made with redis-cli bumps no version, and nor does a showtime
+// starting. So the state script, which every process runs on a change and
+// every --schedule-interval, takes a digest of everything the board depends
+// on (each hash, and which showtimes have started by Redis's own clock);
+// when the digest stored for the current version differs, the state
+// changed under it, and the script makes it a new version there and then.
+// One version, one board, on every process.
+
+// The start of an ISO 8601 time with a zone, read as parse_iso8601 reads
+// it (epoch ms), or nil: the scripts that need to know whether a showtime
+// has started begin with it. Lua's numbers are doubles: exact to 2^53 ms.
+inline constexpr const char* CINEMA_TIME_LUA = R"lua(
+local function starts_ms(s)
+  if type(s) ~= 'string' then return nil end
+  local y, mo, d, h, mi, rest = string.match(s, '^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d)(.*)$')
+  if not y then return nil end
+  local sec, ms, off = 0, 0, 0
+  local ss, after_ss = string.match(rest, '^:(%d%d)(.*)$')
+  if ss then
+    sec, rest = tonumber(ss), after_ss
+    local frac, after_frac = string.match(rest, '^%.(%d+)(.*)$')
+    if frac then ms, rest = tonumber(string.sub(frac .. '00', 1, 3)), after_frac end
+  end
+  if rest ~= 'Z' then
+    local sign, oh, om = string.match(rest, '^([+-])(%d%d):(%d%d)$')
+    if not sign or tonumber(oh) > 23 or tonumber(om) > 59 then return nil end
+    off = (sign == '+' and 1 or -1) * (tonumber(oh) * 60 + tonumber(om))
+  end
+  y, mo, d, h, mi = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi)
+  local month_days = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+  local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
+  if mo < 1 or mo > 12 or d < 1 or h > 23 or mi > 59 or sec > 59 then return nil end
+  if d > month_days[mo] + ((mo == 2 and leap) and 1 or 0) then return nil end
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * (mo > 2 and mo - 3 or mo + 9) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  return ((days * 24 + h) * 60 + mi - off) * 60000 + sec * 1000 + ms
+end
+)lua";
+
+// The stream's state: {version, Redis's time in epoch ms, then per showtime
+// its id, movie, hall, starts_at, seats_total, seats_left} (a missing field
+// is nil). Takes the digest described above; bumps the version when the
+// state changed under the same version (or there is none yet).
+inline const std::string CINEMA_STATE_LUA = std::string(CINEMA_TIME_LUA) + R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ids = redis.call('SMEMBERS', 'sse:cinema:showtimes')
+table.sort(ids)
+local out, parts = {0, now}, {}
+local function part(v) parts[#parts + 1] = v and (#v .. ':' .. v) or '-' end
+for _, id in ipairs(ids) do
+  local key = 'sse:cinema:showtime:' .. id
+  if redis.call('EXISTS', key) == 1 then
+    local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
+    out[#out + 1] = id
+    part(id)
+    for i = 1, 5 do out[#out + 1] = f[i]; part(f[i]) end
+    local starts = starts_ms(f[3])
+    part((starts and starts <= now) and 'started' or 'upcoming')
+  end
+end
+local digest = redis.sha1hex(table.concat(parts, '\n'))
+local version = redis.call('GET', 'sse:cinema:version') or '0'
+local stored = redis.call('GET', 'sse:cinema:digest')
+if stored ~= version .. ' ' .. digest then
+  if version == '0' or (stored and string.sub(stored, 1, #version + 1) == version .. ' ') then
+    version = tostring(redis.call('INCR', 'sse:cinema:version'))
+    redis.call('PUBLISH', 'sse:changed', 'cinema ' .. version)
+  end
+  redis.call('SET', 'sse:cinema:digest', version .. ' ' .. digest)
+end
+out[1] = tonumber(version)
+return out
+)lua";
+
+// New showtimes: ARGV "first" to make them only if Redis has no schedule
+// yet (every process starting up asks), else ""; then five per showtime:
+// movie, hall, starts_at, seats_total, seats_left. {the last id} or {0}.
+inline constexpr const char* CINEMA_ADD_LUA = R"lua(
+if ARGV[1] == 'first' and redis.call('EXISTS', 'sse:cinema:ids', 'sse:cinema:showtimes', 'sse:cinema:version') > 0 then return {0} end
+local id, key = 0, ''
+for i = 2, #ARGV, 5 do
+  repeat  -- past an id someone took by hand with redis-cli
+    id = redis.call('INCR', 'sse:cinema:ids')
+    key = 'sse:cinema:showtime:' .. id
+  until redis.call('EXISTS', key) == 0 and redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0
+  redis.call('HSET', key, 'movie', ARGV[i], 'hall', ARGV[i + 1], 'starts_at', ARGV[i + 2],
+             'seats_total', ARGV[i + 3], 'seats_left', ARGV[i + 4])
+  redis.call('SADD', 'sse:cinema:showtimes', id)
+end
+redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
+return {id}
+)lua";
+
+// An edit: ARGV id, movie, hall, starts_at, seats (the total); "" leaves a
+// field as it is. The seats move seats_left by as much, never below the
+// seats sold: {409, sold}. {404}, or {200, id, movie, hall, starts_at,
+// seats_total, seats_left} as they are now.
+inline constexpr const char* CINEMA_EDIT_LUA = R"lua(
+local key = 'sse:cinema:showtime:' .. ARGV[1]
+if redis.call('SISMEMBER', 'sse:cinema:showtimes', ARGV[1]) == 0 or redis.call('EXISTS', key) == 0 then return {404} end
+if ARGV[5] ~= '' then
+  local f = redis.call('HMGET', key, 'seats_total', 'seats_left')
+  local total, left, seats = tonumber(f[1] or '') or 0, tonumber(f[2] or '') or 0, tonumber(ARGV[5])
+  if seats < total - left then return {409, total - left} end
+  redis.call('HSET', key, 'seats_total', seats, 'seats_left', left + seats - total)
+end
+for i, name in ipairs({'movie', 'hall', 'starts_at'}) do
+  if ARGV[i + 1] ~= '' then redis.call('HSET', key, name, ARGV[i + 1]) end
+end
+redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
+local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
+return {200, ARGV[1], f[1], f[2], f[3], f[4], f[5]}
+)lua";
+
+// A delete: ARGV id. {200}, or {404} when there was no such showtime. Its
+// bookings stay, off every list.
+inline constexpr const char* CINEMA_ERASE_LUA = R"lua(
+local gone = redis.call('SREM', 'sse:cinema:showtimes', ARGV[1]) + redis.call('DEL', 'sse:cinema:showtime:' .. ARGV[1])
+if gone == 0 then return {404} end
+redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
+return {200}
+)lua";
+
+// A booking: ARGV showtime id, user, seats, the server's time (epoch ms),
+// the seats one person may hold. In the SQLite mode's order of checks:
+// {'no_showtime'}, {'started'}, {'per_person', held}, {'seats', left}, or
+// {'booked', left, booking id}. Shortcut: a hash whose movie or hall is not
+// UTF-8 text (off the board) can still be booked by its id: the script
+// checks what decides a sale, the time and the seats, not the names.
+inline const std::string CINEMA_BOOK_LUA = std::string(CINEMA_TIME_LUA) + R"lua(
+local id, user, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local key = 'sse:cinema:showtime:' .. id
+if redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0 then return {'no_showtime'} end
+local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
+local function count(v) return v and #v <= 9 and string.match(v, '^%d+$') and tonumber(v) end
+local starts, total, left = starts_ms(f[3]), count(f[4]), count(f[5])
+if not (f[1] and f[1] ~= '' and f[2] and f[2] ~= '' and starts and total and left and left <= total) then return {'no_showtime'} end
+if starts <= tonumber(ARGV[4]) then return {'started'} end
+local held = tonumber(redis.call('HGET', 'sse:cinema:held:' .. user, id) or '0')
+if held + n > tonumber(ARGV[5]) then return {'per_person', held} end
+if left < n then return {'seats', left} end
+redis.call('HINCRBY', key, 'seats_left', -n)
+local booking = redis.call('INCR', 'sse:cinema:booking_ids')
+redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', ARGV[4])
+redis.call('RPUSH', 'sse:cinema:user:' .. user, booking)
+redis.call('HINCRBY', 'sse:cinema:held:' .. user, id, n)
+redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
+return {'booked', left - n, booking}
+)lua";
+
+// `user`'s bookings of showtimes still on the schedule: six per booking:
+// its id, seats, showtime id, movie, hall, starts_at.
+inline constexpr const char* CINEMA_MINE_LUA = R"lua(
+local out = {}
+for _, b in ipairs(redis.call('LRANGE', 'sse:cinema:user:' .. ARGV[1], 0, -1)) do
+  local bk = redis.call('HMGET', 'sse:cinema:booking:' .. b, 'showtime', 'seats')
+  if bk[1] and redis.call('SISMEMBER', 'sse:cinema:showtimes', bk[1]) == 1 then
+    local s = redis.call('HMGET', 'sse:cinema:showtime:' .. bk[1], 'movie', 'hall', 'starts_at')
+    for _, v in ipairs({b, bk[2] or '0', bk[1], s[1], s[2], s[3]}) do out[#out + 1] = v end
+  end
+end
+return out
+)lua";
+
+// A whole number as the scripts keep it (text of 1 to `digits` digits), or -1.
+inline int64_t count_text(std::string_view s, size_t digits = 9) {
+  if (s.empty() || s.size() > digits || s.find_first_not_of("0123456789") != s.npos) return -1;
+  return std::stoll(std::string(s));
+}
+
+// Reply elements from `at`: id, movie, hall, starts_at, seats_total,
+// seats_left (text, as the hash holds them) into *st. False when they
+// make no showtime (the SQLite mode's rule, read from text).
+inline bool showtime_from_reply(const redisReply* r, size_t at, Showtime* st) {
+  std::optional<int64_t> starts = parse_iso8601(reply_text(r, at + 3));
+  *st = Showtime{count_text(reply_text(r, at), 18), std::string(reply_text(r, at + 1)), std::string(reply_text(r, at + 2)),
+                 starts.value_or(0), count_text(reply_text(r, at + 4)), count_text(reply_text(r, at + 5))};
+  return st->id >= 0 && starts && showtime_valid(*st);
+}
+
+// The state script's rows (from element 2 on): those that make a showtime;
+// *invalid counts the rest.
+inline std::vector<Showtime> showtimes_from_reply(const redisReply* r, int* invalid) {
+  std::vector<Showtime> rows;
+  *invalid = 0;
+  Showtime st;
+  for (size_t at = 2; at + 6 <= r->elements; at += 6)
+    if (showtime_from_reply(r, at, &st)) rows.push_back(std::move(st));
+    else ++*invalid;
+  return rows;
+}
+
 // ---- Routes ---------------------------------------------------------------------------
+//
+// Each handler reads and checks its form, then asks the database (the
+// SQLite mode) or runs one script (--redis, the section after these); both
+// make their answer with the same helpers, so a client cannot tell them apart.
 
 struct CinemaApp {
   int64_t reread_ms = 5000;  // flag
@@ -302,6 +551,7 @@ struct CinemaApp {
 
   // GET /cinema/showtimes: the board, read now.
   Answer list(const Request& req) {
+    if (redis) return list_in_redis(req);
     if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
     std::vector<Showtime> rows;
     int invalid = 0;
@@ -323,6 +573,12 @@ struct CinemaApp {
     showtime_json(j, st);
     return j + "}";
   }
+  static Answer added(const Showtime& st) {
+    return json_answer(201, showtime_answer(st), "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
+  }
+  static Answer no_showtime_there() { return refusal(404, "no showtime there: a showtime's id is a whole number"); }
+  static Answer no_showtime(int64_t id) { return refusal(404, "no showtime " + std::to_string(id)); }
+  static Answer deleted(int64_t id) { return json_answer(200, "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}"); }
 
   // POST /cinema/showtimes (admin)
   Answer add(const Request& req) {
@@ -334,56 +590,77 @@ struct CinemaApp {
     if (auto no = req.whole_number("seats", 1, MAX_SEATS, &st.seats_total)) return *no;
     st.seats_left = st.seats_total;
     st.starts_ms = *parse_iso8601(starts_at);
+    if (redis) return add_in_redis(req, st);
     if (!storage.insert(st, &st.id)) return write_refused(storage);
-    Answer a = json_answer(201, showtime_answer(st), "Location: /cinema/showtimes/" + std::to_string(st.id) + "\r\n");
+    Answer a = added(st);
     a.changed = true;  // undone by the database's rollback, should the commit fail
     return a;
+  }
+
+  // What a PATCH asks: the text fields given (movie, hall, starts_at in its
+  // UTC form), and the seats (the total) if given.
+  struct Edit {
+    int64_t id = 0;
+    std::optional<std::string> text[3];
+    std::optional<int64_t> seats;
+  };
+
+  // Reads and checks a PATCH's path and form into *e; the refusal, or nothing.
+  static std::optional<Answer> edit_form(const Request& req, Edit* e) {
+    std::string_view rest;
+    std::optional<int64_t> id = showtime_id(req.http.path, &rest);
+    if (!id || !rest.empty()) return no_showtime_there();
+    e->id = *id;
+    static constexpr const char* KEYS[] = {"movie", "hall", "starts_at"};
+    for (int i = 0; i < 3; i++) {
+      std::string value;
+      bool present = false;
+      if (auto no = trimmed(req, KEYS[i], &value, &present)) return no;
+      if (!present) continue;
+      if (auto why = field_refusal(KEYS[i], value, req.wall_ms)) return refusal(400, *why);
+      e->text[i] = i == 2 ? iso_utc(*parse_iso8601(value)) : value;
+    }
+    if (auto no = req.whole_number_if_sent("seats", 1, MAX_SEATS, &e->seats)) return no;
+    if (!e->text[0] && !e->text[1] && !e->text[2] && !e->seats) return refusal(400, "nothing to change: send movie, hall, starts_at or seats");
+    return std::nullopt;
+  }
+  // The edit made: the showtime as it is now (null: its row still makes no showtime).
+  static Answer edited(const Showtime* st) { return json_answer(200, st ? showtime_answer(*st) : "{\"ok\":true,\"showtime\":null}"); }
+  static Answer below_sold(int64_t id, int64_t sold) {
+    return refusal(409, std::to_string(sold) + " seats of showtime " + std::to_string(id) + " are sold: seats cannot go below that");
   }
 
   // PATCH /cinema/showtimes/{id} (admin): any of movie, hall, starts_at and
   // seats (the total), each checked as when a showtime is added; the seats
   // never below those sold.
   Answer edit(const Request& req) {
-    std::string_view rest;
-    std::optional<int64_t> id = showtime_id(req.http.path, &rest);
-    if (!id || !rest.empty()) return refusal(404, "no showtime there: a showtime's id is a whole number");
-    static constexpr const char* KEYS[] = {"movie", "hall", "starts_at"};
-    std::optional<std::string> text[3];
-    for (int i = 0; i < 3; i++) {
-      std::string value;
-      bool present = false;
-      if (auto no = trimmed(req, KEYS[i], &value, &present)) return *no;
-      if (!present) continue;
-      if (auto why = field_refusal(KEYS[i], value, req.wall_ms)) return refusal(400, *why);
-      text[i] = i == 2 ? iso_utc(*parse_iso8601(value)) : value;
-    }
-    std::optional<int64_t> seats;
-    if (auto no = req.whole_number_if_sent("seats", 1, MAX_SEATS, &seats)) return *no;
-    if (!text[0] && !text[1] && !text[2] && !seats) return refusal(400, "nothing to change: send movie, hall, starts_at or seats");
+    Edit e;
+    if (auto no = edit_form(req, &e)) return *no;
+    if (redis) return edit_in_redis(req, e);
     bool fresh = !store->in_transaction(), changed = false, found = false;
     Showtime st;
-    if (!storage.edit(*id, text, seats, &changed)) return write_refused(storage);
-    if (!storage.find(*id, &st, &found)) return read_refused();
+    if (!storage.edit(e.id, e.text, e.seats, &changed)) return write_refused(storage);
+    if (!storage.find(e.id, &st, &found)) return read_refused();
     if (changed) {
-      Answer a = json_answer(200, found ? showtime_answer(st) : "{\"ok\":true,\"showtime\":null}");  // null: the row still makes no showtime
+      Answer a = edited(found ? &st : nullptr);
       a.changed = true;
       return a;
     }
     if (!fresh) return wait_for_commit();  // what was read may be this turn's, not stored yet
-    if (!found) return refusal(404, "no showtime " + std::to_string(*id));
-    return refusal(409, std::to_string(st.seats_total - st.seats_left) + " seats of showtime " + std::to_string(*id) +
-                            " are sold: seats cannot go below that");
+    if (!found) return no_showtime(e.id);
+    return below_sold(e.id, st.seats_total - st.seats_left);
   }
 
   // DELETE /cinema/showtimes/{id} (admin)
   Answer erase(const Request& req) {
     std::string_view rest;
     std::optional<int64_t> id = showtime_id(req.http.path, &rest);
-    if (!id || !rest.empty()) return refusal(404, "no showtime there: a showtime's id is a whole number");
+    if (!id || !rest.empty()) return no_showtime_there();
+    if (redis) return erase_in_redis(req, *id);
     bool found = false;
     if (!storage.erase(*id, &found)) return write_refused(storage);
-    if (!found) return refusal(404, "no showtime " + std::to_string(*id));
-    Answer a = json_answer(200, "{\"ok\":true,\"deleted\":" + std::to_string(*id) + "}");
+    if (!found) return no_showtime(*id);
+    Answer a = deleted(*id);
     a.changed = true;
     return a;
   }
@@ -391,6 +668,24 @@ struct CinemaApp {
   // Bookings made, and refused by reason, for /metrics.
   enum Refused { NO_SHOWTIME, STARTED, PER_PERSON, SOLD_OUT, REFUSED_KINDS };
   uint64_t booked = 0, refused[REFUSED_KINDS] = {};
+
+  // A refused booking of showtime `id`, counted; `n` is the seats the person
+  // holds (PER_PERSON) or the seats left (SOLD_OUT).
+  Answer booking_refused(Refused why, int64_t id, int64_t n) {
+    refused[why]++;
+    std::string which = "showtime " + std::to_string(id), count = std::to_string(n);
+    if (why == NO_SHOWTIME) return json_answer(404, "{\"ok\":false,\"message\":\"no " + which + "\"}");
+    if (why == STARTED) return json_answer(410, "{\"ok\":false,\"message\":\"" + which + " has started\"}");
+    if (why == PER_PERSON)
+      return json_answer(409, "{\"ok\":false,\"message\":\"you hold " + count + " seats of " + which +
+                                  "; one person may hold at most 10\",\"held\":" + count + "}");
+    return json_answer(409, "{\"ok\":false,\"message\":\"" + (n == 0 ? which + " is sold out" : "only " + count + " seats left of " + which) +
+                                "\",\"seats_left\":" + count + "}");
+  }
+  static std::string booked_json(int64_t booking, int64_t id, int64_t seats, int64_t left) {
+    return "{\"ok\":true,\"booking\":" + std::to_string(booking) + ",\"showtime\":" + std::to_string(id) + ",\"seats\":" +
+           std::to_string(seats) + ",\"seats_left\":" + std::to_string(left) + "}";
+  }
 
   // POST /cinema/showtimes/{id}/book: `seats` (1 to 10, default 1) for the
   // user (form field `user`, else the uid cookie). The turn's transaction is
@@ -406,44 +701,28 @@ struct CinemaApp {
     if (auto no = req.whole_number_if_sent("seats", 1, MAX_SEATS_PER_BOOKING, &asked)) return *no;
     if (auto no = req.identity("user", &user)) return *no;
     int64_t seats = asked.value_or(1);
+    if (redis) return book_in_redis(req, *id, user, seats);
     bool fresh = !store->in_transaction(), found = false, taken = false;
     if (!store->hold()) return write_refused(storage);
     Showtime st;
     int64_t held = 0, booking = 0;
     if (!storage.find(*id, &st, &found) || (found && !storage.held(user, *id, &held))) return read_refused();
-    auto refuse = [&](Refused why, int status, std::string body) {
-      if (!fresh) return wait_for_commit();
-      refused[why]++;
-      return json_answer(status, std::move(body));
-    };
-    std::string which = "showtime " + std::to_string(*id);
-    if (!found) return refuse(NO_SHOWTIME, 404, "{\"ok\":false,\"message\":\"no " + which + "\"}");
-    if (st.starts_ms <= req.wall_ms) return refuse(STARTED, 410, "{\"ok\":false,\"message\":\"" + which + " has started\"}");
-    if (held + seats > MAX_SEATS_PER_PERSON)
-      return refuse(PER_PERSON, 409, "{\"ok\":false,\"message\":\"you hold " + std::to_string(held) + " seats of " + which +
-                                         "; one person may hold at most 10\",\"held\":" + std::to_string(held) + "}");
+    auto refuse = [&](Refused why, int64_t n) { return fresh ? booking_refused(why, *id, n) : wait_for_commit(); };
+    if (!found) return refuse(NO_SHOWTIME, 0);
+    if (st.starts_ms <= req.wall_ms) return refuse(STARTED, 0);
+    if (held + seats > MAX_SEATS_PER_PERSON) return refuse(PER_PERSON, held);
     if (!storage.book(*id, user, seats, req.wall_ms, &taken, &booking)) return write_refused(storage);
-    std::string left = std::to_string(taken ? st.seats_left - seats : st.seats_left);
-    if (!taken)
-      return refuse(SOLD_OUT, 409, "{\"ok\":false,\"message\":\"" + (left == "0" ? which + " is sold out" : "only " + left + " seats left of " + which) +
-                                       "\",\"seats_left\":" + left + "}");
+    if (!taken) return refuse(SOLD_OUT, st.seats_left);
     booked++;
-    Answer a = json_answer(200, "{\"ok\":true,\"booking\":" + std::to_string(booking) + ",\"showtime\":" + std::to_string(*id) +
-                                    ",\"seats\":" + std::to_string(seats) + ",\"seats_left\":" + left + "}");
+    Answer a = json_answer(200, booked_json(booking, *id, seats, st.seats_left - seats));
     a.changed = true;  // the rows go with the rollback; the count with undo
     a.undo = [this] { booked--; };
     return a;
   }
 
-  // GET /cinema/bookings/me: this browser's bookings (its uid cookie only)
-  // of showtimes not yet started, soonest first.
-  Answer mine(const Request& req) {
-    std::string_view user = req.uid();
-    if (!valid_user(user)) return refusal(400, "no identity: load a page first for a uid cookie");
-    if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
-    std::vector<Booking> list;
-    if (!storage.bookings(user, &list)) return read_refused();
-    std::erase_if(list, [&](const Booking& b) { return b.showtime.starts_ms <= req.wall_ms; });
+  // A person's bookings of showtimes not yet started, soonest first.
+  static Answer bookings_answer(std::vector<Booking> list, int64_t now_ms) {
+    std::erase_if(list, [&](const Booking& b) { return b.showtime.starts_ms <= now_ms; });
     std::sort(list.begin(), list.end(), [](const Booking& a, const Booking& b) {
       return a.showtime.starts_ms != b.showtime.starts_ms ? a.showtime.starts_ms < b.showtime.starts_ms : a.id < b.id;
     });
@@ -459,19 +738,139 @@ struct CinemaApp {
     return json_answer(200, j + "]}");
   }
 
-  // A dozen showtimes over the next days, for a new schedule table.
+  // GET /cinema/bookings/me: this browser's bookings (its uid cookie only)
+  // of showtimes not yet started, soonest first.
+  Answer mine(const Request& req) {
+    std::string_view user = req.uid();
+    if (!valid_user(user)) return refusal(400, "no identity: load a page first for a uid cookie");
+    if (redis) return mine_in_redis(req, user);
+    if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
+    std::vector<Booking> list;
+    if (!storage.bookings(user, &list)) return read_refused();
+    return bookings_answer(std::move(list), req.wall_ms);
+  }
+
+  // The sample schedule, for a new schedule table.
   bool seed(int64_t wall_ms) {
-    static constexpr std::pair<const char*, const char*> films[] = {
-        {"Spirited Away", "Hall 1"}, {"The Wandering Earth", "IMAX"}, {"In the Mood for Love", "Hall 2"}, {"Hero", "Hall 3"}};
-    int64_t hour_ms = 3600 * 1000, day_ms = 24 * hour_ms, today = wall_ms - wall_ms % day_ms, id = 0;
-    for (int day = 1; day <= 3; day++)
-      for (int k = 0; k < 4; k++) {
-        Showtime st{0, films[k].first, films[k].second, today + day * day_ms + (10 + 3 * k) * hour_ms + (k % 2) * 30 * 60000,
-                    k == 1 ? 320 : 120, 0};
-        st.seats_left = st.seats_total - (day * 37 + k * 23) % st.seats_total;
-        if (!storage.insert(st, &id)) return false;
-      }
+    int64_t id = 0;
+    for (const Showtime& st : sample_schedule(wall_ms))
+      if (!storage.insert(st, &id)) return false;
     return true;
+  }
+
+  // ---- In Redis (--redis) ---------------------------------------------------------------
+  //
+  // The same routes, each one script call whose reply makes the answer.
+
+  Redis* redis = nullptr;
+  RedisScripts scripts;
+  size_t state_lua = scripts.add(CINEMA_STATE_LUA.c_str()), add_lua = scripts.add(CINEMA_ADD_LUA),
+         edit_lua = scripts.add(CINEMA_EDIT_LUA), erase_lua = scripts.add(CINEMA_ERASE_LUA),
+         book_lua = scripts.add(CINEMA_BOOK_LUA.c_str()), mine_lua = scripts.add(CINEMA_MINE_LUA);
+
+  // Runs script `lua`; `answer` makes its reply into the request's answer,
+  // which leaves when the reply comes. No reply (Redis down, slow, an
+  // error): 503, and nothing was changed.
+  Answer call(const Request& req, size_t lua, const std::vector<std::string_view>& args, std::function<Answer(const redisReply*)> answer) {
+    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_refused()); };
+    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
+  }
+  static Answer redis_refused() {
+    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
+  }
+  // Showtime fields as the scripts take them: movie, hall, starts_at, seats_total, seats_left.
+  static std::vector<std::string> script_fields(const Showtime& st) {
+    return {st.movie, st.hall, iso_utc(st.starts_ms), std::to_string(st.seats_total), std::to_string(st.seats_left)};
+  }
+  static std::vector<std::string_view> views(const std::vector<std::string>& args) { return {args.begin(), args.end()}; }
+
+  Answer list_in_redis(const Request& req) {
+    return call(req, state_lua, {}, [](const redisReply* r) {
+      int invalid = 0;
+      return json_answer(200, schedule_json(showtimes_from_reply(r, &invalid), reply_number(r, 1)));
+    });
+  }
+
+  Answer add_in_redis(const Request& req, Showtime st) {
+    std::vector<std::string> args = script_fields(st);
+    args.insert(args.begin(), "");
+    return call(req, add_lua, views(args), [st](const redisReply* r) mutable {
+      st.id = reply_number(r, 0);
+      return added(st);
+    });
+  }
+
+  Answer edit_in_redis(const Request& req, const Edit& e) {
+    std::vector<std::string> args = {std::to_string(e.id), e.text[0].value_or(""), e.text[1].value_or(""), e.text[2].value_or(""),
+                                     e.seats ? std::to_string(*e.seats) : ""};
+    return call(req, edit_lua, views(args), [id = e.id](const redisReply* r) {
+      int64_t status = reply_number(r, 0);
+      if (status == 404) return no_showtime(id);
+      if (status == 409) return below_sold(id, reply_number(r, 1));
+      if (status != 200) return redis_refused();
+      Showtime st;
+      return edited(showtime_from_reply(r, 1, &st) ? &st : nullptr);
+    });
+  }
+
+  Answer erase_in_redis(const Request& req, int64_t id) {
+    std::string sid = std::to_string(id);
+    return call(req, erase_lua, {sid}, [id](const redisReply* r) { return reply_number(r, 0) == 200 ? deleted(id) : no_showtime(id); });
+  }
+
+  Answer book_in_redis(const Request& req, int64_t id, const std::string& user, int64_t seats) {
+    std::vector<std::string> args = {std::to_string(id), user, std::to_string(seats), std::to_string(req.wall_ms),
+                                     std::to_string(MAX_SEATS_PER_PERSON)};
+    return call(req, book_lua, views(args), [this, id, seats](const redisReply* r) {
+      std::string_view outcome = reply_text(r, 0);
+      int64_t n = reply_number(r, 1);
+      if (outcome == "booked") {
+        booked++;
+        return json_answer(200, booked_json(reply_number(r, 2), id, seats, n));
+      }
+      if (outcome == "no_showtime") return booking_refused(NO_SHOWTIME, id, 0);
+      if (outcome == "started") return booking_refused(STARTED, id, 0);
+      if (outcome == "per_person") return booking_refused(PER_PERSON, id, n);
+      if (outcome == "seats") return booking_refused(SOLD_OUT, id, n);
+      return redis_refused();
+    });
+  }
+
+  Answer mine_in_redis(const Request& req, std::string_view user) {
+    return call(req, mine_lua, {user}, [now_ms = req.wall_ms](const redisReply* r) {
+      std::vector<Booking> list;
+      for (size_t at = 0; at + 6 <= r->elements; at += 6) {
+        Booking b;
+        b.id = count_text(reply_text(r, at), 18);
+        b.seats = count_text(reply_text(r, at + 1));
+        std::optional<int64_t> starts = parse_iso8601(reply_text(r, at + 5));
+        b.showtime = Showtime{count_text(reply_text(r, at + 2), 18), std::string(reply_text(r, at + 3)),
+                              std::string(reply_text(r, at + 4)), starts.value_or(0), 0, 0};
+        if (starts && showtime_valid(b.showtime)) list.push_back(std::move(b));
+      }
+      return bookings_answer(std::move(list), now_ms);
+    });
+  }
+
+  // The stream's state, read from Redis (the script also notices edits
+  // made there by hand: see its chapter).
+  void fetch(SnapshotDone done) {
+    auto got = [this, done](const redisReply* r) {
+      if (!r || reply_number(r, 0) <= 0) return done(nullptr);
+      Snapshot s{schedule_json(showtimes_from_reply(r, &rows_invalid), reply_number(r, 1)), uint64_t(reply_number(r, 0))};
+      done(&s);
+    };
+    if (!scripts.call(state_lua, {}, got)) done(nullptr);
+  }
+
+  // On every connect: the scripts, then the sample schedule if Redis has none.
+  void redis_connected() {
+    scripts.load(*redis);
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    std::vector<std::string> args = {"EVAL", CINEMA_ADD_LUA, "0", "first"};
+    for (const Showtime& st : sample_schedule(std::chrono::duration_cast<std::chrono::milliseconds>(now).count()))
+      for (std::string& field : script_fields(st)) args.push_back(std::move(field));
+    redis->command(views(args), nullptr);
   }
 
   // ---- Descriptor ---------------------------------------------------------------------
@@ -491,6 +890,12 @@ struct CinemaApp {
     app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
     // Not repeated: a re-read that finds the board unchanged sends nothing.
     app.streams = {{{"/events", "/cinema/events"}, "cinema", &reread_ms, [this](int64_t wall_ms) { return render(wall_ms); }, false}};
+    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
+    app.open_redis = [this](Redis& r, std::string*) {
+      redis = &r;
+      return 0;
+    };
+    app.redis_connected = [this] { redis_connected(); };
     app.routes = [this] {
       return std::vector<RouteSpec>{
           {"/cinema/showtimes", "GET, HEAD", [this](const Request& r) { return list(r); }},
@@ -502,7 +907,7 @@ struct CinemaApp {
           {"/cinema/bookings/me", "GET, HEAD", [this](const Request& r) { return mine(r); }}};
     };
     const char* refused_help = "Bookings refused, by reason.";
-    app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table the last re-read left off the board.",
+    app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table (or hashes in Redis) the last re-read left off the board.",
                     [this] { return double(rows_invalid); }},
                    {"sse_cinema_bookings_total", "counter", "Bookings made (seats taken and stored).", [this] { return double(booked); }}};
     for (auto [kind, label] : {std::pair{NO_SHOWTIME, "reason=\"no_showtime\""}, {STARTED, "reason=\"started\""},

@@ -65,6 +65,45 @@ Response one(int port, const std::string& wire) {
   return c.response(5000);
 }
 
+// With --redis: the arguments, and Redis as redis-cli sees it.
+
+std::vector<std::string> redis_args(const RedisProcess& redis, std::vector<std::string> more = {}) {
+  std::vector<std::string> args = {"--quiet", "--redis", redis.socket, "--admin-token", TOKEN};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// Waits until the server is connected to Redis and has loaded its scripts.
+void wait_redis_ready(int port) {
+  REQUIRE(wait_for([&] { return http_get(port, "/cinema/showtimes").status == 200; }, 5000));
+}
+
+// Runs redis-cli on `redis` with `args` (each passed as one word); its output, trimmed.
+std::string redis_cli(const RedisProcess& redis, const std::vector<std::string>& args) {
+  std::string cmd = "redis-cli -s '" + redis.socket + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+// A subscriber to the board on `port`, its first event read.
+std::unique_ptr<Client> board_subscriber(int port) {
+  auto sub = std::make_unique<Client>(port);
+  sub->send(get_request("/cinema/events"));
+  REQUIRE(sse_next(*sub, [](const std::string& d) { return d.starts_with("{\"showtimes\":[{"); }, 3000));
+  return sub;
+}
+
+std::string showtime_row(long long id, const std::string& movie) {
+  return "\"id\":" + std::to_string(id) + ",\"movie\":\"" + movie + "\"";
+}
+
 }  // namespace
 
 TEST_SUITE("cinema") {
@@ -350,16 +389,20 @@ TEST_CASE("a sqlite3 edit of seats_left during a burst: never more sold than the
   // The tool marks, in its own transaction, the last booking before its edit.
   REQUIRE(sqlite3_tool(db, "CREATE TABLE mark (last_booking INTEGER)") == 0);
   std::atomic<int> waves_done{0};
+  std::atomic<bool> edited{false};
   std::thread tool([&] {
     while (waves_done < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     sqlite3_tool(db, "BEGIN IMMEDIATE; INSERT INTO mark SELECT coalesce(max(id), 0) FROM bookings; "
                      "UPDATE showtimes SET seats_left = 50 WHERE id = " + sid + "; COMMIT;");
+    edited = true;
   });
-  int ok = 0, refused = 0, unavailable = 0;
-  for (int wave = 0; wave < 10; wave++) {
+  int ok = 0, refused = 0, unavailable = 0, waves = 0;
+  // Waves go on until three have begun after the tool's edit (a wave takes
+  // less time than starting the tool: a fixed count could end before it).
+  for (int after_edit = 0; after_edit < 3 && waves < 500; waves++, after_edit += edited) {
     std::vector<std::unique_ptr<Client>> clients;
     for (int k = 0; k < 60; k++) clients.push_back(std::make_unique<Client>(srv.port));
-    for (int k = 0; k < 60; k++) clients[size_t(k)]->send(book_request(id, "user=e" + std::to_string(wave * 100 + k)));
+    for (int k = 0; k < 60; k++) clients[size_t(k)]->send(book_request(id, "user=e" + std::to_string(waves * 100 + k)));
     for (auto& c : clients) {
       int status = c->response(5000).status;
       ok += status == 200, refused += status == 409, unavailable += status == 503;  // 503: the tool held the lock that turn
@@ -367,7 +410,7 @@ TEST_CASE("a sqlite3 edit of seats_left during a burst: never more sold than the
     waves_done++;
   }
   tool.join();
-  CHECK(ok + refused + unavailable == 600);
+  CHECK(ok + refused + unavailable == 60 * waves);
   long long mark = std::stoll(sqlite3_query(db, "SELECT last_booking FROM mark"));
   long long before = std::stoll(sqlite3_query(db, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE id <= " + std::to_string(mark)));
   long long after = std::stoll(sqlite3_query(db, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE id > " + std::to_string(mark)));
@@ -581,6 +624,212 @@ TEST_CASE("booking alone: a fabricated request, a :memory: store, no socket") {
   CHECK(app.booked == 1);
   first.undo();
   CHECK(app.booked == 0);
+}
+
+
+// ---- In Redis (--redis) -----------------------------------------------------------------
+//
+// The same board with its state in a redis-server of the test's own
+// (RedisProcess), most often with two processes in front of it.
+
+TEST_CASE("Redis: the scripts read a start time as the server does (parse_iso8601 in Lua)") {
+  RedisProcess redis;
+  redisContext* c = redisConnectUnix(redis.socket.c_str());
+  REQUIRE((c && !c->err));
+  std::string lua = std::string(CINEMA_TIME_LUA) + "local v = starts_ms(ARGV[1]) if v then return {1, v} end return {0}";
+  for (const char* text : {"2026-11-23T19:30:00+08:00", "2026-11-23T11:30Z", "2026-11-23T11:30:00.5Z", "2026-11-23T11:30:07.123456Z",
+                           "2028-02-29T00:00:00Z", "2027-02-29T00:00:00Z", "2026-11-31T10:00:00Z", "2026-13-01T10:00:00Z",
+                           "2026-11-23T24:00:00Z", "2026-11-23T23:60Z", "2026-11-23T10:00:60Z", "2026-11-23 10:00:00Z",
+                           "2026-11-23T10:00:00", "2026-11-23T10:00:00+0800", "2026-11-23T10:00:00+24:00", "2026-11-23T10:00:00.Z",
+                           "1969-12-31T23:59:59.999Z", "2000-02-29T12:00-05:30", "9999-12-31T23:59:59Z", "tomorrow", ""}) {
+    CAPTURE(text);
+    auto* r = static_cast<redisReply*>(redisCommand(c, "EVAL %s 0 %s", lua.c_str(), text));
+    REQUIRE(r);
+    REQUIRE(r->type == REDIS_REPLY_ARRAY);
+    std::optional<int64_t> want = parse_iso8601(text);
+    CHECK(reply_number(r, 0) == (want ? 1 : 0));
+    if (want) CHECK(reply_number(r, 1) == *want);
+    freeReplyObject(r);
+  }
+  redisFree(c);
+}
+
+TEST_CASE("Redis: two processes, 300 clients booking 1 seat each of a 100-seat showtime through both: exactly 100") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis)), b(redis_args(redis));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  long long id = add_showtime(a.port, "Rush", 100);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int u = 0; u < 300; u++) clients.push_back(std::make_unique<Client>(u % 2 ? a.port : b.port));
+  for (int u = 0; u < 300; u++) clients[size_t(u)]->send(book_request(id, "user=b" + std::to_string(u)));
+  int ok = 0, full = 0, other = 0;
+  std::set<long long> left_seen, bookings;
+  for (auto& c : clients) {
+    Response r = c->response(5000);
+    if (r.status == 200) {
+      ok++;
+      left_seen.insert(json_int(r.body, "seats_left"));
+      bookings.insert(json_int(r.body, "booking"));
+    } else if (r.status == 409) {
+      full++;
+      CHECK(r.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(id) + " is sold out\",\"seats_left\":0}");
+    } else {
+      other++;
+    }
+  }
+  CHECK(ok == 100);
+  CHECK(full == 200);
+  CHECK(other == 0);
+  CHECK(left_seen.size() == 100);  // each success saw a different count left: 99 down to 0
+  CHECK(bookings.size() == 100);
+  CHECK(redis_cli(redis, {"HGET", "sse:cinema:showtime:" + std::to_string(id), "seats_left"}) == "0");
+  CHECK(redis_cli(redis, {"GET", "sse:cinema:booking_ids"}) == "100");
+  std::string row = showtime_row(id, "Rush") + ",\"hall\":\"H\",\"starts_at\":\"" + in_days(1) + "\",\"seats_total\":100,\"seats_left\":0}";
+  SseEvent on_a, on_b;
+  for (auto [port, got] : {std::pair{a.port, &on_a}, {b.port, &on_b}}) {
+    CHECK(http_get(port, "/cinema/showtimes").body.find(row) != std::string::npos);
+    Client sub(port);
+    sub.send(get_request("/events"));
+    CHECK(sse_next(sub, [&](const SseEvent& e) { return e.data.find(row) != std::string::npos; }, 3000, got));
+  }
+  CHECK(on_a.id == on_b.id);  // one state, one event id, whichever process says it
+  CHECK(on_a.data == on_b.data);
+  CHECK(metric(a.port, "sse_cinema_bookings_total") + metric(b.port, "sse_cinema_bookings_total") == 100);
+}
+
+TEST_CASE("Redis: an edit made with redis-cli reaches a subscriber on each process within the re-read period") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis, {"--schedule-interval", "0.5"})), b(redis_args(redis, {"--schedule-interval", "0.5"}));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  auto on_a = board_subscriber(a.port), on_b = board_subscriber(b.port);
+  // Both see the same board (the sample schedule, made once for both) under the same id.
+  auto both = [&](const std::function<bool(const std::string&)>& want, int timeout_ms) {
+    SseEvent ea, eb;
+    bool seen = sse_next(*on_a, [&](const SseEvent& e) { return want(e.data); }, timeout_ms, &ea) &&
+                sse_next(*on_b, [&](const SseEvent& e) { return want(e.data); }, timeout_ms, &eb);
+    CHECK(ea.id == eb.id);
+    return seen;
+  };
+  int64_t edited = now_ms();
+  CHECK(redis_cli(redis, {"HSET", "sse:cinema:showtime:3", "seats_left", "0"}) == "0");  // 0 new fields: one changed
+  CHECK(both([](const std::string& d) { return d.find("\"id\":3,") != std::string::npos && d.find("\"seats_left\":0}") != std::string::npos; }, 2000));
+  CHECK(now_ms() - edited < 1500);  // one re-read period, and then some
+  // A showtime added by hand, as the README says: an id, its hash, the set.
+  std::string id = redis_cli(redis, {"INCR", "sse:cinema:ids"});
+  REQUIRE(id == "13");
+  redis_cli(redis, {"HSET", "sse:cinema:showtime:13", "movie", "By Hand", "hall", "Hall 9", "starts_at", in_days(2),
+                    "seats_total", "60", "seats_left", "12"});
+  redis_cli(redis, {"SADD", "sse:cinema:showtimes", "13"});
+  CHECK(both([](const std::string& d) {
+    return d.find("\"id\":13,\"movie\":\"By Hand\",\"hall\":\"Hall 9\"") != std::string::npos &&
+           d.find("\"seats_total\":60,\"seats_left\":12}") != std::string::npos;
+  }, 2000));
+  // A field that makes no showtime: off the board, and counted.
+  redis_cli(redis, {"HSET", "sse:cinema:showtime:13", "starts_at", "tomorrow"});
+  CHECK(both([](const std::string& d) { return d.find("By Hand") == std::string::npos; }, 2000));
+  CHECK(wait_for([&] { return metric(a.port, "sse_showtime_rows_invalid") == 1 && metric(b.port, "sse_showtime_rows_invalid") == 1; }, 3000));
+  // Deleted by hand.
+  redis_cli(redis, {"DEL", "sse:cinema:showtime:3"});
+  redis_cli(redis, {"SREM", "sse:cinema:showtimes", "3"});
+  CHECK(both([](const std::string& d) { return d.find("\"id\":3,") == std::string::npos; }, 2000));
+  // A showtime added through the API takes the next id, past the one taken by hand.
+  CHECK(add_showtime(b.port, "After", 5) == 14);
+}
+
+TEST_CASE("Redis: a booking through A reaches a subscriber on B within --push-gap-ms") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis, {"--push-gap-ms", "100", "--schedule-interval", "60"})),
+      b(redis_args(redis, {"--push-gap-ms", "100", "--schedule-interval", "60"}));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  long long id = add_showtime(a.port, "Live", 50);
+  auto on_b = board_subscriber(b.port);
+  std::string row = showtime_row(id, "Live");
+  REQUIRE(sse_next(*on_b, [&](const std::string& d) { return d.find(row) != std::string::npos; }, 3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the push gap: the booking is a leading edge
+  int64_t sent = now_ms();
+  REQUIRE(http_post(a.port, "/cinema/showtimes/" + std::to_string(id) + "/book", "user=fast&seats=3").status == 200);
+  CHECK(sse_next(*on_b, [](const std::string& d) { return d.find("\"seats_total\":50,\"seats_left\":47}") != std::string::npos; }, 2000));
+  int64_t took = now_ms() - sent;
+  CAPTURE(took);
+  CHECK(took <= 100 + 100);
+}
+
+TEST_CASE("Redis: every route answers as in the SQLite mode, byte for byte") {
+  RedisProcess redis;
+  TempDir dir;
+  std::string db = dir.file("parity.db");
+  ServerProcess lite({"--quiet", "--db", db, "--admin-token", TOKEN}), red(redis_args(redis));
+  wait_redis_ready(red.port);
+  // Showtime 12 (the sample schedule's last) made to have started, outside the server.
+  auto start_12 = [&](bool in_redis) {
+    if (in_redis) redis_cli(redis, {"HSET", "sse:cinema:showtime:12", "starts_at", "2001-01-01T10:00:00Z"});
+    else REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET starts_at = '2001-01-01T10:00:00Z' WHERE id = 12") == 0);
+  };
+  std::string when = in_days(2), del13 = "DELETE /cinema/showtimes/13 HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n";
+  std::string a = "Cookie: uid=a\r\n";
+  const std::vector<std::string> wires = {
+      get_request("/cinema/showtimes"),
+      post_request("/cinema/showtimes", "movie=Parity&hall=H&starts_at=" + when + "&seats=30", AUTH),
+      post_request("/cinema/showtimes", "movie=&hall=H&starts_at=" + when + "&seats=30", AUTH),
+      post_request("/cinema/showtimes/13/book", "seats=6", a), post_request("/cinema/showtimes/13/book", "seats=5", a),
+      post_request("/cinema/showtimes/13/book", "seats=4", a), post_request("/cinema/showtimes/13/book", "user=a"),
+      post_request("/cinema/showtimes/12/book", "seats=2", a),
+      book_request(13, "user=b&seats=10"), book_request(13, "user=c&seats=10"), book_request(13, "user=d"),
+      book_request(999, "user=d"), book_request(13, "user=d&seats=0"), book_request(13, "seats=1"),
+      patch_request(13, "seats=20"), patch_request(13, "movie=Renamed&seats=35"), patch_request(999, "seats=5"),
+      patch_request(13, "starts_at=" + when.substr(0, 16) + "%2B08:00&hall=IMAX"),
+      book_request(13, "user=d&seats=3"), book_request(13, "user=e&seats=3"),
+      get_request("/cinema/bookings/me", a), get_request("/cinema/showtimes"),
+      "START 12",
+      book_request(12, "user=e"), get_request("/cinema/bookings/me", a), get_request("/cinema/showtimes"),
+      del13, del13, get_request("/cinema/bookings/me", a), get_request("/cinema/bookings/me")};
+  for (const std::string& wire : wires) {
+    if (wire == "START 12") {
+      start_12(false), start_12(true);
+      continue;
+    }
+    CAPTURE(wire);
+    Response l = one(lite.port, wire), r = one(red.port, wire);
+    CHECK(l.status == r.status);
+    CHECK(l.body == r.body);
+    CHECK(l.header("location") == r.header("location"));
+    CHECK(l.status != 503);
+  }
+  for (const char* reason : {"no_showtime", "started", "per_person_limit", "seats"}) {
+    std::string sample = std::string("sse_cinema_bookings_refused_total{reason=\"") + reason + "\"}";
+    CAPTURE(sample);
+    CHECK(metric(lite.port, sample) == metric(red.port, sample));
+    CHECK(metric(red.port, sample) >= 1);
+  }
+  CHECK(metric(lite.port, "sse_cinema_bookings_total") == metric(red.port, "sse_cinema_bookings_total"));
+}
+
+TEST_CASE("Redis: one sample schedule for every process; Redis down: 503 with Retry-After, the stream stays open") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis, {"--redis-timeout", "0.5"})), b(redis_args(redis, {"--redis-timeout", "0.5"}));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  std::string board = http_get(b.port, "/cinema/showtimes").body;
+  size_t n = 0;
+  for (size_t at = board.find("\"id\":"); at != std::string::npos; at = board.find("\"id\":", at + 1)) n++;
+  CHECK(n == 12);  // not 24: whichever process came first made it
+  CHECK(redis_cli(redis, {"SCARD", "sse:cinema:showtimes"}) == "12");
+  auto sub = board_subscriber(a.port);
+  redis.stop();
+  for (const std::string& wire : {book_request(1, "user=x"), get_request("/cinema/showtimes"), get_request("/cinema/bookings/me", "Cookie: uid=x\r\n"),
+                                  post_request("/cinema/showtimes", "movie=M&hall=H&starts_at=" + in_days(1) + "&seats=5", AUTH)}) {
+    CAPTURE(wire);
+    Response r = one(a.port, wire);
+    CHECK(r.status == 503);
+    CHECK(r.header("retry-after") == "1");
+    CHECK(r.body.find("redis cannot be reached") != std::string::npos);
+  }
+  CHECK_FALSE(sub->closed_within(300));
+  redis.start();  // empty (no appendonly): the first to reconnect makes the sample schedule again
+  CHECK(wait_for([&] { return one(a.port, book_request(1, "user=x")).status == 200; }, 5000));
 }
 
 }  // TEST_SUITE
