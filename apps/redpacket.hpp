@@ -8,6 +8,11 @@
 // (already: true); an empty round answers 410. Money is integer cents;
 // "1.23" strings are made only for display.
 //
+// With --redis the round lives in Redis instead (its own chapter below), so
+// every process in front of it hands out the same packets, each once. The
+// answers and the stream's JSON are made by the same functions in both
+// modes, so they are the same bytes.
+//
 // Left out on purpose: more than one open round (a new one replaces the
 // last), refunds, amounts below one cent.
 #pragma once
@@ -15,6 +20,7 @@
 
 #include "../app.hpp"
 #include "../name_index.hpp"
+#include "../redis.hpp"
 
 // ---- Rules ----------------------------------------------------------------------------
 
@@ -147,21 +153,71 @@ inline std::string display_name(std::string_view user) {
 
 constexpr size_t RECENT_WINNERS = 10;
 
+// One of the last winners, as the stream shows them (views into a Round's
+// grants, or into a Redis reply).
+struct Winner {
+  int64_t packet;
+  std::string_view user;
+  int64_t amount_cents;
+  int64_t at_ms;
+};
+
 // The stream's snapshot: the round, what is left, and the last winners, newest first.
-inline std::string round_json(const Round& r) {
-  std::string j = "{\"round\":" + std::to_string(r.id) + ",\"total_cents\":" + std::to_string(r.total_cents) +
-                  ",\"total\":\"" + cents_text(r.total_cents) + "\",\"count\":" + std::to_string(r.count()) +
-                  ",\"remaining\":" + std::to_string(r.remaining()) + ",\"winners\":[";
-  size_t shown = std::min(r.grants.size(), RECENT_WINNERS);
-  for (size_t k = 0; k < shown; k++) {
-    const Grant& g = r.grants[r.grants.size() - 1 - k];
+inline std::string round_json(int64_t id, int64_t total_cents, int64_t count, int64_t remaining, const std::vector<Winner>& newest_first) {
+  std::string j = "{\"round\":" + std::to_string(id) + ",\"total_cents\":" + std::to_string(total_cents) + ",\"total\":\"" +
+                  cents_text(total_cents) + "\",\"count\":" + std::to_string(count) + ",\"remaining\":" + std::to_string(remaining) +
+                  ",\"winners\":[";
+  for (size_t k = 0; k < newest_first.size(); k++) {
+    const Winner& w = newest_first[k];
     if (k) j += ',';
-    j += "{\"packet\":" + std::to_string(r.grants.size() - 1 - k) + ",\"user\":";
-    json_string(j, display_name(g.user));
-    j += ",\"amount_cents\":" + std::to_string(g.amount_cents) + ",\"amount\":\"" + cents_text(g.amount_cents) +
-         "\",\"at\":\"" + iso_time(g.at_ms) + "\"}";
+    j += "{\"packet\":" + std::to_string(w.packet) + ",\"user\":";
+    json_string(j, display_name(w.user));
+    j += ",\"amount_cents\":" + std::to_string(w.amount_cents) + ",\"amount\":\"" + cents_text(w.amount_cents) + "\",\"at\":\"" +
+         iso_time(w.at_ms) + "\"}";
   }
   return j + "]}";
+}
+
+inline std::string round_json(const Round& r) {
+  std::vector<Winner> recent;
+  for (size_t k = 0; k < std::min(r.grants.size(), RECENT_WINNERS); k++) {
+    size_t packet = r.grants.size() - 1 - k;
+    const Grant& g = r.grants[packet];
+    recent.push_back({int64_t(packet), g.user, g.amount_cents, g.at_ms});
+  }
+  return round_json(r.id, r.total_cents, r.count(), r.remaining(), recent);
+}
+
+// A grab's answer: the packet `user` got now, or holds already.
+inline std::string grab_json(bool already, int64_t amount_cents, int64_t remaining, int64_t round, int64_t packet, std::string_view user) {
+  std::string j;
+  j.reserve(192);  // one allocation for the whole answer
+  j += already ? "{\"ok\":true,\"already\":true,\"amount_cents\":" : "{\"ok\":true,\"amount_cents\":";
+  json_number(j, amount_cents);
+  j.append(",\"amount\":\"").append(cents_text(amount_cents)).append("\",\"remaining\":");
+  json_number(j, remaining);
+  j += ",\"round\":";
+  json_number(j, round);
+  j += ",\"packet\":";
+  json_number(j, packet);
+  j += ",\"user\":";
+  json_string(j, display_name(user));
+  j += '}';
+  return j;
+}
+
+// /redpacket/me's answer: packet -1 when `user` holds none in `round`.
+inline std::string me_json(int64_t round, std::string_view user, int64_t packet, int64_t amount_cents) {
+  std::string j = "{\"ok\":true,\"round\":" + std::to_string(round) + ",\"user\":";
+  json_string(j, display_name(user));
+  if (packet < 0) return j + ",\"grabbed\":false}";
+  return j + ",\"grabbed\":true,\"packet\":" + std::to_string(packet) + ",\"amount_cents\":" + std::to_string(amount_cents) +
+         ",\"amount\":\"" + cents_text(amount_cents) + "\"}";
+}
+
+inline std::string new_round_json(int64_t round, int64_t total_cents, int64_t count) {
+  return "{\"ok\":true,\"round\":" + std::to_string(round) + ",\"total_cents\":" + std::to_string(total_cents) +
+         ",\"count\":" + std::to_string(count) + "}";
 }
 
 // ---- Storage --------------------------------------------------------------------------
@@ -270,6 +326,135 @@ class RedpacketStorage {
   std::string error_;
 };
 
+// ---- Storage in Redis (--redis) --------------------------------------------------------
+//
+// Keys: sse:redpacket:current (the round's id), sse:redpacket:ids (the
+// last id given), sse:redpacket:<id> (a hash: total_cents, count),
+// sse:redpacket:<id>:amounts (the split: see below), sse:redpacket:<id>:users
+// (user → packet; its size is how many are taken, so packet i goes to the
+// i-th grabber as in the SQLite mode), sse:redpacket:<id>:winners (the last
+// 10 grants, newest first, each "packet amount_cents at_ms user"), and
+// sse:redpacket:version (the stream's version: the event id on every
+// process). Each write is one Lua script, so it decides and applies
+// atomically however many processes send grabs; it bumps the version and
+// publishes "redpacket <version>" on sse:changed. Old rounds stay, as their
+// rows do in the SQLite mode. Shortcut: the scripts name keys they build
+// themselves, as a single Redis allows (a Redis Cluster would not).
+//
+// The split is one string of 12 decimal digits per packet (zero-padded:
+// 10^12 > MAX_TOTAL_CENTS), and a grab reads its packet with GETRANGE. A
+// list would take a million RPUSH arguments, sent in chunks, and a round
+// half pushed is a round someone could grab from; one string is one
+// argument, so a round of a million packets (12 MB) is made by one script
+// call, atomically, and costs Redis one allocation instead of a million list
+// nodes. Decimal, not binary, so `redis-cli GETRANGE` shows the amounts.
+// The cost: making a round of a million packets keeps Redis busy for about
+// 0.15 s on a 2-core test machine (its SLOWLOG), and every process's grabs
+// wait that long; new rounds are an admin's rare act.
+
+constexpr size_t AMOUNT_DIGITS = 12;  // the scripts' 12
+static_assert(MAX_TOTAL_CENTS < 1'000'000'000'000, "an amount must fit AMOUNT_DIGITS digits");
+static_assert(RECENT_WINNERS == 10, "the scripts keep 10 winners (LTRIM 0 9, LRANGE 0 9)");
+
+// The split as the scripts keep it: AMOUNT_DIGITS digits per packet.
+inline std::string amounts_text(const std::vector<int64_t>& amounts) {
+  std::string s(amounts.size() * AMOUNT_DIGITS, '0');
+  for (size_t i = 0; i < amounts.size(); i++) {
+    uint64_t v = uint64_t(amounts[i]);
+    for (size_t d = (i + 1) * AMOUNT_DIGITS; v > 0; v /= 10) s[--d] = char('0' + v % 10);
+  }
+  return s;
+}
+
+// A grab: ARGV user. {"granted" or "already", id, packet, amount_cents,
+// remaining}, {"empty", id} when every packet is taken, {"none"} before
+// the first round exists. A grant's time is Redis's clock (TIME), one clock
+// for every process, so the winners list is in time order.
+inline constexpr const char* REDPACKET_GRAB_LUA = R"lua(
+local id = redis.call('GET', 'sse:redpacket:current')
+if not id then return {'none'} end
+local r = 'sse:redpacket:' .. id
+local count = tonumber(redis.call('HGET', r, 'count'))
+local taken = redis.call('HLEN', r .. ':users')
+local held = redis.call('HGET', r .. ':users', ARGV[1])
+local kind, packet = 'already', tonumber(held)
+if not held then
+  if taken >= count then return {'empty', id} end
+  kind, packet, taken = 'granted', taken, taken + 1
+end
+local amount = tonumber(redis.call('GETRANGE', r .. ':amounts', packet * 12, packet * 12 + 11))
+if kind == 'granted' then
+  local t = redis.call('TIME')
+  redis.call('HSET', r .. ':users', ARGV[1], packet)
+  redis.call('LPUSH', r .. ':winners', string.format('%d %d %d %s', packet, amount, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1]))
+  redis.call('LTRIM', r .. ':winners', 0, 9)
+  redis.call('PUBLISH', 'sse:changed', 'redpacket ' .. redis.call('INCR', 'sse:redpacket:version'))
+end
+return {kind, id, packet, amount, count - taken}
+)lua";
+
+// The stream's state: {version, id, total_cents, count, taken, winners...}, or {0}.
+inline constexpr const char* REDPACKET_STATE_LUA = R"lua(
+local id = redis.call('GET', 'sse:redpacket:current')
+if not id then return {0} end
+local r = 'sse:redpacket:' .. id
+local h = redis.call('HMGET', r, 'total_cents', 'count')
+local version = tonumber(redis.call('GET', 'sse:redpacket:version') or '0')
+local out = {version, id, tonumber(h[1]), tonumber(h[2]), redis.call('HLEN', r .. ':users')}
+for _, w in ipairs(redis.call('LRANGE', r .. ':winners', 0, 9)) do out[#out + 1] = w end
+return out
+)lua";
+
+// A new round: ARGV total_cents, count, the split (amounts_text), and
+// "first" to make it only if there is none yet (every process starting up
+// may ask). {id}, or {0} when "first" found a round.
+inline constexpr const char* REDPACKET_NEW_LUA = R"lua(
+if ARGV[4] == 'first' and redis.call('EXISTS', 'sse:redpacket:current') == 1 then return {0} end
+if #ARGV[3] ~= 12 * tonumber(ARGV[2]) then return redis.error_reply('the split does not have count amounts') end
+local id = redis.call('INCR', 'sse:redpacket:ids')
+local r = 'sse:redpacket:' .. id
+redis.call('HSET', r, 'total_cents', ARGV[1], 'count', ARGV[2])
+redis.call('SET', r .. ':amounts', ARGV[3])
+redis.call('SET', 'sse:redpacket:current', id)
+redis.call('PUBLISH', 'sse:changed', 'redpacket ' .. redis.call('INCR', 'sse:redpacket:version'))
+return {id}
+)lua";
+
+// What `user` holds: {id, packet, amount_cents}, {id, -1} for nothing,
+// {"0"} before the first round exists.
+inline constexpr const char* REDPACKET_ME_LUA = R"lua(
+local id = redis.call('GET', 'sse:redpacket:current')
+if not id then return {'0'} end
+local r = 'sse:redpacket:' .. id
+local held = redis.call('HGET', r .. ':users', ARGV[1])
+if not held then return {id, -1} end
+local packet = tonumber(held)
+return {id, packet, tonumber(redis.call('GETRANGE', r .. ':amounts', packet * 12, packet * 12 + 11))}
+)lua";
+
+// Element `i` of a reply as a whole number, whether Redis sent it as an
+// integer or as text (ids are text: they come from GET).
+inline int64_t reply_int(const redisReply* r, size_t i) {
+  std::string_view text = reply_text(r, i);
+  int64_t v = 0;
+  if (text.empty()) return reply_number(r, i);
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v;
+}
+
+// A winners entry, "packet amount_cents at_ms user"; false when it is not one.
+inline bool winner_from_text(std::string_view text, Winner* w) {
+  int64_t* fields[] = {&w->packet, &w->amount_cents, &w->at_ms};
+  const char *at = text.data(), *end = text.data() + text.size();
+  for (int64_t* f : fields) {
+    auto [next, ec] = std::from_chars(at, end, *f);
+    if (ec != std::errc() || next == end || *next != ' ') return false;
+    at = next + 1;
+  }
+  w->user = std::string_view(at, size_t(end - at));
+  return true;
+}
+
 // ---- Routes ---------------------------------------------------------------------------
 
 struct RedpacketApp {
@@ -286,29 +471,24 @@ struct RedpacketApp {
     return round.id != stored_round || (packet >= 0 && size_t(packet) >= stored_grants);
   }
 
+  static Answer all_taken() { return refusal(410, "all red packets have been taken"); }
+  static void log_started(int64_t id, int64_t total, int64_t count) {
+    log_app("redpacket: round " + std::to_string(id) + " started: " + std::to_string(total) + " cents in " + std::to_string(count) +
+            " packets");
+  }
+
   // POST /redpacket/grab: the next packet, or the one this user holds.
   Answer grab(const Request& req) {
     std::string user;
     if (auto no = req.identity("user", &user)) return *no;
+    if (redis) return grab_in_redis(req, user);
     GrabResult g = round_grab(round, user, req.wall_ms);
     // "Already" and "all taken" change nothing, but what they report (the
     // packet held, what remains) must be stored before they say it.
     if (g.outcome != GrabOutcome::Granted && unstored(int64_t(round.grants.size()) - 1)) return wait_for_commit();
-    if (g.outcome == GrabOutcome::Empty) return refusal(410, "all red packets have been taken");
-    std::string j;
-    j.reserve(192);  // one allocation for the whole answer
-    j += g.outcome == GrabOutcome::Already ? "{\"ok\":true,\"already\":true,\"amount_cents\":" : "{\"ok\":true,\"amount_cents\":";
-    json_number(j, g.amount_cents);
-    j.append(",\"amount\":\"").append(cents_text(g.amount_cents)).append("\",\"remaining\":");
-    json_number(j, round.remaining());
-    j += ",\"round\":";
-    json_number(j, round.id);
-    j += ",\"packet\":";
-    json_number(j, int64_t(g.packet));
-    j += ",\"user\":";
-    json_string(j, display_name(user));
-    j += '}';
-    Answer a = json_answer(200, std::move(j));
+    if (g.outcome == GrabOutcome::Empty) return all_taken();
+    Answer a = json_answer(200, grab_json(g.outcome == GrabOutcome::Already, g.amount_cents, round.remaining(), round.id,
+                                          int64_t(g.packet), user));
     if (g.outcome == GrabOutcome::Granted) {
       storage.insert_grant(round.id, g.packet, round.grants[g.packet]);  // written by this turn's commit
       a.changed = true;
@@ -322,14 +502,10 @@ struct RedpacketApp {
   Answer me(const Request& req) {
     std::string_view user = req.uid();
     if (!valid_user(user)) return refusal(400, "no identity: load a page first for a uid cookie");
+    if (redis) return me_in_redis(req, user);
     int64_t packet = round.packet_of(user);
     if (unstored(packet)) return wait_for_commit();
-    std::string j = "{\"ok\":true,\"round\":" + std::to_string(round.id) + ",\"user\":";
-    json_string(j, display_name(user));
-    if (packet < 0) return json_answer(200, j + ",\"grabbed\":false}");
-    int64_t cents = round.amounts[size_t(packet)];
-    return json_answer(200, j + ",\"grabbed\":true,\"packet\":" + std::to_string(packet) + ",\"amount_cents\":" +
-                                std::to_string(cents) + ",\"amount\":\"" + cents_text(cents) + "\"}");
+    return json_answer(200, me_json(round.id, user, packet, packet < 0 ? 0 : round.amounts[size_t(packet)]));
   }
 
   // Splits a new round and makes it the current one. Returns the round it
@@ -348,15 +524,106 @@ struct RedpacketApp {
     if (auto no = req.whole_number("total_cents", 1, MAX_TOTAL_CENTS, &total)) return *no;
     if (auto no = req.whole_number("count", 1, MAX_PACKETS, &count)) return *no;
     if (auto why = round_refusal(total, count)) return refusal(400, *why);
+    if (redis) return new_round_in_redis(req, total, count);
     std::shared_ptr<Round> previous = start_round(total, count, req.wall_ms);
     if (!previous) return log_app("store: write refused: " + storage.error()), store_refused();
-    log_app("redpacket: round " + std::to_string(round.id) + " started: " + std::to_string(total) + " cents in " +
-            std::to_string(count) + " packets");
-    Answer a = json_answer(200, "{\"ok\":true,\"round\":" + std::to_string(round.id) + ",\"total_cents\":" +
-                                    std::to_string(total) + ",\"count\":" + std::to_string(count) + "}");
+    log_started(round.id, total, count);
+    Answer a = json_answer(200, new_round_json(round.id, total, count));
     a.changed = true;
     a.undo = [this, previous] { round = std::move(*previous); };
     return a;
+  }
+
+  // ---- In Redis (--redis) ---------------------------------------------------------------
+  //
+  // The same routes, each one script call whose reply makes the answer
+  // with the same functions as above.
+
+  Redis* redis = nullptr;
+  RedisScripts scripts;
+  size_t grab_lua = scripts.add(REDPACKET_GRAB_LUA), state_lua = scripts.add(REDPACKET_STATE_LUA),
+         new_lua = scripts.add(REDPACKET_NEW_LUA), me_lua = scripts.add(REDPACKET_ME_LUA);
+
+  // Runs script `lua`; `answer` makes its reply into the request's answer,
+  // which leaves when the reply comes. Not sent (Redis not connected): 503,
+  // and nothing was changed. Sent but no usable reply (Redis went away, was
+  // too slow, the script failed): 503 that cannot say whether the grab was
+  // made; grabbing again tells (already: true). (The same words as the
+  // poll's: this pair belongs next to RedisScripts, shared by every app.)
+  Answer call(const Request& req, size_t lua, const std::vector<std::string_view>& args, std::function<Answer(const redisReply*)> answer) {
+    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : reply_lost()); };
+    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
+  }
+  static Answer redis_refused() {
+    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
+  }
+  static Answer reply_lost() {
+    return refusal(503, "redis did not answer in time: the change may or may not have been made", "Retry-After: 1\r\n");
+  }
+
+  Answer grab_in_redis(const Request& req, const std::string& user) {
+    return call(req, grab_lua, {user}, [user](const redisReply* r) {
+      std::string_view kind = reply_text(r, 0);
+      if (kind == "empty") return all_taken();
+      if (kind == "none") return redis_refused();  // no round made yet
+      if (kind != "granted" && kind != "already") return reply_lost();
+      int64_t packet = reply_number(r, 2), amount = reply_number(r, 3), remaining = reply_number(r, 4);
+      return json_answer(200, grab_json(kind == "already", amount, remaining, reply_int(r, 1), packet, user));
+    });
+  }
+
+  Answer me_in_redis(const Request& req, std::string_view user) {
+    return call(req, me_lua, {user}, [user = std::string(user)](const redisReply* r) {
+      int64_t id = reply_int(r, 0);
+      if (id <= 0) return redis_refused();  // no round made yet
+      return json_answer(200, me_json(id, user, reply_number(r, 1), reply_number(r, 2)));
+    });
+  }
+
+  // The split is made here, by the same rules as above, and handed to the
+  // script whole (see the chapter on why it is one string).
+  Answer new_round_in_redis(const Request& req, int64_t total, int64_t count) {
+    std::string t = std::to_string(total), n = std::to_string(count), amounts = amounts_text(split_double_mean(total, count, rng));
+    return call(req, new_lua, {t, n, amounts, ""}, [total, count](const redisReply* r) {
+      int64_t id = reply_int(r, 0);
+      log_started(id, total, count);
+      return json_answer(200, new_round_json(id, total, count));
+    });
+  }
+
+  // The stream's state, read from Redis, rendered by round_json.
+  void fetch(SnapshotDone done) {
+    auto got = [done](const redisReply* r) {
+      if (!r || reply_number(r, 0) <= 0) return done(nullptr);
+      std::vector<Winner> recent(r->elements > 5 ? r->elements - 5 : 0);
+      for (size_t k = 0; k < recent.size(); k++)
+        if (!winner_from_text(reply_text(r, 5 + k), &recent[k])) return done(nullptr);
+      int64_t count = reply_number(r, 3);
+      Snapshot s{round_json(reply_int(r, 1), reply_number(r, 2), count, count - reply_number(r, 4), recent), uint64_t(reply_number(r, 0))};
+      done(&s);
+    };
+    if (!scripts.call(state_lua, {}, got)) done(nullptr);
+  }
+
+  // On every connect: the scripts, then the flags' round if Redis has none.
+  // Asking first spares every reconnect a split of up to a million packets;
+  // two processes that both hear "none" both send it, and the script's
+  // "first" makes only one of them a round.
+  void redis_connected() {
+    scripts.load(*redis);
+    redis->command({"EXISTS", "sse:redpacket:current"}, [this](const redisReply* r) {
+      if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
+      std::string t = std::to_string(first_total_cents), n = std::to_string(first_count);
+      std::string amounts = amounts_text(split_double_mean(first_total_cents, first_count, rng));
+      redis->command({"EVAL", REDPACKET_NEW_LUA, "0", t, n, amounts, "first"}, nullptr);
+    });
+  }
+
+  int open_redis(Redis& r, std::string* why) {
+    redis = &r;
+    if (getrandom(&rng.state, sizeof rng.state, 0) != sizeof rng.state) return *why = "getrandom failed", 1;
+    if (auto no = round_refusal(first_total_cents, first_count)) return *why = "--redpacket-total/--redpacket-count: " + *no, 2;
+    return 0;
   }
 
   // ---- Descriptor ---------------------------------------------------------------------
@@ -392,6 +659,9 @@ struct RedpacketApp {
           {"/redpacket/rounds", "POST", [this](const Request& r) { return new_round(r); }, ADMIN_ONLY}};
     };
     app.committed = [this] { committed(); };
+    app.open_redis = [this](Redis& r, std::string* why) { return open_redis(r, why); };
+    app.redis_connected = [this] { redis_connected(); };
+    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
     return app;
   }
 };
