@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "flags.hpp"
+#include "redis.hpp"
 #include "http_parse.hpp"
 #include "store.hpp"
 
@@ -340,7 +341,6 @@ struct Request {
 
 // ---- What an app gives the server --------------------------------------------------------
 
-class Redis;  // redis.hpp: where the state lives with --redis
 
 // A stream's state as read from Redis, under the version Redis gave it
 // (the event id: the same on every process).
@@ -397,6 +397,30 @@ struct AppSpec {
   std::function<int(Redis& redis, std::string* why)> open_redis;
   std::function<void()> redis_connected;
 };
+
+// ---- With --redis: an answer from a script -------------------------------------------------
+
+// Redis is not connected: nothing was sent, nothing changed.
+inline Answer redis_unreachable() {
+  return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
+}
+
+// A script's reply that never came, or makes no sense.
+inline Answer redis_unclear() {
+  return refusal(503, "redis did not answer in time: the change may or may not have been made", "Retry-After: 1\r\n");
+}
+
+// Runs script `lua` of `scripts` with `args`; `answer` turns its reply (an
+// array) into the request's answer, which leaves when the reply comes.
+// Redis not connected: 503 at once, and nothing was changed. Sent but no
+// usable reply (Redis went away, was too slow, or the script failed): 503
+// saying that the change may or may not have been made — Redis may have
+// run it and the reply been lost.
+inline Answer redis_answer(const Request& req, RedisScripts& scripts, size_t lua, const std::vector<std::string_view>& args,
+                           std::function<Answer(const redisReply*)> answer) {
+  auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_unclear()); };
+  return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_unreachable();
+}
 
 // A log line from an app (the server sets where it goes; quiet: nowhere).
 inline void (*app_log)(const std::string& line) = nullptr;

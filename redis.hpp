@@ -82,6 +82,7 @@ class Redis {
 
   // Set by the owner before the first connect.
   int64_t timeout_ms = 1000;
+  const int64_t* clock_ms = nullptr;  // the loop's clock, read when a command is queued: its timeout starts then
   std::function<void(int fd, uint32_t before, uint32_t after)> watch;  // epoll: add (before 0), change, remove (after 0)
   std::function<void()> on_connect;                   // connected (again): load scripts, subscribe, read state
   std::function<void(const std::string& why)> on_down;  // the connection ended (once per failure)
@@ -96,13 +97,14 @@ class Redis {
   int fd() const { return fd_; }
 
   // Queues one command; `done` gets its reply once it comes (in order). Its
-  // timeout runs from the loop's time of this turn.
+  // timeout runs from now (clock_ms; without one, the time of the last
+  // event, which after an idle spell is long past).
   // False, and `done` is dropped, when the connection is not up.
   bool command(const std::vector<std::string_view>& argv, Callback done) {
     if (state_ != State::Up) return false;
     out_ += "*" + std::to_string(argv.size()) + "\r\n";
     for (std::string_view a : argv) out_.append("$").append(std::to_string(a.size())).append("\r\n").append(a).append("\r\n");
-    waiting_.push_back({std::move(done), now_ms_});
+    waiting_.push_back({std::move(done), clock_ms ? *clock_ms : now_ms_});
     commands++;
     return true;
   }

@@ -999,9 +999,11 @@ static void live_fetch(Live& l) {
     l.fetching = false;
     if (!snap) return;  // Redis is down: the next period or change asks again
     l.renders++;
+    bool again = l.stream.dirty;  // a change heard while this read was on its way: it may not be in it
     bool changed = snap->version != l.stream.version;
     if (changed) sse_set_snapshot(l.stream, snap->json, snap->version);
-    if (changed || l.spec.repeat) live_broadcast(l, true);
+    if (changed || l.spec.repeat) live_broadcast(l, true);  // (which marks the stream clean)
+    l.stream.dirty = again;
   });
 }
 
@@ -1483,6 +1485,7 @@ static void setup_redis() {
       log_line("redis: the %s app keeps its state in %s, not in Redis (not shared yet)", app.name, srv.cfg.db_path.c_str());
   for (Redis* r : {&srv.redis, &srv.redis_sub}) {
     r->timeout_ms = srv.cfg.redis_timeout_ms;
+    r->clock_ms = &srv.now_ms;
     r->watch = redis_watch;
     r->on_down = [](const std::string& why) { log_line("redis: %s; reconnecting", why.c_str()); };
   }

@@ -768,16 +768,6 @@ struct CinemaApp {
          edit_lua = scripts.add(CINEMA_EDIT_LUA), erase_lua = scripts.add(CINEMA_ERASE_LUA),
          book_lua = scripts.add(CINEMA_BOOK_LUA.c_str()), mine_lua = scripts.add(CINEMA_MINE_LUA);
 
-  // Runs script `lua`; `answer` makes its reply into the request's answer,
-  // which leaves when the reply comes. No reply (Redis down, slow, an
-  // error): 503, and nothing was changed.
-  Answer call(const Request& req, size_t lua, const std::vector<std::string_view>& args, std::function<Answer(const redisReply*)> answer) {
-    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_refused()); };
-    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
-  }
-  static Answer redis_refused() {
-    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
-  }
   // Showtime fields as the scripts take them: movie, hall, starts_at, seats_total, seats_left.
   static std::vector<std::string> script_fields(const Showtime& st) {
     return {st.movie, st.hall, iso_utc(st.starts_ms), std::to_string(st.seats_total), std::to_string(st.seats_left)};
@@ -785,7 +775,7 @@ struct CinemaApp {
   static std::vector<std::string_view> views(const std::vector<std::string>& args) { return {args.begin(), args.end()}; }
 
   Answer list_in_redis(const Request& req) {
-    return call(req, state_lua, {}, [](const redisReply* r) {
+    return redis_answer(req, scripts, state_lua, {}, [](const redisReply* r) {
       int invalid = 0;
       return json_answer(200, schedule_json(showtimes_from_reply(r, &invalid), reply_number(r, 1)));
     });
@@ -794,7 +784,7 @@ struct CinemaApp {
   Answer add_in_redis(const Request& req, Showtime st) {
     std::vector<std::string> args = script_fields(st);
     args.insert(args.begin(), "");
-    return call(req, add_lua, views(args), [st](const redisReply* r) mutable {
+    return redis_answer(req, scripts, add_lua, views(args), [st](const redisReply* r) mutable {
       st.id = reply_number(r, 0);
       return added(st);
     });
@@ -803,11 +793,11 @@ struct CinemaApp {
   Answer edit_in_redis(const Request& req, const Edit& e) {
     std::vector<std::string> args = {std::to_string(e.id), e.text[0].value_or(""), e.text[1].value_or(""), e.text[2].value_or(""),
                                      e.seats ? std::to_string(*e.seats) : ""};
-    return call(req, edit_lua, views(args), [id = e.id](const redisReply* r) {
+    return redis_answer(req, scripts, edit_lua, views(args), [id = e.id](const redisReply* r) {
       int64_t status = reply_number(r, 0);
       if (status == 404) return no_showtime(id);
       if (status == 409) return below_sold(id, reply_number(r, 1));
-      if (status != 200) return redis_refused();
+      if (status != 200) return redis_unclear();
       Showtime st;
       return edited(showtime_from_reply(r, 1, &st) ? &st : nullptr);
     });
@@ -815,13 +805,13 @@ struct CinemaApp {
 
   Answer erase_in_redis(const Request& req, int64_t id) {
     std::string sid = std::to_string(id);
-    return call(req, erase_lua, {sid}, [id](const redisReply* r) { return reply_number(r, 0) == 200 ? deleted(id) : no_showtime(id); });
+    return redis_answer(req, scripts, erase_lua, {sid}, [id](const redisReply* r) { return reply_number(r, 0) == 200 ? deleted(id) : no_showtime(id); });
   }
 
   Answer book_in_redis(const Request& req, int64_t id, const std::string& user, int64_t seats) {
     std::vector<std::string> args = {std::to_string(id), user, std::to_string(seats), std::to_string(req.wall_ms),
                                      std::to_string(MAX_SEATS_PER_PERSON)};
-    return call(req, book_lua, views(args), [this, id, seats](const redisReply* r) {
+    return redis_answer(req, scripts, book_lua, views(args), [this, id, seats](const redisReply* r) {
       std::string_view outcome = reply_text(r, 0);
       int64_t n = reply_number(r, 1);
       if (outcome == "booked") {
@@ -832,12 +822,12 @@ struct CinemaApp {
       if (outcome == "started") return booking_refused(STARTED, id, 0);
       if (outcome == "per_person") return booking_refused(PER_PERSON, id, n);
       if (outcome == "seats") return booking_refused(SOLD_OUT, id, n);
-      return redis_refused();
+      return redis_unclear();
     });
   }
 
   Answer mine_in_redis(const Request& req, std::string_view user) {
-    return call(req, mine_lua, {user}, [now_ms = req.wall_ms](const redisReply* r) {
+    return redis_answer(req, scripts, mine_lua, {user}, [now_ms = req.wall_ms](const redisReply* r) {
       std::vector<Booking> list;
       for (size_t at = 0; at + 6 <= r->elements; at += 6) {
         Booking b;

@@ -455,34 +455,22 @@ struct PollApp {
   size_t vote_lua = scripts.add(POLL_VOTE_LUA), state_lua = scripts.add(POLL_STATE_LUA), new_lua = scripts.add(POLL_NEW_LUA),
          me_lua = scripts.add(POLL_ME_LUA);
 
-  // Runs script `lua`; `answer` makes its reply into the request's answer,
-  // which leaves when the reply comes. No reply (Redis down, slow, an
-  // error): 503, and nothing was changed.
-  static Answer call(const Request& req, RedisScripts& scripts, size_t lua, const std::vector<std::string_view>& args,
-                     std::function<Answer(const redisReply*)> answer) {
-    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_refused()); };
-    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
-  }
-  static Answer redis_refused() {
-    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
-  }
-
   Answer vote_in_redis(const Request& req, const std::string& voter, const std::string& option, bool has_option, const std::string& shown) {
     std::string max = std::to_string(max_voters);
-    return call(req, scripts, vote_lua, {voter, option, shown, max}, [this, option, has_option](const redisReply* r) {
+    return redis_answer(req, scripts, vote_lua, {voter, option, shown, max}, [this, option, has_option](const redisReply* r) {
       int64_t status = reply_number(r, 0);
       Poll p = poll_from_reply(r, 1, "", 2, 5);
       if (status == 410) return poll_over(p.id);
       if (status == 503) return poll_full();
       if (status == 400) return no_option(p, has_option, option);
       size_t index = size_t(reply_number(r, 3));
-      if (index >= p.options.size()) return redis_refused();
+      if (index >= p.options.size()) return redis_unclear();
       return json_answer(int(status), vote_json(p, status == 200, "already voted", index));
     });
   }
 
   Answer me_in_redis(const Request& req, std::string_view voter) {
-    return call(req, scripts, me_lua, {voter}, [](const redisReply* r) {
+    return redis_answer(req, scripts, me_lua, {voter}, [](const redisReply* r) {
       Poll p = poll_from_reply(r, 0, "", 1, 3);
       int64_t index = reply_number(r, 2);
       std::string j = "{\"ok\":true,\"poll\":" + std::to_string(p.id);
@@ -496,7 +484,7 @@ struct PollApp {
   Answer new_poll_in_redis(const Request& req, const std::string& question, const std::vector<std::string>& options) {
     std::string lines;
     for (const std::string& o : options) lines += (lines.empty() ? "" : "\n") + o;
-    return call(req, scripts, new_lua, {question, lines, ""}, [question, options](const redisReply* r) {
+    return redis_answer(req, scripts, new_lua, {question, lines, ""}, [question, options](const redisReply* r) {
       Poll p = poll_new(reply_number(r, 0), question, options);
       log_app("poll: poll " + std::to_string(p.id) + " started with " + std::to_string(p.options.size()) + " options");
       return json_answer(200, "{\"ok\":true," + poll_json(p).substr(1));

@@ -544,38 +544,21 @@ struct RedpacketApp {
   size_t grab_lua = scripts.add(REDPACKET_GRAB_LUA), state_lua = scripts.add(REDPACKET_STATE_LUA),
          new_lua = scripts.add(REDPACKET_NEW_LUA), me_lua = scripts.add(REDPACKET_ME_LUA);
 
-  // Runs script `lua`; `answer` makes its reply into the request's answer,
-  // which leaves when the reply comes. Not sent (Redis not connected): 503,
-  // and nothing was changed. Sent but no usable reply (Redis went away, was
-  // too slow, the script failed): 503 that cannot say whether the grab was
-  // made; grabbing again tells (already: true). (The same words as the
-  // poll's: this pair belongs next to RedisScripts, shared by every app.)
-  Answer call(const Request& req, size_t lua, const std::vector<std::string_view>& args, std::function<Answer(const redisReply*)> answer) {
-    auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : reply_lost()); };
-    return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_refused();
-  }
-  static Answer redis_refused() {
-    return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
-  }
-  static Answer reply_lost() {
-    return refusal(503, "redis did not answer in time: the change may or may not have been made", "Retry-After: 1\r\n");
-  }
-
   Answer grab_in_redis(const Request& req, const std::string& user) {
-    return call(req, grab_lua, {user}, [user](const redisReply* r) {
+    return redis_answer(req, scripts, grab_lua, {user}, [user](const redisReply* r) {
       std::string_view kind = reply_text(r, 0);
       if (kind == "empty") return all_taken();
-      if (kind == "none") return redis_refused();  // no round made yet
-      if (kind != "granted" && kind != "already") return reply_lost();
+      if (kind == "none") return redis_unreachable();  // no round made yet
+      if (kind != "granted" && kind != "already") return redis_unclear();
       int64_t packet = reply_number(r, 2), amount = reply_number(r, 3), remaining = reply_number(r, 4);
       return json_answer(200, grab_json(kind == "already", amount, remaining, reply_int(r, 1), packet, user));
     });
   }
 
   Answer me_in_redis(const Request& req, std::string_view user) {
-    return call(req, me_lua, {user}, [user = std::string(user)](const redisReply* r) {
+    return redis_answer(req, scripts, me_lua, {user}, [user = std::string(user)](const redisReply* r) {
       int64_t id = reply_int(r, 0);
-      if (id <= 0) return redis_refused();  // no round made yet
+      if (id <= 0) return redis_unreachable();  // no round made yet
       return json_answer(200, me_json(id, user, reply_number(r, 1), reply_number(r, 2)));
     });
   }
@@ -584,7 +567,7 @@ struct RedpacketApp {
   // script whole (see the chapter on why it is one string).
   Answer new_round_in_redis(const Request& req, int64_t total, int64_t count) {
     std::string t = std::to_string(total), n = std::to_string(count), amounts = amounts_text(split_double_mean(total, count, rng));
-    return call(req, new_lua, {t, n, amounts, ""}, [total, count](const redisReply* r) {
+    return redis_answer(req, scripts, new_lua, {t, n, amounts, ""}, [total, count](const redisReply* r) {
       int64_t id = reply_int(r, 0);
       log_started(id, total, count);
       return json_answer(200, new_round_json(id, total, count));
