@@ -900,9 +900,11 @@ struct CinemaApp {
     app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table (or hashes in Redis) the last re-read left off the board.",
                     [this] { return double(rows_invalid); }},
                    {"sse_cinema_bookings_total", "counter", "Bookings made (seats taken and stored).", [this] { return double(booked); }}};
-    for (auto [kind, label] : {std::pair{NO_SHOWTIME, "reason=\"no_showtime\""}, {STARTED, "reason=\"started\""},
-                               {PER_PERSON, "reason=\"per_person_limit\""}, {SOLD_OUT, "reason=\"seats\""}})
+    for (auto [reason, label] : {std::pair{NO_SHOWTIME, "reason=\"no_showtime\""}, {STARTED, "reason=\"started\""},
+                                 {PER_PERSON, "reason=\"per_person_limit\""}, {SOLD_OUT, "reason=\"seats\""}}) {
+      Refused kind = reason;  // a copy to capture (clang 14 cannot capture a structured binding)
       app.metrics.push_back({"sse_cinema_bookings_refused_total", "counter", refused_help, [this, kind] { return double(refused[kind]); }, label});
+    }
     return app;
   }
 };
