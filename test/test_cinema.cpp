@@ -104,6 +104,38 @@ std::string showtime_row(long long id, const std::string& movie) {
   return "\"id\":" + std::to_string(id) + ",\"movie\":\"" + movie + "\"";
 }
 
+// 300 clients, each on its own connection to one of `ports` in turn, book
+// one seat each of 100-seat showtime `id` at once; checks what every
+// answer must be (200 with a distinct booking and seats_left, or the exact
+// sold-out 409) and that exactly 100 got a seat.
+void book_300_of_100(const std::vector<int>& ports, long long id) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (size_t u = 0; u < 300; u++) clients.push_back(std::make_unique<Client>(ports[u % ports.size()]));
+  for (size_t u = 0; u < 300; u++) clients[u]->send(book_request(id, "user=b" + std::to_string(u)));
+  int ok = 0, full = 0, other = 0;
+  std::set<long long> left_seen, bookings;
+  for (auto& c : clients) {
+    Response r = c->response(5000);
+    if (r.status == 200) {
+      ok++;
+      CHECK(json_int(r.body, "showtime") == id);
+      CHECK(json_int(r.body, "seats") == 1);
+      left_seen.insert(json_int(r.body, "seats_left"));
+      bookings.insert(json_int(r.body, "booking"));
+    } else if (r.status == 409) {
+      full++;
+      CHECK(r.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(id) + " is sold out\",\"seats_left\":0}");
+    } else {
+      other++;
+    }
+  }
+  CHECK(ok == 100);
+  CHECK(full == 200);
+  CHECK(other == 0);
+  CHECK(left_seen.size() == 100);  // each success saw a different count left: 99 down to 0
+  CHECK(bookings.size() == 100);
+}
+
 }  // namespace
 
 TEST_SUITE("cinema") {
@@ -348,31 +380,7 @@ TEST_CASE("300 clients book 1 seat each of a 100-seat showtime at once: exactly 
   std::string db = dir.file("book.db");
   ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
   long long id = add_showtime(srv.port, "Rush", 100);
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int u = 0; u < 300; u++) clients.push_back(std::make_unique<Client>(srv.port));
-  for (int u = 0; u < 300; u++) clients[size_t(u)]->send(book_request(id, "user=b" + std::to_string(u)));
-  int ok = 0, full = 0, other = 0;
-  std::set<long long> left_seen, bookings;
-  for (auto& c : clients) {
-    Response r = c->response(5000);
-    if (r.status == 200) {
-      ok++;
-      CHECK(json_int(r.body, "showtime") == id);
-      CHECK(json_int(r.body, "seats") == 1);
-      left_seen.insert(json_int(r.body, "seats_left"));
-      bookings.insert(json_int(r.body, "booking"));
-    } else if (r.status == 409) {
-      full++;
-      CHECK(r.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(id) + " is sold out\",\"seats_left\":0}");
-    } else {
-      other++;
-    }
-  }
-  CHECK(ok == 100);
-  CHECK(full == 200);
-  CHECK(other == 0);
-  CHECK(left_seen.size() == 100);  // each success saw a different count left: 99 down to 0
-  CHECK(bookings.size() == 100);
+  book_300_of_100({srv.port}, id);
   CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"id\":" + std::to_string(id) + ",\"movie\":\"Rush\",\"hall\":\"H\"") != std::string::npos);
   CHECK(sqlite3_query(db, "SELECT seats_left FROM showtimes WHERE id = " + std::to_string(id)) == "0");
   CHECK(sqlite3_query(db, "SELECT count(*), sum(seats), count(DISTINCT user) FROM bookings WHERE showtime = " + std::to_string(id)) == "100|100|100");
@@ -660,29 +668,7 @@ TEST_CASE("Redis: two processes, 300 clients booking 1 seat each of a 100-seat s
   wait_redis_ready(a.port);
   wait_redis_ready(b.port);
   long long id = add_showtime(a.port, "Rush", 100);
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int u = 0; u < 300; u++) clients.push_back(std::make_unique<Client>(u % 2 ? a.port : b.port));
-  for (int u = 0; u < 300; u++) clients[size_t(u)]->send(book_request(id, "user=b" + std::to_string(u)));
-  int ok = 0, full = 0, other = 0;
-  std::set<long long> left_seen, bookings;
-  for (auto& c : clients) {
-    Response r = c->response(5000);
-    if (r.status == 200) {
-      ok++;
-      left_seen.insert(json_int(r.body, "seats_left"));
-      bookings.insert(json_int(r.body, "booking"));
-    } else if (r.status == 409) {
-      full++;
-      CHECK(r.body == "{\"ok\":false,\"message\":\"showtime " + std::to_string(id) + " is sold out\",\"seats_left\":0}");
-    } else {
-      other++;
-    }
-  }
-  CHECK(ok == 100);
-  CHECK(full == 200);
-  CHECK(other == 0);
-  CHECK(left_seen.size() == 100);  // each success saw a different count left: 99 down to 0
-  CHECK(bookings.size() == 100);
+  book_300_of_100({b.port, a.port}, id);
   CHECK(redis_cli(redis, {"HGET", "sse:cinema:showtime:" + std::to_string(id), "seats_left"}) == "0");
   CHECK(redis_cli(redis, {"GET", "sse:cinema:booking_ids"}) == "100");
   std::string row = showtime_row(id, "Rush") + ",\"hall\":\"H\",\"starts_at\":\"" + in_days(1) + "\",\"seats_total\":100,\"seats_left\":0}";
