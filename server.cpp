@@ -1092,9 +1092,12 @@ static void deadlines_expire() {
 
 // The next moment something is due: a stream, a timeout, a paused accept.
 // (Every stream has a heartbeat due within HEARTBEAT_MS, so there always is one.)
+// A stream whose read from Redis is on its way waits for that reply, not
+// for a time: the reply, or the command's deadline, wakes the loop.
 static int64_t next_deadline_ms() {
   int64_t t = srv.now_ms + HEARTBEAT_MS;
-  for (const Live& l : srv.lives) t = std::min(t, sse_next_due_ms(l.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
+  for (const Live& l : srv.lives)
+    if (!l.fetching) t = std::min(t, sse_next_due_ms(l.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
   for (const DeadlineList& l : srv.deadlines)
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 
 #include "harness.hpp"
@@ -148,6 +149,34 @@ TEST_CASE("Redis paused: a write is answered 503 within --redis-timeout, never l
   CHECK(took < 2000);
   CHECK(metric(srv.port, "sse_redis_timeouts_total") >= 1);
   CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=unstuck&option=Auction").status == 200; }, 5000));
+}
+
+// How often the process has slept (in epoll_wait, or anywhere): its voluntary context switches.
+static long long sleeps_of(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("voluntary_ctxt_switches:")) return std::atoll(line.c_str() + 24);
+  return -1;
+}
+
+TEST_CASE("a stream whose read from Redis hangs waits for the reply, not in 1 ms wake-ups") {
+  // With Redis stopped, each stream's periodic read (every 50 ms here) is
+  // sent and hangs for --redis-timeout; once the next period is due too,
+  // the loop must sleep until the reply or the deadline, not wake each ms.
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis, {"--redis-timeout", "5", "--vote-interval", "0.05"}));
+  wait_ready(srv.port);
+  redis.pause();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a window, not a wait: the reads are out and due again
+  long long before = sleeps_of(srv.pid);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  long long woke = sleeps_of(srv.pid) - before;
+  redis.resume();
+  CAPTURE(woke);
+  CHECK(before >= 0);
+  CHECK(woke < 100);  // a heartbeat or a PING may wake it; a spin wakes it about 1,000 times
+  CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=after-hang&option=Auction").status == 200; }, 5000));
 }
 
 TEST_CASE("--redis that is no address: a message and exit 2") {
