@@ -508,7 +508,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
     on_request(fd, c.http.request());
     if (c.wait != Wait::None) {  // the request stays in the parser; what came after it waits in the stash
       c.stash.assign(data + off, len - off);
-      return conn_set_interest(fd);
+      return;  // still reading: see on_readable
     }
     c.http.next();
     completed = true;
@@ -532,9 +532,15 @@ static void on_resume(int fd) {
 }
 
 // The socket is readable (or hung up, or in error: read() tells which).
+//
+// A connection waiting for its answer (Conn::wait) reads nothing more, but
+// its EPOLLIN is dropped only here, when more input actually arrives: a
+// client that sends one request and waits, as nearly all do, then costs
+// no epoll_ctl to stop reading and another to start again.
 static void on_readable(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.reading_paused || c.wait != Wait::None) return;
+  if (c.wait != Wait::None) return conn_set_interest(fd);
+  if (c.reading_paused) return;
   if (!c.stash.empty()) return on_resume(fd);  // older bytes first; the socket keeps the newer ones
   ssize_t n = read(fd, srv.read_buf, sizeof srv.read_buf);
   if (n > 0) {
@@ -682,7 +688,10 @@ static void on_expect_continue(int fd, const HttpRequest& req) {
 static void conn_next_request(int fd) {
   Conn& c = srv.conns[fd];
   c.http.next();
-  conn_set_interest(fd);
+  // The answer's write sets the interest once it is done (conn_flush): set
+  // now, it would ask for EPOLLOUT only to take it back within the turn.
+  if (c.out.pending() > 0) flush_later(fd);
+  else conn_set_interest(fd);
   if (c.close_after_write) return;
   deadline_set(fd, IDLE_DEADLINE);
   if (!c.stash.empty()) srv.resume_list.push_back(fd);
