@@ -38,7 +38,7 @@ E2E_PACKAGES := chromium fonts-wqy-microhei
 
 .PHONY: all deps deps-e2e deps-bench deps-fuzz run run-cluster test e2e bench fuzz clean
 
-all: sse-server bench/ssefan
+all: sse-server bench/ssefan bench/floor
 
 sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
 	$(CXX) $(CXXFLAGS) $(REL_OPT) -o $@ server.cpp $(call llhttp_o,rel) -lsqlite3 -lhiredis -pthread
@@ -54,6 +54,9 @@ build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
 
 bench/ssefan: bench/ssefan.cpp
 	$(CXX) -std=c++20 -Wall -Wextra -Werror $(REL_OPT) -o $@ $<
+
+bench/floor: bench/floor.c
+	$(CC) -std=c11 -Wall -Wextra -Werror $(REL_OPT) -o $@ $<
 
 build/rel/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
@@ -134,7 +137,7 @@ deps-bench: deps
 	cd bench/node-reference && npm ci --no-audit --no-fund
 
 bench: deps-bench
-	$(MAKE) sse-server bench/ssefan
+	$(MAKE) sse-server bench/ssefan bench/floor
 	bench/run.sh
 
 # libFuzzer comes with clang; its runtime with Debian's libclang-rt-14-dev.
@@ -172,4 +175,4 @@ e2e: deps-e2e
 	cd test/e2e && npm test
 
 clean:
-	rm -rf build sse-server bench/ssefan test/e2e/node_modules test/e2e/screenshots
+	rm -rf build sse-server bench/ssefan bench/floor test/e2e/node_modules test/e2e/screenshots

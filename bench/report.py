@@ -43,8 +43,8 @@ def main():
     errors = []               # (server, target, conc, run, count) of runs with 4xx/5xx answers
     for r in rows:
         if r["kind"] == "http":
-            http[(r["server"], r["target"], r["load"])][r["run"]] = (num(r["value"]), num(r["cpu_pct"]))
             extra = dict(kv.split("=", 1) for kv in r["extra"].split(";") if "=" in kv)
+            http[(r["server"], r["target"], r["load"])][r["run"]] = (num(r["value"]), num(r["cpu_pct"]), num(extra.get("redis_cpu_pct")))
             if num(extra.get("non2xx")):
                 errors.append((r["server"], r["target"], r["load"], r["run"], int(num(extra["non2xx"]))))
         else:
@@ -59,10 +59,13 @@ def main():
     def cpu(server, target, conc):
         return median([v[1] for v in http[(server, target, conc)].values()])
 
-    def ratio(a, b, c=None):  # median over runs of a/b; a, b are (server, target, conc) keys
+    def redis_cpu(server, target, conc):
+        return median([v[2] for v in http[(server, target, conc)].values()])
+
+    def ratio(a, b):  # median over runs of a/b; a, b are (server, target, conc) keys
         out = []
-        for run, (va, _) in http[a].items():
-            vb = http[b].get(run, (None, None))[0]
+        for run, (va, _, _) in http[a].items():
+            vb = http[b].get(run, (None, None, None))[0]
             if va and vb:
                 out.append(va / vb)
         return median(out)
@@ -129,26 +132,57 @@ def main():
         print(f"| {conc} | {fmt(a, 2)} | {fmt(b, 2)} |")
     print()
 
+    print("## Writes through Redis (--redis)")
+    print()
+    print("One sse-server with `--redis` on a unix socket to its own redis-server (appendonly, fsync every second), "
+          "both pinned to CPU 1: the core a SQLite-mode server has to itself. Each write is one Lua script (EVALSHA); "
+          "a turn's scripts leave in one write and their replies are read in one pass. CPU in brackets: the "
+          "server's, then Redis's. \"Redis alone\" is the rate at which Redis would fill a core of its own "
+          "(requests/s ÷ its CPU share): what any number of processes in front of this one Redis can reach at most.")
+    print()
+    print("| write | conc | SQLite file | :memory: | Redis mode (server, redis CPU) | Redis ÷ file | Redis ÷ :memory: | Redis alone |")
+    print("|---|---|---|---|---|---|---|---|")
+    for target in ["grab", "vote", "book"]:
+        for conc in ["50", "200"]:
+            v = rps("sse-redis", target, conc)
+            rc = redis_cpu("sse-redis", target, conc)
+            alone = v / (rc / 100) if v and rc else None
+            print(f"| POST {target} | {conc} | {fmt(rps('sse-server', target, conc))} ({fmt(cpu('sse-server', target, conc))}%) | "
+                  f"{fmt(rps('sse-memory', target, conc))} ({fmt(cpu('sse-memory', target, conc))}%) | "
+                  f"{fmt(v)} ({fmt(cpu('sse-redis', target, conc))}%, {fmt(rc)}%) | "
+                  f"{fmt(ratio(('sse-redis', target, conc), ('sse-server', target, conc)), 2)} | "
+                  f"{fmt(ratio(('sse-redis', target, conc), ('sse-memory', target, conc)), 2)} | {fmt(alone)} |")
+    print()
+
     print("## SSE fan-out: a vote (or an nchan publish) until every subscriber has it")
     print()
-    print("| subscribers | server | p50 ms | p99 ms | max ms | delivered | RSS per subscriber | connect ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("Servers: sse-server (SQLite); floor (bench/floor.c: the same event bytes, one write() per subscriber in a "
+          "plain loop, nothing else — the kernel's own cost); sse-redis (one process, `--redis`, the vote goes through "
+          "Redis and comes back as a published change); sse-redis-2 (two processes on one port with `--reuse-port`, "
+          "one per CPU, one Redis: the kernel splits the subscribers between them, RSS is their sum); nchan; node. "
+          "Loop ms: the server's own time in its write loop — for sse-server its last broadcast "
+          "(`sse_last_broadcast_seconds`), for the floor the median of its broadcasts.")
+    print()
+    print("| subscribers | server | p50 ms | p99 ms | max ms | loop ms | delivered | RSS per subscriber | connect ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     sizes = sorted({size for (_, size) in fan})
+    servers = ["sse-server", "floor", "sse-redis", "sse-redis-2", "nchan", "node"]
     for size in sizes:
-        for server in ["sse-server", "nchan", "node"]:
+        for server in servers:
             runs = fan.get((server, size), {})
             if not runs:
                 continue
             get = lambda k: median([r.get(k) for r in runs.values()])
             print(f"| {size:,} | {server} | {fmt(get('p50_ms'), 1)} | {fmt(get('p99_ms'), 1)} | {fmt(get('max_ms'), 1)} | "
-                  f"{fmt(get('delivered_pct'), 2)}% | {fmt(get('rss_per_sub_bytes'))} B | {fmt(get('connect_ms'))} |")
+                  f"{fmt(get('loop_ms'), 1)} | {fmt(get('delivered_pct'), 2)}% | {fmt(get('rss_per_sub_bytes'))} B | "
+                  f"{fmt(get('connect_ms'))} |")
     print()
     print("| subscribers | p99 sse-server / nchan | p99 sse-server / Node | RSS per subscriber, sse-server / nchan |")
     print("|---|---|---|---|")
 
-    def fan_ratio(size, other, key):
+    def fan_ratio(size, other, key, me="sse-server"):
         out = []
-        for run, mine in fan.get(("sse-server", size), {}).items():
+        for run, mine in fan.get((me, size), {}).items():
             theirs = fan.get((other, size), {}).get(run)
             if theirs and mine.get(key) and theirs.get(key):
                 out.append(mine[key] / theirs[key])
@@ -157,6 +191,39 @@ def main():
     for size in sizes:
         print(f"| {size:,} | {fmt(fan_ratio(size, 'nchan', 'p99_ms'), 2)} | {fmt(fan_ratio(size, 'node', 'p99_ms'), 2)} | "
               f"{fmt(fan_ratio(size, 'nchan', 'rss_per_sub_bytes'), 3)} |")
+    print()
+
+    print("Against the floor and across processes, run by run (p50 and max: time until a subscriber has the change, "
+          "measured by the client; loop: the server's own write loop):")
+    print()
+    print("| subscribers | sse-server ÷ floor p50 | max | loop | sse-redis ÷ floor p50 | max | sse-redis-2 ÷ sse-redis p50 | max | RSS/sub sse-redis ÷ sse-server |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        cells = [fan_ratio(size, "floor", "p50_ms"), fan_ratio(size, "floor", "max_ms"), fan_ratio(size, "floor", "loop_ms"),
+                 fan_ratio(size, "floor", "p50_ms", "sse-redis"), fan_ratio(size, "floor", "max_ms", "sse-redis"),
+                 fan_ratio(size, "sse-redis", "p50_ms", "sse-redis-2"), fan_ratio(size, "sse-redis", "max_ms", "sse-redis-2"),
+                 fan_ratio(size, "sse-server", "rss_per_sub_bytes", "sse-redis")]
+        print(f"| {size:,} | " + " | ".join(fmt(c, 2) for c in cells) + " |")
+    print()
+
+    print("## Goals (issue #17), as measured")
+    print()
+    goals17 = []
+    for target in ["grab", "vote"]:
+        for conc in ["50", "200"]:
+            r = ratio(("sse-redis", target, conc), ("sse-server", target, conc))
+            goals17.append((f"{target} through Redis ≥ 0.5× the SQLite mode (c={conc}, Redis on the same core)", fmt(r, 2),
+                            r is not None and r >= 0.5))
+    m_redis = median([r.get("rss_per_sub_bytes") for r in fan.get(("sse-redis", 10000), {}).values()])
+    m_sqlite = median([r.get("rss_per_sub_bytes") for r in fan.get(("sse-server", 10000), {}).values()])
+    goals17.append(("RSS per subscriber in Redis mode no more than SQLite mode's (10,000)", f"{fmt(m_redis)} B vs {fmt(m_sqlite)} B",
+                    m_redis is not None and m_sqlite is not None and m_redis <= m_sqlite * 1.05))
+    q = fan_ratio(10000, "floor", "p50_ms", "sse-redis")
+    goals17.append(("fan-out to 10,000 through Redis at the kernel floor (p50 ÷ floor's)", fmt(q, 2), q is not None and q <= 1.2))
+    print("| goal | measured | met |")
+    print("|---|---|---|")
+    for name, value, met in goals17:
+        print(f"| {name} | {value} | {'yes' if met else 'no'} |")
     print()
 
     print("## Goals (issue #7), as measured")

@@ -18,7 +18,8 @@
 // Printed: connect time, delivered % (deliveries / (subscribers x changes)),
 // p50/p99/max latency over all deliveries, and, given --pid, the server's
 // RSS before the first connection and once all are subscribed and idle, and
-// the growth per subscriber. The last line is key=value pairs for scripts.
+// the growth per subscriber. --pid may list several processes, comma
+// separated (N processes sharing one port): their RSS is summed. The last line is key=value pairs for scripts.
 //
 // One thread, one epoll, level-triggered, like the server it measures; the
 // latency histogram is preallocated (no allocation per sample). The fd soft
@@ -58,14 +59,14 @@ struct Options {
   std::string match = "\"total\":{k}}";
   int gap_ms = 300;
   int timeout_ms = 10000;
-  int pid = 0;
+  std::vector<int> pids;
 };
 
 static void usage() {
   fprintf(stderr,
           "usage: ssefan --port P [--host H] [--path /vote/result-sse] [--subscribers N] [--batch B]\n"
           "              [--changes K] [--trigger-path /vote] [--trigger-body 'voter=fan{k}&option=Auction']\n"
-          "              [--match '\"total\":{k}}'] [--gap-ms 300] [--timeout-ms 10000] [--pid SERVER_PID]\n");
+          "              [--match '\"total\":{k}}'] [--gap-ms 300] [--timeout-ms 10000] [--pid PID[,PID...]]\n");
   exit(2);
 }
 
@@ -86,7 +87,9 @@ static Options parse(int argc, char** argv) {
     else if (a == "--match") o.match = v;
     else if (a == "--gap-ms") o.gap_ms = atoi(v.c_str());
     else if (a == "--timeout-ms") o.timeout_ms = atoi(v.c_str());
-    else if (a == "--pid") o.pid = atoi(v.c_str());
+    else if (a == "--pid")
+      for (size_t at = 0; at < v.size(); at = v.find(',', at) == std::string::npos ? v.size() : v.find(',', at) + 1)
+        o.pids.push_back(atoi(v.c_str() + at));
     else usage();
   }
   if (o.port <= 0 || o.subscribers <= 0 || o.batch <= 0 || o.changes <= 0) usage();
@@ -100,15 +103,19 @@ static int64_t now_us() {
   return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+[[noreturn]] static void fail(const char* what) {
+  fprintf(stderr, "ssefan: %s\n", what);
+  exit(1);
+}
+
 static std::string with_k(std::string s, int k) {
   for (size_t at; (at = s.find("{k}")) != std::string::npos;) s.replace(at, 3, std::to_string(k));
   return s;
 }
 
 static long rss_kib(int pid) {
-  if (pid <= 0) return -1;
   FILE* f = fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
-  if (!f) return -1;
+  if (!f) fail("--pid: no such process");
   char line[256];
   long kib = -1;
   while (fgets(line, sizeof line, f))
@@ -117,9 +124,10 @@ static long rss_kib(int pid) {
   return kib;
 }
 
-[[noreturn]] static void fail(const char* what) {
-  fprintf(stderr, "ssefan: %s\n", what);
-  exit(1);
+static long rss_kib(const std::vector<int>& pids) {  // summed; -1 with none given
+  long sum = pids.empty() ? -1 : 0;
+  for (int pid : pids) sum += rss_kib(pid);
+  return sum;
 }
 
 // Latencies in microseconds: 64 powers of two, 16 linear steps in each, so
@@ -260,7 +268,7 @@ int main(int argc, char** argv) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   std::vector<Sub> subs(size_t(o.subscribers));
   Histogram hist;
-  long rss_before = rss_kib(o.pid);
+  long rss_before = rss_kib(o.pids);
   std::string request = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + "\r\nAccept: text/event-stream\r\n\r\n";
 
   // Connect in batches; a batch is done when every member has its headers.
@@ -300,7 +308,7 @@ int main(int argc, char** argv) {
   int64_t connect_us = now_us() - t0;
   // Let the snapshots every new subscriber gets drain, then measure memory.
   for (int64_t until = now_us() + 500000; now_us() < until;) pump(ep, subs, 50, 0, o.match, 0, hist, &closed);
-  long rss_after = rss_kib(o.pid);
+  long rss_after = rss_kib(o.pids);
 
   int trigger_fd = open_socket(o, true);
   int64_t delivered = 0;
@@ -323,12 +331,12 @@ int main(int argc, char** argv) {
          ms(connect_us), o.changes, pct, closed);
   printf("latency from trigger to each subscriber: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", ms(hist.quantile(0.5)),
          ms(hist.quantile(0.99)), ms(hist.max));
-  if (o.pid > 0)
+  if (!o.pids.empty())
     printf("server rss: %ld KiB before, %ld KiB with all subscribed (%.0f bytes per subscriber)\n", rss_before, rss_after,
            double(rss_after - rss_before) * 1024.0 / o.subscribers);
   printf("RESULT subscribers=%d connect_ms=%.0f changes=%d delivered_pct=%.2f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
          "rss_before_kib=%ld rss_after_kib=%ld rss_per_sub_bytes=%.0f\n",
          o.subscribers, ms(connect_us), o.changes, pct, ms(hist.quantile(0.5)), ms(hist.quantile(0.99)), ms(hist.max),
-         rss_before, rss_after, o.pid > 0 ? double(rss_after - rss_before) * 1024.0 / o.subscribers : -1.0);
+         rss_before, rss_after, !o.pids.empty() ? double(rss_after - rss_before) * 1024.0 / o.subscribers : -1.0);
   return pct == 100.0 ? 0 : 3;
 }
