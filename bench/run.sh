@@ -259,11 +259,9 @@ fan() {
   sleep 0.3
   out=$(taskset -c 0 ./bench/ssefan --port "$PORT" --subscribers "$size" --changes "$FAN_CHANGES" --gap-ms 300 \
           --timeout-ms 15000 --pid "$pid_list" "${args[@]}" 2>&1 | grep '^RESULT' || true)
-  # Our own write loop's time for the last change, from /metrics, and the floor's for its median change.
-  case $server in
-    sse-server|sse-redis) extra=";loop_ms=$(curl -s "127.0.0.1:$PORT/metrics" | awk '/^sse_last_broadcast_seconds/ {printf "%.2f", $2 * 1000}')" ;;
-  esac
   local o; for o in "${owners[@]}"; do stop "$o"; done
+  # The floor's own write-loop time, the median of its changes (sse-server's
+  # sse_last_broadcast_seconds is whichever stream pushed last: not comparable).
   if [ "$server" = floor ]; then
     extra=";loop_ms=$(grep -o 'loop_us_p50=[0-9]*' "$dir/floor-$run-$size.out" | awk -F= '{printf "%.2f", $2 / 1000}')"
   fi
