@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# writes.sh — durable writes (grabs, votes) against the cheapest request, in one run.
+# writes.sh — durable writes (grabs, votes) against the cheapest request, in one run,
+# and the same writes through Redis (--redis) against the SQLite mode.
 #
-# Protocol: starts two servers on 127.0.0.1, one on a fresh SQLite file and
-# one on :memory:. The servers run on CPU 1 and wrk on CPU 0 (taskset), so
-# the two do not trade places on the cores mid-run. Then, RUNS times,
-# interleaved so drift hits all five: start a fresh 1,000,000-packet round
-# on each (no run ever finds it empty), run
+# Protocol: starts three servers on 127.0.0.1: one on a fresh SQLite file,
+# one on :memory:, and one with --redis on its own redis-server (a unix
+# socket in a temp dir, appendonly with fsync every second, as make
+# run-cluster runs it). The servers and redis-server run on CPU 1 and wrk on
+# CPU 0 (taskset), so the two do not trade places on the cores mid-run, and
+# a write through Redis has only the core a write through SQLite has. Then,
+# RUNS times, interleaved so drift hits every server alike: start a fresh
+# 1,000,000-packet round and a new poll on each (no run ever finds the round
+# empty or the poll full), run
 #   wrk -t1 -c50 -d$DURATION -s bench/wrk/grab.lua   against each,
 #   wrk -t1 -c50 -d$DURATION -s bench/wrk/vote.lua   against each, and
 #   wrk -t1 -c50 -d$DURATION                          on GET /healthz.
 # Each figure is printed with the server's CPU use during it (100% = the
-# whole of CPU 1: below that, the client was the limit, not the server).
-# Checks that each write run really wrote (the store's row counter grew by
-# at least 90% of the requests wrk counted). Prints the medians and the
-# ratios to healthz computed run by run. Stops both servers by PID.
+# whole of CPU 1: below that, the client was the limit, not the server),
+# and for the Redis mode with Redis's after it. Checks that each write run
+# really wrote (the SQLite store's row counter, or the Redis commands the
+# server sent, grew by at least 90% of the requests wrk counted). Prints the
+# medians, the ratios to healthz and Redis ÷ file, each computed run by run.
+# Stops every server by PID.
 #
 #   bench/writes.sh [RUNS=3] [DURATION=10s]
 set -euo pipefail
@@ -26,48 +33,75 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
-start() {  # start NAME DB: runs a server; sets PORT_<NAME> and PID_<NAME>
-  taskset -c 1 ./sse-server --port 0 --quiet --db "$2" --admin-token bench >"$dir/$1.out" 2>&1 &
+start() {  # start NAME DB [flags]: runs a server; sets PORT_<NAME> and PID_<NAME>
+  local name=$1 db=$2; shift 2
+  taskset -c 1 ./sse-server --port 0 --quiet --db "$db" --admin-token bench "$@" >"$dir/$name.out" 2>&1 &
   pids+=($!)
-  printf -v "PID_$1" '%s' "$!"
-  for _ in $(seq 100); do grep -q listening "$dir/$1.out" 2>/dev/null && break; sleep 0.05; done
-  printf -v "PORT_$1" '%s' "$(head -1 "$dir/$1.out" | grep -o '[0-9]*$')"
+  printf -v "PID_$name" '%s' "$!"
+  for _ in $(seq 100); do grep -q listening "$dir/$name.out" 2>/dev/null && break; sleep 0.05; done
+  printf -v "PORT_$name" '%s' "$(head -1 "$dir/$name.out" | grep -o '[0-9]*$')"
 }
-rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total/ {print $2}'; }
+start_redis() {  # sets REDIS_SOCK and REDIS_PID
+  taskset -c 1 redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --dir "$dir" \
+    --appendonly yes --appendfsync everysec --save '' >"$dir/redis.log" 2>&1 &
+  REDIS_PID=$!; pids+=("$REDIS_PID"); REDIS_SOCK=$dir/redis.sock
+  for _ in $(seq 200); do [ -S "$REDIS_SOCK" ] && return 0; sleep 0.05; done
+  echo "writes.sh: redis-server did not start" >&2; cat "$dir/redis.log" >&2; exit 1
+}
+# What a write moved: the SQLite store's rows, or the commands sent to Redis.
+rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total|^sse_redis_commands_total/ {n += $2} END {print n}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # the server's utime + stime
-load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %>"
-  local port=$1 pid=$2 t0 t1 s0 s1 out n before after; shift 2
+load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %> <Redis CPU %>"
+  local port=$1 pid=$2 t0 t1 r0 r1 s0 s1 out n before after; shift 2
   before=$(rows "$port")
-  t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+  t0=$(cpu_ticks "$pid"); r0=$(cpu_ticks "$REDIS_PID"); s0=$(date +%s.%N)
   out=$(taskset -c 0 wrk -t1 -c50 -d"$DURATION" "$@")
-  t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
+  t1=$(cpu_ticks "$pid"); r1=$(cpu_ticks "$REDIS_PID"); s1=$(date +%s.%N)
   after=$(rows "$port")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   if [[ "$*" == *.lua* ]] && [ $((after - before)) -lt $((n * 9 / 10)) ]; then
     echo "only $((after - before)) rows written for $n requests" >&2; exit 1
   fi
-  awk -v d=$((t1 - t0)) -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" \
-    '/Requests\/sec/ {printf "%s %.0f\n", $2, 100 * d / hz / (b - a)}' <<<"$out"
+  awk -v d=$((t1 - t0)) -v r=$((r1 - r0)) -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" \
+    '/Requests\/sec/ {printf "%s %.0f %.0f\n", $2, 100 * d / hz / (b - a), 100 * r / hz / (b - a)}' <<<"$out"
 }
 new_round() { curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000&token=bench' "127.0.0.1:$1/redpacket/rounds"; }
+new_poll() { curl -sf -o /dev/null -d 'question=Bench&options=Stock+ticker,Chat+room,Live+scores,Auction&token=bench' "127.0.0.1:$1/vote/polls"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 start file "$dir/bench.db"
 start mem ":memory:"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)"
-names=(grab_file grab_mem vote_file vote_mem healthz)
+start_redis
+start redis "$dir/redis-mode.db" --redis "$REDIS_SOCK"
+for _ in $(seq 100); do [ "$(curl -s "127.0.0.1:$PORT_redis/healthz")" = ok ] && break; sleep 0.05; done
+echo "commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(redis-server --version | grep -o 'v=[0-9.]*'), $(date -u +%FT%TZ)"
+names=(grab_file grab_mem grab_redis vote_file vote_mem vote_redis healthz)
+ports=("$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file")
+owners=("$PID_file" "$PID_mem" "$PID_redis" "$PID_file" "$PID_mem" "$PID_redis" "$PID_file")
+h=6
 for r in $(seq "$RUNS"); do
-  new_round "$PORT_file"; read -r v[0] c[0] < <(load "$PORT_file" "$PID_file" -s bench/wrk/grab.lua "http://127.0.0.1:$PORT_file/redpacket/grab")
-  new_round "$PORT_mem"; read -r v[1] c[1] < <(load "$PORT_mem" "$PID_mem" -s bench/wrk/grab.lua "http://127.0.0.1:$PORT_mem/redpacket/grab")
-  read -r v[2] c[2] < <(load "$PORT_file" "$PID_file" -s bench/wrk/vote.lua "http://127.0.0.1:$PORT_file/vote")
-  read -r v[3] c[3] < <(load "$PORT_mem" "$PID_mem" -s bench/wrk/vote.lua "http://127.0.0.1:$PORT_mem/vote")
-  read -r v[4] c[4] < <(load "$PORT_file" "$PID_file" "http://127.0.0.1:$PORT_file/healthz")
-  line="run $r:"
-  for i in 0 1 2 3 4; do
-    line+="  ${names[$i]} ${v[$i]} (cpu ${c[$i]}%)"
-    echo "${v[$i]}" >>"$dir/${names[$i]}"
-    [ "$i" -lt 4 ] && awk -v a="${v[$i]}" -v h="${v[4]}" 'BEGIN {print a/h}' >>"$dir/ratio_${names[$i]}"
+  for i in "${!names[@]}"; do
+    case ${names[$i]} in
+      grab_*) new_round "${ports[$i]}"; args=(-s bench/wrk/grab.lua "http://127.0.0.1:${ports[$i]}/redpacket/grab") ;;
+      vote_*) new_poll "${ports[$i]}"; args=(-s bench/wrk/vote.lua "http://127.0.0.1:${ports[$i]}/vote") ;;
+      *)      args=("http://127.0.0.1:${ports[$i]}/healthz") ;;
+    esac
+    read -r v[i] c[i] rc[i] < <(load "${ports[$i]}" "${owners[$i]}" "${args[@]}")
   done
+  line="run $r:"
+  for i in "${!names[@]}"; do
+    cpu="cpu ${c[$i]}%"; [[ ${names[$i]} == *_redis ]] && cpu+=", redis ${rc[$i]}%"
+    line+="  ${names[$i]} ${v[$i]} ($cpu)"
+    echo "${v[$i]}" >>"$dir/${names[$i]}"
+    [ "$i" -lt $h ] && awk -v a="${v[$i]}" -v h="${v[$h]}" 'BEGIN {print a/h}' >>"$dir/ratio_${names[$i]}"
+  done
+  awk -v a="${v[2]}" -v b="${v[0]}" 'BEGIN {print a/b}' >>"$dir/redis_grab"
+  awk -v a="${v[5]}" -v b="${v[3]}" 'BEGIN {print a/b}' >>"$dir/redis_vote"
   echo "$line"
 done
-for i in 0 1 2 3 4; do printf 'median %-10s %10s req/s' "${names[$i]}" "$(median <"$dir/${names[$i]}")"; [ "$i" -lt 4 ] && printf '   ratio to healthz %.2f' "$(median <"$dir/ratio_${names[$i]}")"; echo; done
+for i in "${!names[@]}"; do
+  printf 'median %-10s %10s req/s' "${names[$i]}" "$(median <"$dir/${names[$i]}")"
+  [ "$i" -lt $h ] && printf '   ratio to healthz %.2f' "$(median <"$dir/ratio_${names[$i]}")"
+  echo
+done
+printf 'median Redis ÷ file: grab %.2f, vote %.2f (goal of #17: at least 0.5)\n' "$(median <"$dir/redis_grab")" "$(median <"$dir/redis_vote")"
