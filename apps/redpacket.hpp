@@ -332,8 +332,10 @@ class RedpacketStorage {
 // last id given), sse:redpacket:<id> (a hash: total_cents, count),
 // sse:redpacket:<id>:amounts (the split: see below), sse:redpacket:<id>:users
 // (user → packet; its size is how many are taken, so packet i goes to the
-// i-th grabber as in the SQLite mode), sse:redpacket:<id>:winners (the last
-// 10 grants, newest first, each "packet amount_cents at_ms user"), and
+// i-th grabber as in the SQLite mode), sse:redpacket:<id>:winners (the
+// latest grants, newest first, each "packet amount_cents at_ms user": 10 to
+// 20 of them, trimmed back to 10 once past 20, one LTRIM per ten grants
+// rather than per grant; the stream reads the first 10), and
 // sse:redpacket:version (the stream's version: the event id on every
 // process). Each write is one Lua script, so it decides and applies
 // atomically however many processes send grabs; it bumps the version and
@@ -369,25 +371,29 @@ inline std::string amounts_text(const std::vector<int64_t>& amounts) {
 // A grab: ARGV user. {"granted" or "already", id, packet, amount_cents,
 // remaining}, {"empty", id} when every packet is taken, {"none"} before
 // the first round exists. A grant's time is Redis's clock (TIME), one clock
-// for every process, so the winners list is in time order.
+// for every process, so the winners list is in time order. Each redis.call
+// costs Redis about a microsecond, as much as the rest of the script: HSETNX
+// records a new grabber and tells one who already holds a packet in one call.
 inline constexpr const char* REDPACKET_GRAB_LUA = R"lua(
 local id = redis.call('GET', 'sse:redpacket:current')
 if not id then return {'none'} end
 local r = 'sse:redpacket:' .. id
+local users = r .. ':users'
 local count = tonumber(redis.call('HGET', r, 'count'))
-local taken = redis.call('HLEN', r .. ':users')
-local held = redis.call('HGET', r .. ':users', ARGV[1])
-local kind, packet = 'already', tonumber(held)
-if not held then
-  if taken >= count then return {'empty', id} end
-  kind, packet, taken = 'granted', taken, taken + 1
+local taken = redis.call('HLEN', users)
+local kind, packet = 'granted', taken
+if taken >= count or redis.call('HSETNX', users, ARGV[1], packet) == 0 then
+  local held = redis.call('HGET', users, ARGV[1])
+  if not held then return {'empty', id} end
+  kind, packet = 'already', tonumber(held)
+else
+  taken = taken + 1
 end
 local amount = tonumber(redis.call('GETRANGE', r .. ':amounts', packet * 12, packet * 12 + 11))
 if kind == 'granted' then
   local t = redis.call('TIME')
-  redis.call('HSET', r .. ':users', ARGV[1], packet)
-  redis.call('LPUSH', r .. ':winners', string.format('%d %d %d %s', packet, amount, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1]))
-  redis.call('LTRIM', r .. ':winners', 0, 9)
+  local w = string.format('%d %d %d %s', packet, amount, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+  if redis.call('LPUSH', r .. ':winners', w) > 20 then redis.call('LTRIM', r .. ':winners', 0, 9) end
   redis.call('PUBLISH', 'sse:changed', 'redpacket ' .. redis.call('INCR', 'sse:redpacket:version'))
 end
 return {kind, id, packet, amount, count - taken}
