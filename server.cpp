@@ -1173,10 +1173,15 @@ static void on_event(const epoll_event& ev) {
   if (fd == srv.redis_sub.fd()) return srv.redis_sub.on_ready(ev.events, srv.now_ms);
   Conn& c = srv.conns[size_t(fd)];
   if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
-  // EPOLLHUP and EPOLLERR come whatever we asked for; read() and write()
-  // report the actual error, so both paths simply run.
-  if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(fd);
-  if (ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) flush_later(fd);
+  // EPOLLHUP and EPOLLERR come whatever we asked for, and say the socket is
+  // finished (a reset, or both directions shut): no answer can reach the
+  // client. Closed now. Left to read() and write() to notice, a connection
+  // waiting for its answer (which does neither) would come back from every
+  // epoll_wait until the answer came: a spin. An answer that comes later
+  // finds its ticket stale (on_later_answer).
+  if (ev.events & (EPOLLHUP | EPOLLERR)) return conn_close_later(fd);
+  if (ev.events & EPOLLIN) on_readable(fd);
+  if (ev.events & EPOLLOUT) flush_later(fd);
 }
 
 // The second half of a turn, after the events: handle again the requests

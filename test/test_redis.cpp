@@ -179,6 +179,34 @@ TEST_CASE("a stream whose read from Redis hangs waits for the reply, not in 1 ms
   CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=after-hang&option=Auction").status == 200; }, 5000));
 }
 
+TEST_CASE("a client that resets its connection while its vote waits for Redis costs no CPU until the answer") {
+  // A reset socket reports EPOLLHUP and EPOLLERR to every epoll_wait, asked
+  // for or not; a connection waiting for Redis neither reads nor writes, so
+  // nothing would notice the error, and the loop would spin until the reply
+  // or --redis-timeout.
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis, {"--redis-timeout", "5"}));
+  wait_ready(srv.port);
+  redis.pause();
+  {
+    Client c(srv.port);
+    double sent = metric(srv.port, "sse_redis_commands_total");
+    c.send(post_request("/vote", "voter=gone&option=Auction"));
+    // metric() asks on a connection of its own, answered by the server alone (Redis is stopped).
+    REQUIRE(wait_for([&] { return metric(srv.port, "sse_redis_commands_total") > sent; }, 2000));
+    linger reset{1, 0};
+    REQUIRE(setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+  }  // closed with linger 0: a reset
+  double before = srv.cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // a window, not a wait
+  double used = srv.cpu_seconds() - before;
+  redis.resume();
+  CAPTURE(used);
+  CHECK(used < 0.3);  // a spin burns about the whole second
+  CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=after-reset&option=Auction").status == 200; }, 5000));
+  CHECK(http_post(srv.port, "/vote", "voter=gone&option=Chat+room").status == 409);  // its vote was stored all the same
+}
+
 TEST_CASE("--redis that is no address: a message and exit 2") {
   ServerProcess probe({"--quiet"});  // a binary that starts at all
   std::string bin = getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server";
