@@ -23,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -437,4 +438,37 @@ inline bool sse_next(Client& c, const std::function<bool(const std::string&)>& w
     if (seen) seen->push_back(e.data);
     return want(e.data);
   }, timeout_ms);
+}
+
+// Two processes on one Redis, one of them killed under load: 10 clients on
+// each send 6 bursts of `per_client` pipelined writes; A is killed with
+// SIGKILL while its 4th burst is on its way (some of it answered, some not)
+// and sends nothing after. request(burst, on_a, n) is the n-th write of a
+// side's burst (n = client × per_client + j); answered(burst, on_a, n, r)
+// sees every answer that came. Every one of B's writes must be answered 200:
+// B never noticed. Returns how many of B's answers were not.
+inline int bursts_with_a_killed(ServerProcess& a, int b_port, size_t per_client,
+                                const std::function<std::string(int burst, bool on_a, size_t n)>& request,
+                                const std::function<void(int burst, bool on_a, size_t n, const Response& r)>& answered) {
+  std::vector<std::unique_ptr<Client>> on_a, on_b;
+  for (int k = 0; k < 10; k++) on_a.push_back(std::make_unique<Client>(a.port)), on_b.push_back(std::make_unique<Client>(b_port));
+  int b_refused = 0;
+  for (int burst = 0; burst < 6; burst++) {
+    bool a_gone = burst > 3;
+    for (auto* side : {&on_a, &on_b})
+      for (size_t k = 0; k < side->size() && !(side == &on_a && a_gone); k++) {
+        std::string wire;
+        for (size_t j = 0; j < per_client; j++) wire += request(burst, side == &on_a, k * per_client + j);
+        (*side)[k]->send(wire);
+      }
+    if (burst == 3) a.stop(SIGKILL);
+    for (auto* side : {&on_a, &on_b})
+      for (size_t k = 0; k < side->size() && !(side == &on_a && a_gone); k++)
+        for (size_t j = 0; j < per_client; j++) {
+          Response r = (*side)[k]->response(side == &on_a && burst == 3 ? 300 : 5000);
+          answered(burst, side == &on_a, k * per_client + j, r);
+          if (side == &on_b && r.status != 200) b_refused++;
+        }
+  }
+  return b_refused;
 }

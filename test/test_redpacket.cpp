@@ -477,29 +477,13 @@ TEST_CASE("with --redis: kill -9 of one process under grabs loses no acknowledge
   wait_ready(a.port);
   wait_ready(b.port);
   std::map<std::string, std::pair<long long, long long>> acked;  // user -> amount, packet
-  std::vector<std::unique_ptr<Client>> on_a, on_b;
-  for (int k = 0; k < 10; k++) on_a.push_back(std::make_unique<Client>(a.port)), on_b.push_back(std::make_unique<Client>(b.port));
-  auto user_of = [](int burst, bool side_a, size_t n) {
-    return "k" + std::to_string(burst) + "-" + std::to_string(side_a) + "-" + std::to_string(n);
-  };
-  for (int burst = 0; burst < 6; burst++) {
-    bool a_gone = burst > 3;
-    for (auto* side : {&on_a, &on_b})
-      for (size_t k = 0; k < side->size() && !(side == &on_a && a_gone); k++) {
-        std::string wire;
-        for (size_t j = 0; j < 4; j++) wire += post_request("/redpacket/grab", "user=" + user_of(burst, side == &on_a, k * 4 + j));
-        (*side)[k]->send(wire);
-      }
-    if (burst == 3) a.stop(SIGKILL);  // with this burst's grabs on their way: some answered, some not
-    for (auto* side : {&on_a, &on_b})
-      for (size_t k = 0; k < side->size() && !(side == &on_a && a_gone); k++)
-        for (size_t j = 0; j < 4; j++) {
-          Response r = (*side)[k]->response(side == &on_a && burst == 3 ? 300 : 5000);
-          std::string user = user_of(burst, side == &on_a, k * 4 + j);
-          if (r.status == 200) acked[user] = {json_int(r.body, "amount_cents"), json_int(r.body, "packet")};
-          if (side == &on_b) CHECK(r.status == 200);  // B never noticed
-        }
-  }
+  auto user_of = [](int burst, bool on_a, size_t n) { return "k" + std::to_string(burst) + "-" + std::to_string(on_a) + "-" + std::to_string(n); };
+  int b_refused = bursts_with_a_killed(a, b.port, 4, [&](int burst, bool on_a, size_t n) {
+    return post_request("/redpacket/grab", "user=" + user_of(burst, on_a, n));
+  }, [&](int burst, bool on_a, size_t n, const Response& r) {
+    if (r.status == 200) acked[user_of(burst, on_a, n)] = {json_int(r.body, "amount_cents"), json_int(r.body, "packet")};
+  });
+  CHECK(b_refused == 0);  // B never noticed
   REQUIRE(acked.size() >= 360);  // B's 6 bursts and A's first 3
   std::set<long long> packets;
   long long remaining = -1;
