@@ -457,37 +457,44 @@ redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema
 return {200}
 )lua";
 
-// A booking: ARGV showtime id, user, seats, the server's time (epoch ms),
-// the seats one person may hold. In the SQLite mode's order of checks:
+// A booking: ARGV showtime id, user, seats, the seats one person may hold.
+// Whether the showtime has started is Redis's clock's to say (TIME), the
+// clock the board is drawn by: with processes on several machines, each
+// server's own clock would let one sell seats the board no longer shows,
+// or refuse seats it still shows. In the SQLite mode's order of checks:
 // {'no_showtime'}, {'started'}, {'per_person', held}, {'seats', left}, or
 // {'booked', left, booking id}. Shortcut: a hash whose movie or hall is not
 // UTF-8 text (off the board) can still be booked by its id: the script
 // checks what decides a sale, the time and the seats, not the names.
 inline const std::string CINEMA_BOOK_LUA = std::string(CINEMA_TIME_LUA) + R"lua(
 local id, user, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local key = 'sse:cinema:showtime:' .. id
 if redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0 then return {'no_showtime'} end
 local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
 local function count(v) return v and #v <= 9 and string.match(v, '^%d+$') and tonumber(v) end
 local starts, total, left = starts_ms(f[3]), count(f[4]), count(f[5])
 if not (f[1] and f[1] ~= '' and f[2] and f[2] ~= '' and starts and total and left and left <= total) then return {'no_showtime'} end
-if starts <= tonumber(ARGV[4]) then return {'started'} end
+if starts <= now then return {'started'} end
 local held = tonumber(redis.call('HGET', 'sse:cinema:held:' .. user, id) or '0')
-if held + n > tonumber(ARGV[5]) then return {'per_person', held} end
+if held + n > tonumber(ARGV[4]) then return {'per_person', held} end
 if left < n then return {'seats', left} end
 redis.call('HINCRBY', key, 'seats_left', -n)
 local booking = redis.call('INCR', 'sse:cinema:booking_ids')
-redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', ARGV[4])
+redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', string.format('%d', now))
 redis.call('RPUSH', 'sse:cinema:user:' .. user, booking)
 redis.call('HINCRBY', 'sse:cinema:held:' .. user, id, n)
 redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
 return {'booked', left - n, booking}
 )lua";
 
-// `user`'s bookings of showtimes still on the schedule: six per booking:
-// its id, seats, showtime id, movie, hall, starts_at.
+// `user`'s bookings of showtimes still on the schedule: Redis's time (epoch
+// ms: which of them have started is its clock's to say, as for a booking),
+// then six per booking: its id, seats, showtime id, movie, hall, starts_at.
 inline constexpr const char* CINEMA_MINE_LUA = R"lua(
-local out = {}
+local t = redis.call('TIME')
+local out = {t[1] * 1000 + math.floor(t[2] / 1000)}
 for _, b in ipairs(redis.call('LRANGE', 'sse:cinema:user:' .. ARGV[1], 0, -1)) do
   local bk = redis.call('HMGET', 'sse:cinema:booking:' .. b, 'showtime', 'seats')
   if bk[1] and redis.call('SISMEMBER', 'sse:cinema:showtimes', bk[1]) == 1 then
@@ -809,8 +816,7 @@ struct CinemaApp {
   }
 
   Answer book_in_redis(const Request& req, int64_t id, const std::string& user, int64_t seats) {
-    std::vector<std::string> args = {std::to_string(id), user, std::to_string(seats), std::to_string(req.wall_ms),
-                                     std::to_string(MAX_SEATS_PER_PERSON)};
+    std::vector<std::string> args = {std::to_string(id), user, std::to_string(seats), std::to_string(MAX_SEATS_PER_PERSON)};
     return redis_answer(req, scripts, book_lua, views(args), [this, id, seats](const redisReply* r) {
       std::string_view outcome = reply_text(r, 0);
       int64_t n = reply_number(r, 1);
@@ -827,9 +833,9 @@ struct CinemaApp {
   }
 
   Answer mine_in_redis(const Request& req, std::string_view user) {
-    return redis_answer(req, scripts, mine_lua, {user}, [now_ms = req.wall_ms](const redisReply* r) {
+    return redis_answer(req, scripts, mine_lua, {user}, [](const redisReply* r) {
       std::vector<Booking> list;
-      for (size_t at = 0; at + 6 <= r->elements; at += 6) {
+      for (size_t at = 1; at + 6 <= r->elements; at += 6) {
         Booking b;
         b.id = count_text(reply_text(r, at), 18);
         b.seats = count_text(reply_text(r, at + 1));
@@ -838,7 +844,7 @@ struct CinemaApp {
                               std::string(reply_text(r, at + 4)), starts.value_or(0), 0, 0};
         if (starts && showtime_valid(b.showtime)) list.push_back(std::move(b));
       }
-      return bookings_answer(std::move(list), now_ms);
+      return bookings_answer(std::move(list), reply_number(r, 0));
     });
   }
 

@@ -61,10 +61,20 @@ struct TempDir {
 // A redis-server of the test's own: a temporary directory, a unix socket
 // there and no TCP port, stopped by PID. With `appendonly`, every write is
 // in the append-only file, fsynced before Redis answers, so a restart (on
-// the same socket) finds it. start() waits (at most 5 s) for the socket.
+// the same socket) finds it. With `clock_ahead_s`, Redis's clock (its TIME)
+// runs that far ahead of ours (test/clock_ahead.c, which make test builds).
+// start() waits (at most 5 s) for the socket.
 class RedisProcess {
  public:
-  explicit RedisProcess(bool appendonly = false) : appendonly_(appendonly) { start(); }
+  explicit RedisProcess(bool appendonly = false, int clock_ahead_s = 0) : appendonly_(appendonly), clock_ahead_s_(clock_ahead_s) {
+    if (clock_ahead_s_) {
+      char* at = realpath("build/clock_ahead.so", nullptr);
+      REQUIRE_MESSAGE(at, "build/clock_ahead.so is missing (make test builds it)");
+      preload_ = at;
+      free(at);
+    }
+    start();
+  }
   ~RedisProcess() { stop(); }
   RedisProcess(const RedisProcess&) = delete;
   RedisProcess& operator=(const RedisProcess&) = delete;
@@ -77,6 +87,7 @@ class RedisProcess {
     if (pid == 0) {
       int null = open("/dev/null", O_WRONLY);
       dup2(null, STDOUT_FILENO);
+      if (clock_ahead_s_) setenv("CLOCK_AHEAD_S", std::to_string(clock_ahead_s_).c_str(), 1), setenv("LD_PRELOAD", preload_.c_str(), 1);
       execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", socket.c_str(), "--unixsocketperm", "700", "--dir",
              dir.path.c_str(), "--save", "", "--appendonly", appendonly_ ? "yes" : "no", "--appendfsync", "always", (char*)nullptr);
       _exit(127);
@@ -116,6 +127,8 @@ class RedisProcess {
 
  private:
   bool appendonly_;
+  int clock_ahead_s_;
+  std::string preload_;
 };
 
 // A running server. The constructor waits (at most 5 s) for it to listen.

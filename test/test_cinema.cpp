@@ -772,6 +772,40 @@ TEST_CASE("Redis: kill -9 of one process during a burst of bookings loses no ack
   CHECK(left >= 5000 - acked_seats - 10 * 6);  // at most A's unanswered burst: 10 clients x (1 + 2 + 3) seats
 }
 
+TEST_CASE("Redis: whether a showtime has started is Redis's clock's to say, the board's, not the server's") {
+  // Redis 10 minutes ahead of the server, as on two machines whose clocks
+  // disagree: a showtime 5 minutes away by the server's clock has started
+  // by Redis's, so the board no longer shows it, and it must not be sold.
+  RedisProcess redis(false, 600);
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  auto in_seconds = [](int s) {
+    time_t t = time(nullptr) + s;
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    return std::string(buf);
+  };
+  auto add = [&](const std::string& movie, int in_s) {
+    Response r = http_post(srv.port, "/cinema/showtimes", "movie=" + movie + "&hall=H&starts_at=" + in_seconds(in_s) + "&seats=10", AUTH);
+    REQUIRE(r.status == 201);  // in the future by the server's clock
+    return json_int(r.body, "id");
+  };
+  long long soon = add("Soon", 300), later = add("Later", 1200);
+  std::string board = http_get(srv.port, "/cinema/showtimes").body;
+  CHECK(board.find("\"Soon\"") == std::string::npos);  // started, by Redis's clock
+  CHECK(board.find("\"Later\"") != std::string::npos);
+  std::string cookie = "Cookie: uid=early\r\n";
+  Response r = one(srv.port, book_request(soon, "user=early&seats=1"));
+  CHECK(r.status == 410);
+  CHECK(r.body.find("has started") != std::string::npos);
+  CHECK(one(srv.port, book_request(later, "user=early&seats=2")).status == 200);
+  CHECK(http_get(srv.port, "/cinema/bookings/me", cookie).body.find("\"Later\"") != std::string::npos);
+  // Moved to 5 minutes from now by the server's clock: started by Redis's, so no longer among my bookings.
+  REQUIRE(one(srv.port, patch_request(later, "starts_at=" + in_seconds(300))).status == 200);
+  CHECK(http_get(srv.port, "/cinema/bookings/me", cookie).body == "{\"ok\":true,\"bookings\":[]}");
+  CHECK(redis_cli(redis, {"HGET", "sse:cinema:showtime:" + std::to_string(soon), "seats_left"}) == "10");
+}
+
 TEST_CASE("Redis: every route answers as in the SQLite mode, byte for byte") {
   RedisProcess redis;
   TempDir dir;
