@@ -41,10 +41,12 @@ def main():
     http = defaultdict(dict)  # (server, target, conc) -> {run: (rps, cpu)}
     fan = defaultdict(dict)   # (server, size) -> {run: {p99, p50, ...}}
     errors = []               # (server, target, conc, run, count) of runs with 4xx/5xx answers
+    rewrites = defaultdict(int)  # (server, target, conc) -> Redis AOF rewrites begun during its runs
     for r in rows:
         if r["kind"] == "http":
             extra = dict(kv.split("=", 1) for kv in r["extra"].split(";") if "=" in kv)
             http[(r["server"], r["target"], r["load"])][r["run"]] = (num(r["value"]), num(r["cpu_pct"]), num(extra.get("redis_cpu_pct")))
+            rewrites[(r["server"], r["target"], r["load"])] += int(num(extra.get("aof_rewrites")) or 0)
             if num(extra.get("non2xx")):
                 errors.append((r["server"], r["target"], r["load"], r["run"], int(num(extra["non2xx"]))))
         else:
@@ -138,10 +140,12 @@ def main():
           "both pinned to CPU 1: the core a SQLite-mode server has to itself. Each write is one Lua script (EVALSHA); "
           "a turn's scripts leave in one write and their replies are read in one pass. CPU in brackets: the "
           "server's, then Redis's. \"Redis alone\" is the rate at which Redis would fill a core of its own "
-          "(requests/s ÷ its CPU share): what any number of processes in front of this one Redis can reach at most.")
+          "(requests/s ÷ its CPU share): what any number of processes in front of this one Redis can reach at most. "
+          "AOF rewrites: how many Redis began during the row's runs; each is a forked child on the same core, "
+          "whose CPU the Redis figure does not count (the append-only file grows by about 200 bytes a grab).")
     print()
-    print("| write | conc | SQLite file | :memory: | Redis mode (server, redis CPU) | Redis ÷ file | Redis ÷ :memory: | Redis alone |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| write | conc | SQLite file | :memory: | Redis mode (server, redis CPU) | Redis ÷ file | Redis ÷ :memory: | Redis alone | AOF rewrites |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for target in ["grab", "vote", "book"]:
         for conc in ["50", "200"]:
             v = rps("sse-redis", target, conc)
@@ -151,7 +155,8 @@ def main():
                   f"{fmt(rps('sse-memory', target, conc))} ({fmt(cpu('sse-memory', target, conc))}%) | "
                   f"{fmt(v)} ({fmt(cpu('sse-redis', target, conc))}%, {fmt(rc)}%) | "
                   f"{fmt(ratio(('sse-redis', target, conc), ('sse-server', target, conc)), 2)} | "
-                  f"{fmt(ratio(('sse-redis', target, conc), ('sse-memory', target, conc)), 2)} | {fmt(alone)} |")
+                  f"{fmt(ratio(('sse-redis', target, conc), ('sse-memory', target, conc)), 2)} | {fmt(alone)} | "
+                  f"{rewrites[('sse-redis', target, conc)]} |")
     print()
 
     print("## SSE fan-out: a vote (or an nchan publish) until every subscriber has it")
