@@ -531,7 +531,8 @@ static void on_resume(int fd) {
   if (c.stash.empty()) c.stash.swap(input), c.stash.clear();  // keep the capacity
 }
 
-// The socket is readable (or hung up, or in error: read() tells which).
+// The socket is readable, or at its end (read() returns 0: the client closed
+// its side). A reset or an error never comes here: on_event closes at once.
 //
 // A connection waiting for its answer (Conn::wait) reads nothing more, but
 // its EPOLLIN is dropped only here, when more input actually arrives: a
