@@ -41,9 +41,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -286,6 +289,17 @@ inline std::string_view reply_text(const redisReply* r, size_t i) {
 inline int64_t reply_number(const redisReply* r, size_t i) {
   const redisReply* e = r && i < r->elements ? r->element[i] : nullptr;
   return e && e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+// Element `i` as a stream's version, which scripts send as decimal text (1
+// to 19 digits: past 2^53 a Lua number is no longer exact); nothing if it
+// is not one.
+inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
+  std::string_view text = reply_text(r, i);
+  uint64_t v = 0;
+  if (text.empty() || text.size() > 19 || std::from_chars(text.data(), text.data() + text.size(), v).ptr != text.data() + text.size())
+    return std::nullopt;
+  return v;
 }
 
 // An app's Lua scripts: each write is one script, which Redis runs

@@ -270,12 +270,20 @@ class PollStorage {
 //
 // Keys: sse:poll:current (the poll's id), sse:poll:<id> (a hash: question,
 // options one per line), sse:poll:<id>:voters (voter → option index),
-// sse:poll:<id>:counts (option index → votes), sse:poll:version (the
-// stream's version: the event id on every process). Each write is one Lua
+// sse:poll:<id>:counts (option index → votes). Each write is one Lua
 // script, so it decides and applies atomically however many processes send
-// votes; it bumps the version and publishes "poll <version>" on
-// sse:changed. Shortcut: the scripts name keys they build themselves, as a
-// single Redis allows (a Redis Cluster would not).
+// votes; it publishes "poll <version>" on sse:changed. Shortcut: the scripts
+// name keys they build themselves, as a single Redis allows (a Redis Cluster
+// would not).
+//
+// The stream's version (the event id on every process) is not stored: it is
+// the poll's id followed by its voters in 10 digits (--max-voters is at most
+// 10^9), poll 3 with 42 voters making "30000000042". Votes are only added
+// and a new poll has a greater id, so the version grows with the state, and
+// one version is one state, whichever process reads it — without a counter
+// that would cost every vote a call and its bytes in the append-only file.
+// (Before, it was INCR sse:poll:version, once per vote and per poll: always
+// less than this, so a Last-Event-ID from then never passes for a newer state.)
 
 // A vote: ARGV voter, option, the poll the page shows ("" if none), max
 // voters. {status, id, options, option index, total, counts...}; 410 and
@@ -301,7 +309,7 @@ local status, total = 200, redis.call('HLEN', voters)
 if total < tonumber(ARGV[4]) and redis.call('HSETNX', voters, ARGV[1], idx) == 1 then
   total = total + 1
   redis.call('HINCRBY', p .. ':counts', idx, 1)
-  redis.call('PUBLISH', 'sse:changed', 'poll ' .. redis.call('INCR', 'sse:poll:version'))
+  redis.call('PUBLISH', 'sse:changed', string.format('poll %s%010d', id, total))
 else
   local before = redis.call('HGET', voters, ARGV[1])
   if not before then return {503, id} end
@@ -315,13 +323,14 @@ end
 return out
 )lua";
 
-// The stream's state: {version, id, question, options, total, counts...}, or {0}.
+// The stream's state: {version (text), id, question, options, total, counts...}, or {0}.
 inline constexpr const char* POLL_STATE_LUA = R"lua(
 local id = redis.call('GET', 'sse:poll:current')
 if not id then return {0} end
 local p = 'sse:poll:' .. id
 local q = redis.call('HMGET', p, 'question', 'options')
-local out, fields = {tonumber(redis.call('GET', 'sse:poll:version') or '0'), id, q[1], q[2], redis.call('HLEN', p .. ':voters')}, {}
+local total = redis.call('HLEN', p .. ':voters')
+local out, fields = {string.format('%s%010d', id, total), id, q[1], q[2], total}, {}
 for _ in string.gmatch(q[2], '[^\n]+') do fields[#fields + 1] = #fields end
 if #fields > 0 then
   for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do out[5 + i] = tonumber(c or '0') end
@@ -336,7 +345,7 @@ if ARGV[3] == 'first' and redis.call('EXISTS', 'sse:poll:current') == 1 then ret
 local id = redis.call('INCR', 'sse:poll:ids')
 redis.call('HSET', 'sse:poll:' .. id, 'question', ARGV[1], 'options', ARGV[2])
 redis.call('SET', 'sse:poll:current', id)
-redis.call('PUBLISH', 'sse:changed', 'poll ' .. redis.call('INCR', 'sse:poll:version'))
+redis.call('PUBLISH', 'sse:changed', string.format('poll %d0000000000', id))
 return {id}
 )lua";
 
@@ -504,9 +513,10 @@ struct PollApp {
   // The stream's state, read from Redis.
   void fetch(SnapshotDone done) {
     auto got = [done](const redisReply* r) {
-      if (!r || reply_number(r, 0) <= 0) return done(nullptr);
+      std::optional<uint64_t> version = reply_version(r, 0);
+      if (!version) return done(nullptr);
       Poll p = poll_from_reply(r, 1, std::string(reply_text(r, 2)), 3, 5);
-      Snapshot s{poll_json(p), uint64_t(reply_number(r, 0))};
+      Snapshot s{poll_json(p), *version};
       done(&s);
     };
     if (!scripts.call(state_lua, {}, got)) done(nullptr);
@@ -545,7 +555,7 @@ struct PollApp {
     app.name = "poll";
     app.flags = {"the poll", {
         {"--vote-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
-        {"--max-voters", FlagKind::Size, &max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},
+        {"--max-voters", FlagKind::Size, &max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},  // ≤ 10^9: the version's 10 digits
         {"--poll-question", FlagKind::Text, &first_question, 0, 0, "question of the poll made on first start"},
         {"--poll-options", FlagKind::Text, &first_options, 0, 0, "its options, comma-separated"}}};
     app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };

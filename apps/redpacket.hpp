@@ -335,13 +335,21 @@ class RedpacketStorage {
 // i-th grabber as in the SQLite mode), sse:redpacket:<id>:winners (the
 // latest grants, newest first, each "packet amount_cents at_ms user": 10 to
 // 20 of them, trimmed back to 10 once past 20, one LTRIM per ten grants
-// rather than per grant; the stream reads the first 10), and
-// sse:redpacket:version (the stream's version: the event id on every
-// process). Each write is one Lua script, so it decides and applies
-// atomically however many processes send grabs; it bumps the version and
-// publishes "redpacket <version>" on sse:changed. Old rounds stay, as their
-// rows do in the SQLite mode. Shortcut: the scripts name keys they build
-// themselves, as a single Redis allows (a Redis Cluster would not).
+// rather than per grant; the stream reads the first 10). Each write is one
+// Lua script, so it decides and applies atomically however many processes
+// send grabs; it publishes "redpacket <version>" on sse:changed. Old rounds
+// stay, as their rows do in the SQLite mode. Shortcut: the scripts name keys
+// they build themselves, as a single Redis allows (a Redis Cluster would not).
+//
+// The stream's version (the event id on every process) is not stored: it is
+// the round's id followed by the packets taken in 7 digits, "3" and 42 making
+// "30000042". A state only grows (a round's grants are only added to, a new
+// round has a greater id), so the version grows with it, and one version is
+// one state: two processes that read the same state send the same id. A
+// counter would cost every grant one more call and its bytes in the
+// append-only file. (Before, the version was INCR sse:redpacket:version,
+// one per grant and per round: always less than this, so a browser's
+// Last-Event-ID from then is never taken for a newer state.)
 //
 // The split is one string of 12 decimal digits per packet (zero-padded:
 // 10^12 > MAX_TOTAL_CENTS), and a grab reads its packet with GETRANGE. A
@@ -356,6 +364,7 @@ class RedpacketStorage {
 
 constexpr size_t AMOUNT_DIGITS = 12;  // the scripts' 12
 static_assert(MAX_TOTAL_CENTS < 1'000'000'000'000, "an amount must fit AMOUNT_DIGITS digits");
+static_assert(MAX_PACKETS < 10'000'000, "the packets taken must fit the version's 7 digits");
 static_assert(RECENT_WINNERS == 10, "the scripts keep 10 winners (LTRIM 0 9, LRANGE 0 9)");
 
 // The split as the scripts keep it: AMOUNT_DIGITS digits per packet.
@@ -394,19 +403,19 @@ if kind == 'granted' then
   local t = redis.call('TIME')
   local w = string.format('%d %d %d %s', packet, amount, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
   if redis.call('LPUSH', r .. ':winners', w) > 20 then redis.call('LTRIM', r .. ':winners', 0, 9) end
-  redis.call('PUBLISH', 'sse:changed', 'redpacket ' .. redis.call('INCR', 'sse:redpacket:version'))
+  redis.call('PUBLISH', 'sse:changed', string.format('redpacket %s%07d', id, taken))
 end
 return {kind, id, packet, amount, count - taken}
 )lua";
 
-// The stream's state: {version, id, total_cents, count, taken, winners...}, or {0}.
+// The stream's state: {version (text), id, total_cents, count, taken, winners...}, or {0}.
 inline constexpr const char* REDPACKET_STATE_LUA = R"lua(
 local id = redis.call('GET', 'sse:redpacket:current')
 if not id then return {0} end
 local r = 'sse:redpacket:' .. id
 local h = redis.call('HMGET', r, 'total_cents', 'count')
-local version = tonumber(redis.call('GET', 'sse:redpacket:version') or '0')
-local out = {version, id, tonumber(h[1]), tonumber(h[2]), redis.call('HLEN', r .. ':users')}
+local taken = redis.call('HLEN', r .. ':users')
+local out = {string.format('%s%07d', id, taken), id, tonumber(h[1]), tonumber(h[2]), taken}
 for _, w in ipairs(redis.call('LRANGE', r .. ':winners', 0, 9)) do out[#out + 1] = w end
 return out
 )lua";
@@ -422,7 +431,7 @@ local r = 'sse:redpacket:' .. id
 redis.call('HSET', r, 'total_cents', ARGV[1], 'count', ARGV[2])
 redis.call('SET', r .. ':amounts', ARGV[3])
 redis.call('SET', 'sse:redpacket:current', id)
-redis.call('PUBLISH', 'sse:changed', 'redpacket ' .. redis.call('INCR', 'sse:redpacket:version'))
+redis.call('PUBLISH', 'sse:changed', string.format('redpacket %d0000000', id))
 return {id}
 )lua";
 
@@ -583,12 +592,13 @@ struct RedpacketApp {
   // The stream's state, read from Redis, rendered by round_json.
   void fetch(SnapshotDone done) {
     auto got = [done](const redisReply* r) {
-      if (!r || reply_number(r, 0) <= 0) return done(nullptr);
+      std::optional<uint64_t> version = reply_version(r, 0);
+      if (!version) return done(nullptr);
       std::vector<Winner> recent(r->elements > 5 ? r->elements - 5 : 0);
       for (size_t k = 0; k < recent.size(); k++)
         if (!winner_from_text(reply_text(r, 5 + k), &recent[k])) return done(nullptr);
       int64_t count = reply_number(r, 3);
-      Snapshot s{round_json(reply_int(r, 1), reply_number(r, 2), count, count - reply_number(r, 4), recent), uint64_t(reply_number(r, 0))};
+      Snapshot s{round_json(reply_int(r, 1), reply_number(r, 2), count, count - reply_number(r, 4), recent), *version};
       done(&s);
     };
     if (!scripts.call(state_lua, {}, got)) done(nullptr);
