@@ -165,7 +165,11 @@ stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 40); do kill -0 "$1" 2>/d
 
 # ---- Measuring -----------------------------------------------------------------------
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A process's CPU ticks (utime + stime), with its reaped children's (cutime +
+# cstime): Redis's AOF rewrites are forked children on its core, and their
+# CPU is Redis's cost too. A child is counted once Redis has reaped it (within
+# ~0.1 s of its end), so one still running as a run ends counts in the next.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 
 # wrk_run SERVER TARGET CONC RUN PID URL [wrk args] [-- script args]: one wrk
 # run, appended to the tsv with its count of 4xx/5xx answers (wrk's "Non-2xx

@@ -50,7 +50,8 @@ start_redis() {  # sets REDIS_SOCK and REDIS_PID
 }
 # What a write moved: the SQLite store's rows, or the commands sent to Redis.
 rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total|^sse_redis_commands_total/ {n += $2} END {print n}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # the server's utime + stime
+# utime + stime, with reaped children's: Redis's AOF rewrites are its cost too.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %> <Redis CPU %>"
   local port=$1 pid=$2 t0 t1 r0 r1 s0 s1 out n before after; shift 2
   before=$(rows "$port")
