@@ -90,9 +90,11 @@ class Redis {
   std::function<void()> on_connect;                   // connected (again): load scripts, subscribe, read state
   std::function<void(const std::string& why)> on_down;  // the connection ended (once per failure)
   std::function<void(const redisReply*)> on_message;  // subscriber mode: each published message
+  std::vector<std::function<void()>> before_flush;    // run by flush() first: a turn's batched calls queue their command
 
-  // For /metrics.
-  uint64_t commands = 0, errors = 0, reconnects = 0, timeouts = 0;
+  // For /metrics. script_calls: the apps' script calls (RedisScripts), of
+  // which a batched command carries several.
+  uint64_t commands = 0, errors = 0, reconnects = 0, timeouts = 0, script_calls = 0;
   double latency_seconds_sum = 0;
   uint64_t latency_count = 0;
 
@@ -116,6 +118,7 @@ class Redis {
   // the socket is writable again.
   void flush(int64_t now_ms) {
     now_ms_ = now_ms;
+    for (auto& f : before_flush) f();
     if (state_ != State::Up || out_sent_ == out_.size()) return;
     while (out_sent_ < out_.size()) {
       ssize_t n = write(fd_, out_.data() + out_sent_, out_.size() - out_sent_);
@@ -308,15 +311,33 @@ inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
 // SHA is the same on every load, so calls made right after a reconnect
 // find them. A Redis that lost them (SCRIPT FLUSH) answers NOSCRIPT: the
 // call fails (its caller answers 503) and they are loaded again.
+//
+// A batched script takes a whole turn's calls in one EVALSHA. Redis's cost
+// of a call is mostly fixed — running the script, and about a microsecond
+// per redis.call, most of which (the round, its size, the clock, the
+// publish) are the same for every grab of a turn — so the turn's grabs go
+// as one: the script gets each call's `per_call` arguments one after the
+// other in ARGV, decides each in order, as if they had come one by one,
+// and answers an array with one reply per call. Every call of the batch is
+// applied or none is (the script is atomic), and each caller gets its own
+// reply. call() only queues; the command is queued when the Redis client
+// flushes at the end of the turn (before_flush), at most MAX_BATCH calls
+// each.
 class RedisScripts {
  public:
-  // Adds a script; returns its number for call().
-  size_t add(const char* lua) {
+  static constexpr size_t MAX_BATCH = 256;  // calls in one EVALSHA: its ARGV, and what one script run may hold Redis for
+  using Done = std::function<void(const redisReply*)>;
+
+  // Adds a script; returns its number for call(). `per_call`: batched, with
+  // that many arguments a call (0: one EVALSHA per call).
+  size_t add(const char* lua, size_t per_call = 0) {
     lua_.push_back(lua);
     sha_.emplace_back();
+    batches_.push_back({per_call, {}, {}});
     return lua_.size() - 1;
   }
   void load(Redis& redis) {
+    if (redis_ != &redis) redis.before_flush.push_back([this] { send_batches(); });
     redis_ = &redis;
     for (size_t i = 0; i < lua_.size(); i++)
       redis.command({"SCRIPT", "LOAD", lua_[i]}, [this, i](const redisReply* r) {
@@ -326,19 +347,59 @@ class RedisScripts {
   // Runs script `i` with `args` (no keys: see each script). `done` gets an
   // array reply, or nullptr for anything else (an error, no reply at all).
   // False, and `done` dropped, when the call cannot be sent.
-  bool call(size_t i, const std::vector<std::string_view>& args, std::function<void(const redisReply*)> done) {
-    if (!redis_ || sha_[i].empty()) return false;
-    std::vector<std::string_view> argv = {"EVALSHA", sha_[i], "0"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return redis_->command(argv, [this, done = std::move(done)](const redisReply* r) {
-      bool noscript = r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT");
-      if (noscript) load(*redis_);
-      done(r && r->type == REDIS_REPLY_ARRAY ? r : nullptr);
-    });
+  bool call(size_t i, const std::vector<std::string_view>& args, Done done) {
+    if (!redis_ || sha_[i].empty() || !redis_->connected()) return false;
+    redis_->script_calls++;
+    Batch& b = batches_[i];
+    if (b.per_call == 0) return send(i, args, {std::move(done)});
+    b.args.insert(b.args.end(), args.begin(), args.end());
+    b.dones.push_back(std::move(done));
+    if (b.dones.size() == MAX_BATCH) send_batch(i);
+    return true;
   }
 
  private:
+  struct Batch {
+    size_t per_call;
+    std::vector<std::string> args;  // copies: a handler's views end with it
+    std::vector<Done> dones;
+  };
+
+  // One EVALSHA; its reply goes to the one caller, or element k to caller k.
+  bool send(size_t i, const std::vector<std::string_view>& args, std::vector<Done> dones) {
+    std::vector<std::string_view> argv = {"EVALSHA", sha_[i], "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    bool batched = batches_[i].per_call > 0;
+    return redis_->command(argv, [this, batched, dones = std::move(dones)](const redisReply* r) {
+      bool noscript = r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT");
+      if (noscript) load(*redis_);
+      if (r && r->type != REDIS_REPLY_ARRAY) r = nullptr;
+      if (!batched) return dones[0](r);
+      for (size_t k = 0; k < dones.size(); k++) {
+        const redisReply* mine = r && r->elements == dones.size() ? r->element[k] : nullptr;
+        dones[k](mine && mine->type == REDIS_REPLY_ARRAY ? mine : nullptr);
+      }
+    });
+  }
+  void send_batch(size_t i) {
+    Batch& b = batches_[i];
+    std::vector<std::string> args;
+    std::vector<Done> dones;
+    args.swap(b.args);  // emptied first: a caller told of a failure may call again
+    dones.swap(b.dones);
+    if (!redis_->connected()) {  // it went down within the turn: nothing was sent
+      for (Done& d : dones) d(nullptr);
+      return;
+    }
+    send(i, std::vector<std::string_view>(args.begin(), args.end()), std::move(dones));
+  }
+  void send_batches() {
+    for (size_t i = 0; i < batches_.size(); i++)
+      if (!batches_[i].dones.empty()) send_batch(i);
+  }
+
   Redis* redis_ = nullptr;
   std::vector<const char*> lua_;
   std::vector<std::string> sha_;
+  std::vector<Batch> batches_;
 };

@@ -1210,8 +1210,10 @@ static void run() {
   static epoll_event events[EPOLL_BATCH];
   for (;;) {
     timer_arm();
-    // Connections with stashed input or a parked request have work even if no socket is ready.
-    bool waiting = !srv.resume_list.empty() || !srv.parked.empty();
+    // Connections with stashed input or a parked request have work even if
+    // no socket is ready; so do answers that came after this turn's writes
+    // (Redis callbacks run by redis_turn: a timeout, a batch that could not leave).
+    bool waiting = !srv.resume_list.empty() || !srv.parked.empty() || !srv.flush_list.empty();
     int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, waiting ? 0 : -1);
     if (n < 0 && errno != EINTR) die("epoll_wait");
     srv.now_ms = clock_ms(CLOCK_MONOTONIC);
@@ -1275,6 +1277,8 @@ static const MetricRow METRICS[] = {
     {"sse_redis_connected", "gauge", "1 while the connection to Redis is up (--redis), else 0.",
      [] { return double(srv.redis.connected()); }},
     {"sse_redis_commands_total", "counter", "Commands sent to Redis.", [] { return double(srv.redis.commands + srv.redis_sub.commands); }},
+    {"sse_redis_script_calls_total", "counter", "Script calls (a grab, a vote...); a turn's grabs, and its votes, go as one command.",
+     [] { return double(srv.redis.script_calls); }},
     {"sse_redis_errors_total", "counter", "Error replies from Redis.", [] { return double(srv.redis.errors + srv.redis_sub.errors); }},
     {"sse_redis_reconnects_total", "counter", "Connections to Redis lost (each followed by reconnecting with backoff).",
      [] { return double(srv.redis.reconnects + srv.redis_sub.reconnects); }},

@@ -285,41 +285,64 @@ class PollStorage {
 // (Before, it was INCR sse:poll:version, once per vote and per poll: always
 // less than this, so a Last-Event-ID from then never passes for a newer state.)
 
-// A vote: ARGV voter, option, the poll the page shows ("" if none), max
-// voters. {status, id, options, option index, total, counts...}; 410 and
-// 503 carry only {status, id}, 400 {status, id, options}.
-// Each redis.call costs Redis about a microsecond, as much as the rest of
-// the script, so a first vote makes as few as it can: HSETNX records the
-// voter and says whether they are new in one call, the total is the HLEN
-// before it plus one, and the counts come in one HMGET.
+// A turn's votes (batched: see RedisScripts): ARGV four per vote — voter,
+// option, the poll the page shows ("" if none), max voters. For each, in
+// order: {status, id, options, option index, total, counts...}; 410 and
+// 503 carry only {status, id}, 400 {status, id, options}. Decided one by
+// one as if they had come alone; what is the same for all is done once:
+// the poll and its options, the voters so far and the counts are read
+// once and kept in step here, each option's new votes go in one HINCRBY,
+// one PUBLISH says the new version. Each redis.call costs Redis about a
+// microsecond, as much as the rest of the script, so a first vote makes
+// one (HSETNX records the voter and says whether they are new).
 inline constexpr const char* POLL_VOTE_LUA = R"lua(
+local out = {}
 local id = redis.call('GET', 'sse:poll:current')
-if not id then return {503, '0'} end
-if ARGV[3] ~= '' and ARGV[3] ~= id then return {410, id} end
-local p = 'sse:poll:' .. id
-local options = redis.call('HGET', p, 'options')
-local n, idx = 0, -1
-for name in string.gmatch(options, '[^\n]+') do
-  if name == ARGV[2] then idx = n end
-  n = n + 1
+local p = 'sse:poll:' .. (id or '')
+local voters, options, names = p .. ':voters', id and redis.call('HGET', p, 'options') or '', {}
+for name in string.gmatch(options, '[^\n]+') do names[#names + 1] = name end
+local total, counts, added = nil, {}, {}
+for k = 1, #ARGV, 4 do
+  local voter, option, shown, n = ARGV[k], ARGV[k + 1], ARGV[k + 2], (k + 3) / 4
+  local idx = -1
+  for i, name in ipairs(names) do
+    if name == option then idx = i - 1 end
+  end
+  if not id then
+    out[n] = {503, '0'}
+  elseif shown ~= '' and shown ~= id then
+    out[n] = {410, id}
+  elseif idx < 0 then
+    out[n] = {400, id, options}
+  else
+    if not total then
+      total = redis.call('HLEN', voters)
+      local fields = {}
+      for i = 1, #names do fields[i] = i - 1 end
+      for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do counts[i] = tonumber(c or '0') end
+    end
+    local status = 200
+    if total < tonumber(ARGV[k + 3]) and redis.call('HSETNX', voters, voter, idx) == 1 then
+      total = total + 1
+      counts[idx + 1] = counts[idx + 1] + 1
+      added[idx + 1] = (added[idx + 1] or 0) + 1
+    else
+      local before = redis.call('HGET', voters, voter)
+      if before then status, idx = 409, tonumber(before) else status = 503 end
+    end
+    if status == 503 then
+      out[n] = {503, id}
+    else
+      out[n] = {status, id, options, idx, total, unpack(counts)}
+    end
+  end
 end
-if idx < 0 then return {400, id, options} end
-local voters = p .. ':voters'
-local status, total = 200, redis.call('HLEN', voters)
-if total < tonumber(ARGV[4]) and redis.call('HSETNX', voters, ARGV[1], idx) == 1 then
-  total = total + 1
-  redis.call('HINCRBY', p .. ':counts', idx, 1)
-  redis.call('PUBLISH', 'sse:changed', string.format('poll %s%010d', id, total))
-else
-  local before = redis.call('HGET', voters, ARGV[1])
-  if not before then return {503, id} end
-  status, idx = 409, tonumber(before)
+local changed = false
+for i, d in pairs(added) do
+  redis.call('HINCRBY', p .. ':counts', i - 1, d)
+  changed = true
 end
-local out, fields = {status, id, options, idx, total}, {}
-for i = 1, n do fields[i] = i - 1 end
-if n > 0 then
-  for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do out[5 + i] = tonumber(c or '0') end
-end
+if changed then redis.call('PUBLISH', 'sse:changed', string.format('poll %s%010d', id, total)) end
 return out
 )lua";
 
@@ -471,7 +494,7 @@ struct PollApp {
 
   Redis* redis = nullptr;
   RedisScripts scripts;
-  size_t vote_lua = scripts.add(POLL_VOTE_LUA), state_lua = scripts.add(POLL_STATE_LUA), new_lua = scripts.add(POLL_NEW_LUA),
+  size_t vote_lua = scripts.add(POLL_VOTE_LUA, 4), state_lua = scripts.add(POLL_STATE_LUA), new_lua = scripts.add(POLL_NEW_LUA),
          me_lua = scripts.add(POLL_ME_LUA);
 
   Answer vote_in_redis(const Request& req, const std::string& voter, const std::string& option, bool has_option, const std::string& shown) {

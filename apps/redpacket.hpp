@@ -333,9 +333,9 @@ class RedpacketStorage {
 // sse:redpacket:<id>:amounts (the split: see below), sse:redpacket:<id>:users
 // (user → packet; its size is how many are taken, so packet i goes to the
 // i-th grabber as in the SQLite mode), sse:redpacket:<id>:winners (the
-// latest grants, newest first, each "packet amount_cents at_ms user": 10 to
-// 20 of them, trimmed back to 10 once past 20, one LTRIM per ten grants
-// rather than per grant; the stream reads the first 10). Each write is one
+// latest grants, newest first, each "packet amount_cents at_ms user": at
+// least 10, trimmed back to 10 once past 20, one LTRIM per ten grants or
+// more rather than per grant; the stream reads the first 10). Each write is one
 // Lua script, so it decides and applies atomically however many processes
 // send grabs; it publishes "redpacket <version>" on sse:changed. Old rounds
 // stay, as their rows do in the SQLite mode. Shortcut: the scripts name keys
@@ -377,35 +377,56 @@ inline std::string amounts_text(const std::vector<int64_t>& amounts) {
   return s;
 }
 
-// A grab: ARGV user. {"granted" or "already", id, packet, amount_cents,
-// remaining}, {"empty", id} when every packet is taken, {"none"} before
-// the first round exists. A grant's time is Redis's clock (TIME), one clock
-// for every process, so the winners list is in time order. Each redis.call
-// costs Redis about a microsecond, as much as the rest of the script: HSETNX
-// records a new grabber and tells one who already holds a packet in one call.
+// A turn's grabs (batched: see RedisScripts): ARGV one user per grab. For
+// each, in order: {"granted" or "already", id, packet, amount_cents,
+// remaining}, {"empty", id} when every packet is taken, {"none"} before the
+// first round exists. Decided one by one as if they had come alone; what
+// is the same for all of them is done once: the round, its size and the
+// packets taken are read once, the grants' winners entries go in one LPUSH,
+// and one PUBLISH says the new version. Each redis.call costs Redis about a
+// microsecond, as much as the rest of the script, so a grant makes two
+// (HSETNX records a new grabber and tells one who already holds a packet;
+// GETRANGE reads the amount) where alone it made eight. A grant's time is
+// Redis's clock (TIME, once), one clock for every process.
 inline constexpr const char* REDPACKET_GRAB_LUA = R"lua(
+local out = {}
 local id = redis.call('GET', 'sse:redpacket:current')
-if not id then return {'none'} end
+if not id then
+  for k = 1, #ARGV do out[k] = {'none'} end
+  return out
+end
 local r = 'sse:redpacket:' .. id
-local users = r .. ':users'
+local users, amounts = r .. ':users', r .. ':amounts'
 local count = tonumber(redis.call('HGET', r, 'count'))
 local taken = redis.call('HLEN', users)
-local kind, packet = 'granted', taken
-if taken >= count or redis.call('HSETNX', users, ARGV[1], packet) == 0 then
-  local held = redis.call('HGET', users, ARGV[1])
-  if not held then return {'empty', id} end
-  kind, packet = 'already', tonumber(held)
-else
-  taken = taken + 1
+local now, winners = nil, {}
+for k, user in ipairs(ARGV) do
+  local kind, packet = 'granted', taken
+  if taken >= count or redis.call('HSETNX', users, user, packet) == 0 then
+    local held = redis.call('HGET', users, user)
+    if held then kind, packet = 'already', tonumber(held) else kind = 'empty' end
+  else
+    taken = taken + 1
+  end
+  if kind == 'empty' then
+    out[k] = {'empty', id}
+  else
+    local amount = tonumber(redis.call('GETRANGE', amounts, packet * 12, packet * 12 + 11))
+    if kind == 'granted' then
+      if not now then
+        local t = redis.call('TIME')
+        now = t[1] * 1000 + math.floor(t[2] / 1000)
+      end
+      winners[#winners + 1] = string.format('%d %d %d %s', packet, amount, now, user)
+    end
+    out[k] = {kind, id, packet, amount, count - taken}
+  end
 end
-local amount = tonumber(redis.call('GETRANGE', r .. ':amounts', packet * 12, packet * 12 + 11))
-if kind == 'granted' then
-  local t = redis.call('TIME')
-  local w = string.format('%d %d %d %s', packet, amount, t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
-  if redis.call('LPUSH', r .. ':winners', w) > 20 then redis.call('LTRIM', r .. ':winners', 0, 9) end
+if #winners > 0 then
+  if redis.call('LPUSH', r .. ':winners', unpack(winners)) > 20 then redis.call('LTRIM', r .. ':winners', 0, 9) end
   redis.call('PUBLISH', 'sse:changed', string.format('redpacket %s%07d', id, taken))
 end
-return {kind, id, packet, amount, count - taken}
+return out
 )lua";
 
 // The stream's state: {version (text), id, total_cents, count, taken, winners...}, or {0}.
@@ -556,7 +577,7 @@ struct RedpacketApp {
 
   Redis* redis = nullptr;
   RedisScripts scripts;
-  size_t grab_lua = scripts.add(REDPACKET_GRAB_LUA), state_lua = scripts.add(REDPACKET_STATE_LUA),
+  size_t grab_lua = scripts.add(REDPACKET_GRAB_LUA, 1), state_lua = scripts.add(REDPACKET_STATE_LUA),
          new_lua = scripts.add(REDPACKET_NEW_LUA), me_lua = scripts.add(REDPACKET_ME_LUA);
 
   Answer grab_in_redis(const Request& req, const std::string& user) {

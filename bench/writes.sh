@@ -48,8 +48,8 @@ start_redis() {  # sets REDIS_SOCK and REDIS_PID
   for _ in $(seq 200); do [ -S "$REDIS_SOCK" ] && return 0; sleep 0.05; done
   echo "writes.sh: redis-server did not start" >&2; cat "$dir/redis.log" >&2; exit 1
 }
-# What a write moved: the SQLite store's rows, or the commands sent to Redis.
-rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total|^sse_redis_commands_total/ {n += $2} END {print n}'; }
+# What a write moved: the SQLite store's rows, or the script calls sent to Redis.
+rows() { curl -s "127.0.0.1:$1/metrics" | awk '/^sse_store_rows_written_total|^sse_redis_script_calls_total/ {n += $2} END {print n}'; }
 # utime + stime, with reaped children's: Redis's AOF rewrites are its cost too.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %> <Redis CPU %>"

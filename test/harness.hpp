@@ -243,6 +243,11 @@ class ServerProcess {
     return kib;
   }
 
+  // Stops and continues it (SIGSTOP, SIGCONT): what clients send meanwhile
+  // waits in its sockets, and its next turn finds all of it at once.
+  void pause() { kill(pid, SIGSTOP); }
+  void resume() { kill(pid, SIGCONT); }
+
   pid_t pid = -1;
   int port = 0;
   int exit_status = -1;

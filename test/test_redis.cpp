@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <set>
 
 #include "harness.hpp"
 
@@ -112,6 +114,53 @@ TEST_CASE("a vote through A reaches a subscriber on B within --push-gap-ms + 50 
   REQUIRE(sse_next(moved, [](const SseEvent&) { return true; }, 2000, &after));
   CHECK(json_int(after.data, "total") == 3);
   CHECK(std::stoull(after.id) > std::stoull(next.id));
+}
+
+TEST_CASE("one turn's votes go as one script call, each answered as if it had come alone") {
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis));
+  wait_ready(srv.port);  // one vote (ready-check) already
+  const char* options[] = {"Stock+ticker", "Chat+room", "Live+scores", "Auction"};
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::string> voters;
+  for (int k = 0; k < 40; k++) {
+    voters.push_back(k < 30 ? "v" + std::to_string(k) : "twin");  // "twin" on ten connections at once
+    clients.push_back(std::make_unique<Client>(srv.port));
+  }
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 41; }, 2000));  // all accepted
+  double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
+  srv.pause();  // so that one turn reads all forty
+  for (size_t k = 0; k < clients.size(); k++)
+    clients[k]->send(post_request("/vote", "voter=" + voters[k] + "&option=" + options[k % 4]));
+  srv.resume();
+  std::set<long long> totals;
+  std::set<std::string> twin_choice;
+  int twin_counted = 0;
+  for (size_t k = 0; k < clients.size(); k++) {
+    Response r = clients[k]->response(5000);
+    CAPTURE(r.body);
+    std::string option = options[k % 4];
+    std::replace(option.begin(), option.end(), '+', ' ');
+    size_t at = r.body.find("\"voted_for\":\"");
+    REQUIRE(at != std::string::npos);
+    std::string voted = r.body.substr(at + 13, r.body.find('"', at + 13) - at - 13);
+    if (voters[k] != "twin") {
+      CHECK(r.status == 200);
+      CHECK(voted == option);
+    } else {
+      CHECK((r.status == 200 || r.status == 409));
+      twin_counted += r.status == 200;
+      twin_choice.insert(voted);
+    }
+    if (r.status == 200) totals.insert(json_int(r.body, "total"));
+  }
+  CHECK(twin_counted == 1);       // its first vote counts, the other nine are told what it was
+  CHECK(twin_choice.size() == 1);
+  CHECK(totals.size() == 31);     // each counted vote saw the one before it: totals 2 to 32
+  CHECK(*totals.begin() == 2);
+  CHECK(*totals.rbegin() == 32);
+  CHECK(metric(srv.port, "sse_redis_script_calls_total") - calls >= 40);
+  CHECK(metric(srv.port, "sse_redis_commands_total") - commands < 10);  // one EVALSHA for the forty, and the stream's reads
 }
 
 TEST_CASE("Redis stopped: writes 503 with Retry-After, streams stay open, /healthz degraded; back: writes again, streams resync") {

@@ -429,6 +429,47 @@ TEST_CASE("two processes, one Redis: 300 clients grab 100 packets through both a
   CHECK(on_a.data.find("\"winners\":[{\"packet\":99,") != std::string::npos);  // newest first
 }
 
+TEST_CASE("with --redis: one turn's grabs go as one script call, each answered as if it had come alone") {
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis, {"--redpacket-total", "100000", "--redpacket-count", "1000"}));
+  wait_ready(srv.port);
+  // 40 users once each, and one user ("twin") on 20 connections at once.
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::string> users;
+  for (int k = 0; k < 60; k++) {
+    users.push_back(k < 40 ? "u" + std::to_string(k) : "twin");
+    clients.push_back(std::make_unique<Client>(srv.port));
+  }
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 61; }, 2000));  // all accepted
+  double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
+  srv.pause();  // so that one turn reads all sixty
+  for (size_t k = 0; k < clients.size(); k++) clients[k]->send(post_request("/redpacket/grab", "user=" + users[k]));
+  srv.resume();
+  std::set<long long> packets;
+  long long twin_packet = -1;
+  int twin_first = 0;
+  for (size_t k = 0; k < clients.size(); k++) {
+    Response r = clients[k]->response(5000);
+    CAPTURE(r.body);
+    REQUIRE(r.status == 200);
+    CHECK(r.body.find("\"user\":\"" + users[k] + "\"") != std::string::npos);  // its own answer, not a neighbour's
+    long long packet = json_int(r.body, "packet");
+    if (users[k] != "twin") {
+      CHECK(r.body.find("already") == std::string::npos);
+      packets.insert(packet);
+      continue;
+    }
+    twin_first += r.body.find("\"already\":true") == std::string::npos;
+    if (twin_packet < 0) twin_packet = packet, packets.insert(packet);
+    CHECK(packet == twin_packet);
+  }
+  CHECK(twin_first == 1);  // the first of the twenty is granted, the others hold that packet already
+  CHECK(packets.size() == 41);
+  CHECK(*packets.rbegin() == 40);  // packets 0 to 40, none skipped
+  CHECK(metric(srv.port, "sse_redis_script_calls_total") - calls >= 60);  // and the stream's reads
+  CHECK(metric(srv.port, "sse_redis_commands_total") - commands < 10);    // one EVALSHA for the sixty, and those reads
+}
+
 TEST_CASE("with and without --redis, the same situations answer the same bytes") {
   // count = total: every packet is 1 cent, so both splits are the same.
   std::vector<std::string> round = {"--redpacket-total", "3", "--redpacket-count", "3"};
