@@ -318,11 +318,12 @@ inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
 // publish) are the same for every grab of a turn — so the turn's grabs go
 // as one: the script gets each call's `per_call` arguments one after the
 // other in ARGV, decides each in order, as if they had come one by one,
-// and answers an array with one reply per call. Every call of the batch is
-// applied or none is (the script is atomic), and each caller gets its own
-// reply. call() only queues; the command is queued when the Redis client
-// flushes at the end of the turn (before_flush), at most MAX_BATCH calls
-// each.
+// and answers an array with one reply per call, each caller its own. No
+// other command runs in between (a script runs alone), so a batch is as
+// exact as its calls one by one; if the script fails, every caller of the
+// batch gets nullptr (a 503 that says the change may or may not be made).
+// call() only queues; the command is queued when the Redis client flushes
+// at the end of the turn (before_flush), at most MAX_BATCH calls each.
 class RedisScripts {
  public:
   static constexpr size_t MAX_BATCH = 256;  // calls in one EVALSHA: its ARGV, and what one script run may hold Redis for
