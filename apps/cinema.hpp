@@ -457,36 +457,48 @@ redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema
 return {200}
 )lua";
 
-// A booking: ARGV showtime id, user, seats, the seats one person may hold.
-// Whether the showtime has started is Redis's clock's to say (TIME), the
-// clock the board is drawn by: with processes on several machines, each
-// server's own clock would let one sell seats the board no longer shows,
-// or refuse seats it still shows. In the SQLite mode's order of checks:
+// A turn's bookings (batched: see RedisScripts): ARGV four per booking —
+// showtime id, user, seats, the seats one person may hold. Each is decided
+// in turn as if it had come alone (the seats and what the person holds are
+// read after the bookings before it); the clock is read once, and the
+// version bumped and published once if any was made. Whether a showtime
+// has started is Redis's clock's to say (TIME), the clock the board is
+// drawn by: with processes on several machines, each server's own clock
+// would let one sell seats the board no longer shows, or refuse seats it
+// still shows. For each, in the SQLite mode's order of checks:
 // {'no_showtime'}, {'started'}, {'per_person', held}, {'seats', left}, or
 // {'booked', left, booking id}. Shortcut: a hash whose movie or hall is not
 // UTF-8 text (off the board) can still be booked by its id: the script
 // checks what decides a sale, the time and the seats, not the names.
 inline const std::string CINEMA_BOOK_LUA = std::string(CINEMA_TIME_LUA) + R"lua(
-local id, user, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local key = 'sse:cinema:showtime:' .. id
-if redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0 then return {'no_showtime'} end
-local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
 local function count(v) return v and #v <= 9 and string.match(v, '^%d+$') and tonumber(v) end
-local starts, total, left = starts_ms(f[3]), count(f[4]), count(f[5])
-if not (f[1] and f[1] ~= '' and f[2] and f[2] ~= '' and starts and total and left and left <= total) then return {'no_showtime'} end
-if starts <= now then return {'started'} end
-local held = tonumber(redis.call('HGET', 'sse:cinema:held:' .. user, id) or '0')
-if held + n > tonumber(ARGV[4]) then return {'per_person', held} end
-if left < n then return {'seats', left} end
-redis.call('HINCRBY', key, 'seats_left', -n)
-local booking = redis.call('INCR', 'sse:cinema:booking_ids')
-redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', string.format('%d', now))
-redis.call('RPUSH', 'sse:cinema:user:' .. user, booking)
-redis.call('HINCRBY', 'sse:cinema:held:' .. user, id, n)
-redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
-return {'booked', left - n, booking}
+local function book(id, user, n, most)
+  local key = 'sse:cinema:showtime:' .. id
+  if redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0 then return {'no_showtime'} end
+  local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
+  local starts, total, left = starts_ms(f[3]), count(f[4]), count(f[5])
+  if not (f[1] and f[1] ~= '' and f[2] and f[2] ~= '' and starts and total and left and left <= total) then return {'no_showtime'} end
+  if starts <= now then return {'started'} end
+  local held = tonumber(redis.call('HGET', 'sse:cinema:held:' .. user, id) or '0')
+  if held + n > most then return {'per_person', held} end
+  if left < n then return {'seats', left} end
+  redis.call('HINCRBY', key, 'seats_left', -n)
+  local booking = redis.call('INCR', 'sse:cinema:booking_ids')
+  redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', string.format('%d', now))
+  redis.call('RPUSH', 'sse:cinema:user:' .. user, booking)
+  redis.call('HINCRBY', 'sse:cinema:held:' .. user, id, n)
+  return {'booked', left - n, booking}
+end
+local out, booked = {}, false
+for k = 1, #ARGV, 4 do
+  local r = book(ARGV[k], ARGV[k + 1], tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]))
+  out[#out + 1] = r
+  booked = booked or r[1] == 'booked'
+end
+if booked then redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version')) end
+return out
 )lua";
 
 // `user`'s bookings of showtimes still on the schedule: Redis's time (epoch
@@ -773,7 +785,7 @@ struct CinemaApp {
   RedisScripts scripts;
   size_t state_lua = scripts.add(CINEMA_STATE_LUA.c_str()), add_lua = scripts.add(CINEMA_ADD_LUA),
          edit_lua = scripts.add(CINEMA_EDIT_LUA), erase_lua = scripts.add(CINEMA_ERASE_LUA),
-         book_lua = scripts.add(CINEMA_BOOK_LUA.c_str()), mine_lua = scripts.add(CINEMA_MINE_LUA);
+         book_lua = scripts.add(CINEMA_BOOK_LUA.c_str(), 4), mine_lua = scripts.add(CINEMA_MINE_LUA);
 
   // Showtime fields as the scripts take them: movie, hall, starts_at, seats_total, seats_left.
   static std::vector<std::string> script_fields(const Showtime& st) {

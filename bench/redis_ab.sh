@@ -6,15 +6,15 @@
 # redis-server of its own (unix socket in a temp dir, appendonly with fsync
 # every second, as make run-cluster runs it) and the server with --redis,
 # both on CPU 1; wrk on CPU 0. RUNS times, interleaved (old, new, old, ...)
-# so drift hits both alike: a fresh round of a million packets (grab) or a
-# new poll (vote), then `wrk -t1 -c50 -d$DURATION` with bench/wrk/grab.lua
-# or vote.lua. Prints per run: requests/s, the server's and Redis's CPU per
+# so drift hits both alike: a fresh round of a million packets (grab), a
+# new poll (vote) or 20 new showtimes of 10,000 seats (book), then
+# `wrk -t1 -c50 -d$DURATION` with bench/wrk/grab.lua, vote.lua or book.lua. Prints per run: requests/s, the server's and Redis's CPU per
 # request (Redis's with its reaped children: AOF rewrites), the bytes the
 # append-only dir grew per request (negative when a rewrite shrank it) and
 # the rewrites Redis began; then the medians of requests/s. Stops every
 # process by PID.
 #
-#   bench/redis_ab.sh OLD NEW [RUNS=5] [DURATION=5s] [grab|vote]
+#   bench/redis_ab.sh OLD NEW [RUNS=5] [DURATION=5s] [grab|vote|book]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=$1 NEW=$2 RUNS=${3:-5} DURATION=${4:-5s} TARGET=${5:-grab}
@@ -49,9 +49,18 @@ for r in $(seq "$RUNS"); do
     if [ "$TARGET" = grab ]; then
       curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000&token=bench' "127.0.0.1:$p/redpacket/rounds"
       args=(-s bench/wrk/grab.lua "http://127.0.0.1:$p/redpacket/grab")
-    else
+    elif [ "$TARGET" = vote ]; then
       curl -sf -o /dev/null -d 'question=Bench&options=Stock+ticker,Chat+room,Live+scores,Auction&token=bench' "127.0.0.1:$p/vote/polls"
       args=(-s bench/wrk/vote.lua "http://127.0.0.1:$p/vote")
+    else  # book: 20 fresh showtimes of 10,000 seats each, 30 days ahead, taken in turn
+      starts=$(date -u -d '+30 days' +%FT%TZ)
+      for i in $(seq 20); do
+        [ "$i" = 1 ] || echo next
+        printf 'url = "http://127.0.0.1:%s/cinema/showtimes"\nheader = "Authorization: Bearer bench"\n' "$p"
+        printf 'data = "movie=Bench&hall=Bench+%s&starts_at=%s&seats=10000"\n' "$i" "$starts"
+      done >"$dir/showtimes.curl"
+      first=$(curl -s -K "$dir/showtimes.curl" | grep -o '"showtime":{"id":[0-9]*' | grep -o '[0-9]*$' | head -1)
+      args=(-s bench/wrk/book.lua "http://127.0.0.1:$p/cinema/showtimes" -- "$first" 20)
     fi
     s0=$(ticks "${SPID[$n]}"); r0=$(ticks "${RPID[$n]}"); a0=$(aof $n); w0=$(rewrites $n)
     out=$(taskset -c 0 wrk -t1 -c50 -d"$DURATION" "${args[@]}")

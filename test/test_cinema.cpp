@@ -684,6 +684,52 @@ TEST_CASE("Redis: two processes, 300 clients booking 1 seat each of a 100-seat s
   CHECK(metric(a.port, "sse_cinema_bookings_total") + metric(b.port, "sse_cinema_bookings_total") == 100);
 }
 
+TEST_CASE("Redis: one turn's bookings go as one script call, each decided after the ones before it") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  long long id = add_showtime(srv.port, "Batch", 20);
+  std::string path = "/cinema/showtimes/" + std::to_string(id) + "/book";
+  // 25 people asking 1 seat each, and one ("twin") asking 4 on 5 connections
+  // at once: 45 seats asked of 20, and the twin may hold at most 10.
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::string> users;
+  for (int k = 0; k < 30; k++) {
+    users.push_back(k < 25 ? "p" + std::to_string(k) : "twin");
+    clients.push_back(std::make_unique<Client>(srv.port));
+  }
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 31; }, 2000));  // all accepted
+  double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
+  srv.pause();  // so that one turn reads all thirty
+  for (size_t k = 0; k < clients.size(); k++)
+    clients[k]->send(post_request(path, "user=" + users[k] + (users[k] == "twin" ? "&seats=4" : "")));
+  srv.resume();
+  long long sold = 0, twin_booked = 0;
+  std::set<long long> lefts, bookings;
+  for (size_t k = 0; k < clients.size(); k++) {
+    Response r = clients[k]->response(5000);
+    CAPTURE(r.body);
+    long long asked = users[k] == "twin" ? 4 : 1;
+    if (r.status == 200) {
+      CHECK(json_int(r.body, "seats") == asked);  // its own answer, not a neighbour's
+      sold += asked;
+      twin_booked += users[k] == "twin";
+      lefts.insert(json_int(r.body, "seats_left"));
+      bookings.insert(json_int(r.body, "booking"));
+      continue;
+    }
+    REQUIRE(r.status == 409);  // past the seats, or past the twin's 10
+    if (users[k] == "twin" && r.body.find("\"held\":") != std::string::npos) CHECK(json_int(r.body, "held") == 8);
+  }
+  CHECK(twin_booked <= 2);
+  CHECK(sold <= 20);
+  CHECK(lefts.size() == bookings.size());  // each booking saw the seats the one before it left
+  CHECK(*lefts.begin() == 20 - sold);
+  CHECK(redis_cli(redis, {"HGET", "sse:cinema:showtime:" + std::to_string(id), "seats_left"}) == std::to_string(20 - sold));
+  CHECK(metric(srv.port, "sse_redis_script_calls_total") - calls >= 30);
+  CHECK(metric(srv.port, "sse_redis_commands_total") - commands < 10);  // one EVALSHA for the thirty, and the board's reads
+}
+
 TEST_CASE("Redis: an edit made with redis-cli reaches a subscriber on each process within the re-read period") {
   RedisProcess redis;
   ServerProcess a(redis_args(redis, {"--schedule-interval", "0.5"})), b(redis_args(redis, {"--schedule-interval", "0.5"}));
