@@ -142,7 +142,7 @@ def main():
           "server's, then Redis's. \"Redis alone\" is the rate at which Redis would fill a core of its own "
           "(requests/s ÷ its CPU share): what any number of processes in front of this one Redis can reach at most. "
           "AOF rewrites: how many Redis began during the row's runs; each is a forked child on the same core, "
-          "whose CPU is in the Redis figure once Redis has reaped it (the append-only file grows by about 200 bytes a grab).")
+          "whose CPU is in the Redis figure once Redis has reaped it (the append-only file grows by about 130 bytes a grab, 80 a vote).")
     print()
     print("| write | conc | SQLite file | :memory: | Redis mode (server, redis CPU) | Redis ÷ file | Redis ÷ :memory: | Redis alone | AOF rewrites |")
     print("|---|---|---|---|---|---|---|---|---|")
