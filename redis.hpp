@@ -352,7 +352,11 @@ class RedisScripts {
     if (!redis_ || sha_[i].empty() || !redis_->connected()) return false;
     redis_->script_calls++;
     Batch& b = batches_[i];
-    if (b.per_call == 0) return send(i, args, {std::move(done)});
+    if (b.per_call == 0) {
+      std::vector<Done> one;
+      one.push_back(std::move(done));  // moved: a braced list would copy it
+      return send(i, args, std::move(one));
+    }
     b.args.insert(b.args.end(), args.begin(), args.end());
     b.dones.push_back(std::move(done));
     if (b.dones.size() == MAX_BATCH) send_batch(i);

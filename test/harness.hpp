@@ -490,3 +490,17 @@ inline int bursts_with_a_killed(ServerProcess& a, int b_port, size_t per_client,
   }
   return b_refused;
 }
+
+// Sends request(k) on each of `n` new connections so that one loop turn of
+// `srv` reads them all: it connects them, waits until the server has
+// accepted every one, stops the server (SIGSTOP) while the requests go out,
+// and continues it. Returns the connections, in order, for their answers.
+inline std::vector<std::unique_ptr<Client>> send_in_one_turn(ServerProcess& srv, size_t n, const std::function<std::string(size_t k)>& request) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (size_t k = 0; k < n; k++) clients.push_back(std::make_unique<Client>(srv.port));
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= double(n + 1); }, 2000));  // + metric()'s own
+  srv.pause();
+  for (size_t k = 0; k < n; k++) clients[k]->send(request(k));
+  srv.resume();
+  return clients;
+}

@@ -692,18 +692,12 @@ TEST_CASE("Redis: one turn's bookings go as one script call, each decided after 
   std::string path = "/cinema/showtimes/" + std::to_string(id) + "/book";
   // 25 people asking 1 seat each, and one ("twin") asking 4 on 5 connections
   // at once: 45 seats asked of 20, and the twin may hold at most 10.
-  std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::string> users;
-  for (int k = 0; k < 30; k++) {
-    users.push_back(k < 25 ? "p" + std::to_string(k) : "twin");
-    clients.push_back(std::make_unique<Client>(srv.port));
-  }
-  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 31; }, 2000));  // all accepted
+  for (int k = 0; k < 30; k++) users.push_back(k < 25 ? "p" + std::to_string(k) : "twin");
   double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
-  srv.pause();  // so that one turn reads all thirty
-  for (size_t k = 0; k < clients.size(); k++)
-    clients[k]->send(post_request(path, "user=" + users[k] + (users[k] == "twin" ? "&seats=4" : "")));
-  srv.resume();
+  auto clients = send_in_one_turn(srv, users.size(), [&](size_t k) {
+    return post_request(path, "user=" + users[k] + (users[k] == "twin" ? "&seats=4" : ""));
+  });
   long long sold = 0, twin_booked = 0;
   std::set<long long> lefts, bookings;
   for (size_t k = 0; k < clients.size(); k++) {

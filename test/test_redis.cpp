@@ -121,18 +121,12 @@ TEST_CASE("one turn's votes go as one script call, each answered as if it had co
   ServerProcess srv(with_redis(redis));
   wait_ready(srv.port);  // one vote (ready-check) already
   const char* options[] = {"Stock+ticker", "Chat+room", "Live+scores", "Auction"};
-  std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::string> voters;
-  for (int k = 0; k < 40; k++) {
-    voters.push_back(k < 30 ? "v" + std::to_string(k) : "twin");  // "twin" on ten connections at once
-    clients.push_back(std::make_unique<Client>(srv.port));
-  }
-  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 41; }, 2000));  // all accepted
+  for (int k = 0; k < 40; k++) voters.push_back(k < 30 ? "v" + std::to_string(k) : "twin");  // "twin" on ten connections at once
   double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
-  srv.pause();  // so that one turn reads all forty
-  for (size_t k = 0; k < clients.size(); k++)
-    clients[k]->send(post_request("/vote", "voter=" + voters[k] + "&option=" + options[k % 4]));
-  srv.resume();
+  auto clients = send_in_one_turn(srv, voters.size(), [&](size_t k) {
+    return post_request("/vote", "voter=" + voters[k] + "&option=" + options[k % 4]);
+  });
   std::set<long long> totals;
   std::set<std::string> twin_choice;
   int twin_counted = 0;

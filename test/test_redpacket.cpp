@@ -434,17 +434,10 @@ TEST_CASE("with --redis: one turn's grabs go as one script call, each answered a
   ServerProcess srv(with_redis(redis, {"--redpacket-total", "100000", "--redpacket-count", "1000"}));
   wait_ready(srv.port);
   // 40 users once each, and one user ("twin") on 20 connections at once.
-  std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::string> users;
-  for (int k = 0; k < 60; k++) {
-    users.push_back(k < 40 ? "u" + std::to_string(k) : "twin");
-    clients.push_back(std::make_unique<Client>(srv.port));
-  }
-  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") >= 61; }, 2000));  // all accepted
+  for (int k = 0; k < 60; k++) users.push_back(k < 40 ? "u" + std::to_string(k) : "twin");
   double calls = metric(srv.port, "sse_redis_script_calls_total"), commands = metric(srv.port, "sse_redis_commands_total");
-  srv.pause();  // so that one turn reads all sixty
-  for (size_t k = 0; k < clients.size(); k++) clients[k]->send(post_request("/redpacket/grab", "user=" + users[k]));
-  srv.resume();
+  auto clients = send_in_one_turn(srv, users.size(), [&](size_t k) { return post_request("/redpacket/grab", "user=" + users[k]); });
   std::set<long long> packets;
   long long twin_packet = -1;
   int twin_first = 0;
