@@ -29,6 +29,12 @@
 #include <thread>
 #include <vector>
 
+// Stops process `pid` with SIGSTOP and waits (at most 2 s) until it has
+// stopped: kill() returns before the signal is delivered, and a process
+// woken from epoll_wait to take it may first return the events that came
+// meanwhile, and stop with them in hand.
+inline bool stop_process(pid_t pid);
+
 inline int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
@@ -42,6 +48,21 @@ inline bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
     if (now_ms() >= end) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+inline bool stop_process(pid_t pid) {
+  kill(pid, SIGSTOP);
+  return wait_for([&] {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    FILE* f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char* p = strrchr(buf, ')');  // the command name may hold spaces
+    return p && p[1] == ' ' && p[2] == 'T';
+  }, 2000);
 }
 
 // A directory under /tmp, removed with everything in it at the end.
@@ -118,7 +139,7 @@ class RedisProcess {
     }
     pid = -1;
   }
-  void pause() { kill(pid, SIGSTOP); }
+  void pause() { REQUIRE(stop_process(pid)); }
   void resume() { kill(pid, SIGCONT); }
 
   TempDir dir;
@@ -132,10 +153,12 @@ class RedisProcess {
 };
 
 // A running server. The constructor waits (at most 5 s) for it to listen.
-// Unless `args` names a --db, it gets a fresh database of its own.
+// Unless `args` names a --db, it gets a fresh database of its own. `env`:
+// variables set for it alone (an LD_PRELOAD, say).
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> args = {}, rlim_t fd_limit = 0) {
+  explicit ServerProcess(std::vector<std::string> args = {}, rlim_t fd_limit = 0,
+                         const std::vector<std::pair<std::string, std::string>>& env = {}) {
     const char* bin = getenv("SSE_SERVER");
     std::vector<std::string> argv = {bin ? bin : "./sse-server", "--port", "0", "--bind", "127.0.0.1"};
     bool has_db = false;
@@ -157,6 +180,7 @@ class ServerProcess {
         rlimit rl{fd_limit, fd_limit};
         setrlimit(RLIMIT_NOFILE, &rl);
       }
+      for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
       std::vector<char*> cargv;
       for (auto& a : argv) cargv.push_back(a.data());
       cargv.push_back(nullptr);
@@ -245,7 +269,7 @@ class ServerProcess {
 
   // Stops and continues it (SIGSTOP, SIGCONT): what clients send meanwhile
   // waits in its sockets, and its next turn finds all of it at once.
-  void pause() { kill(pid, SIGSTOP); }
+  void pause() { REQUIRE(stop_process(pid)); }
   void resume() { kill(pid, SIGCONT); }
 
   pid_t pid = -1;
@@ -324,6 +348,15 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   void send(std::string_view data) { send_all(fd, data); }
+
+  // Closes with a reset (SO_LINGER 0), as a client that crashes or gives
+  // up does: the server sees EPOLLHUP and EPOLLERR at once.
+  void reset() {
+    linger now{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    close(fd);
+    fd = -1;
+  }
 
   // Reads more into buf; false on EOF, error or timeout.
   bool fill(int timeout_ms) {
