@@ -52,8 +52,9 @@ build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
 build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
 	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -lhiredis -pthread
 
-# Preloaded into a test's redis-server whose clock must disagree with ours.
-build/clock_ahead.so: test/clock_ahead.c
+# Preloaded into a test's redis-server whose clock must disagree with ours,
+# and into a test's server whose disk fails at a commit.
+build/%.so: test/%.c
 	@mkdir -p build
 	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -shared -fPIC -o $@ $<
 
@@ -103,7 +104,7 @@ run: deps
 	./sse-server
 
 test: deps
-	$(MAKE) $(TEST_SERVER) $(TEST_BIN) build/clock_ahead.so
+	$(MAKE) $(TEST_SERVER) $(TEST_BIN) build/clock_ahead.so build/fail_fsync.so
 	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
 
 # One sse-server per core on :8080 (SO_REUSEPORT), all in front of one

@@ -12,11 +12,12 @@
 //   - changed: the answer reports a change this turn made. It leaves only
 //     after the turn's commit; if the commit fails, undo() runs (the newest
 //     change first) and the answer becomes a 503. The app's stream is due.
-//   - after_commit: the answer would read a change this turn has not stored
-//     yet. Nothing is sent; the connection reads no further, and the same
-//     request is handled again after the commit. This is how an answer comes
-//     later: the connection waits, every other one goes on, and pipelined
-//     answers keep their order.
+//   - wait: the answer cannot be given yet (see Wait). Nothing is sent;
+//     the connection reads no further, and the same request is handled
+//     again after the commit (or once the database's lock is free), or its
+//     answer comes with Redis's reply. This is how an answer comes later:
+//     the connection waits, every other one goes on, and pipelined answers
+//     keep their order.
 //
 // Also here, because every app needs them: text checks (every string a
 // client sends is UTF-8 before it is echoed), a small JSON writer, and the
@@ -190,6 +191,16 @@ inline void json_number(std::string& out, int64_t v) {
 
 // ---- What a handler returns ------------------------------------------------------------
 
+// Why an answer is not given now, and what the loop does about it. The
+// loop's connection keeps the same word while its request waits.
+enum class Wait : uint8_t {
+  None,    // it is the answer: sent after the turn's commit
+  Commit,  // it would read a change this turn has not stored: handled again after the commit
+  Lock,    // its write found the database locked by another process: handled again a few
+           // milliseconds later, for at most LOCK_WAIT_MS (server.cpp), then 503
+  Reply,   // it comes from Redis: the reply's callback brings it (Request::reply_later)
+};
+
 struct Answer {
   int status = 200;
   std::string body;
@@ -199,8 +210,7 @@ struct Answer {
   size_t prebuilt_head = 0;    // (its header lines, a blank line, the body); HEAD sends prebuilt[0..prebuilt_head)
   bool changed = false;        // reports a change of this turn (see the top of this file)
   std::function<void()> undo;  // takes it back; empty when the database's rollback is undo enough
-  bool after_commit = false;   // reads a change not stored yet: ask again after the commit
-  bool later = false;          // comes later, through Request::reply_later (answer_later())
+  Wait wait = Wait::None;      // not the answer yet (see Wait)
 };
 
 inline Answer json_answer(int status, std::string body, std::string extra = {}) {
@@ -218,22 +228,23 @@ inline Answer refusal(int status, std::string_view message, std::string extra = 
   return json_answer(status, j + "}", std::move(extra));
 }
 
+inline Answer answer_after(Wait wait) {
+  Answer a;
+  a.wait = wait;
+  return a;
+}
 // The answer will come from a reply (Redis): the handler hands
 // req.reply_later() to the command's callback and returns this.
-inline Answer answer_later() {
-  Answer a;
-  a.later = true;
-  return a;
-}
+inline Answer answer_later() { return answer_after(Wait::Reply); }
+inline Answer wait_for_commit() { return answer_after(Wait::Commit); }
 
-inline Answer wait_for_commit() {
-  Answer a;
-  a.after_commit = true;
-  return a;
-}
-
-// The database would not take this turn's write (full, locked): nothing changed.
-inline Answer store_refused() {
+// The database did not take a write of this turn, and nothing changed:
+// another process holds its lock (ask again soon), writes are stopped
+// after an I/O error at a commit, or it is full, over --db-max-mb...
+inline Answer store_refused(const Store& store) {
+  if (store.locked_elsewhere()) return answer_after(Wait::Lock);
+  if (store.stopped())
+    return refusal(503, "the database had an I/O error at a commit: writes are stopped until the server restarts; nothing was changed");
   return refusal(503, "the database cannot take writes right now; nothing was changed", "Retry-After: 1\r\n");
 }
 
@@ -426,4 +437,11 @@ inline Answer redis_answer(const Request& req, RedisScripts& scripts, size_t lua
 inline void (*app_log)(const std::string& line) = nullptr;
 inline void log_app(const std::string& line) {
   if (app_log) app_log(line);
+}
+
+// A write the store did not take: logged (unless it waits for a lock held
+// elsewhere, which is asked again, not refused), and answered.
+inline Answer write_refused(const Store& store, const std::string& error) {
+  if (!store.locked_elsewhere()) log_app("store: write refused: " + error);
+  return store_refused(store);
 }

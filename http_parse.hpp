@@ -67,6 +67,7 @@ enum HttpField : uint8_t {
 };
 
 inline constexpr std::string_view HTTP_ROOT = "/";  // the path of "http://host" with none of its own
+inline constexpr std::string_view HTTP_ASTERISK = "*";  // the path of "OPTIONS *": the server as a whole
 
 // Everything but the body is filled in when the head is complete (so a
 // request can be routed before its body arrives); the body when it is whole.
@@ -75,7 +76,7 @@ struct HttpRequest {
   bool http10 = false;       // HTTP/1.0: keep-alive only when asked for
   bool keep_alive = true;    // llhttp's verdict from version and Connection
   bool upgrade = false;      // Upgrade or CONNECT: answer, then close
-  std::string_view path;     // "/vote", never empty; absolute-form URLs are cut to the path
+  std::string_view path;     // "/vote", never empty; absolute-form URLs are cut to the path; "*" (OPTIONS), host:port (CONNECT)
   std::string_view query;    // after '?', without the '?'
   std::string_view fields[FIELD_COUNT];  // empty when absent; repeats joined by ", "
   std::string_view body;
@@ -317,6 +318,7 @@ class HttpParser {
   }
   static int on_headers_done(llhttp_t* p);
   int transfer_coding_refusal(llhttp_t* p);
+  int target_refusal();
   static int on_body(llhttp_t* p, const char* at, size_t n) {
     HttpParser& h = self(p);
     if (h.buf_.size() - h.body_off_ + n > h.limits_->max_body_bytes)
@@ -423,15 +425,7 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
   if (int status = h.transfer_coding_refusal(p)) return h.refuse(status, h.reason_);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h.limits_->max_body_bytes)
     return h.refuse(413, "request body too large");
-  std::string_view url(h.buf_.data(), h.url_len_);
-  if (url.starts_with("http://") || url.starts_with("https://")) {  // absolute-form: keep the path
-    size_t slash = url.find('/', url.find("//") + 2);
-    url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
-  }
-  if (!url.starts_with('/')) return h.refuse(400, "request target must start with '/'");
-  size_t q = std::min(url.find('?'), url.find('#'));
-  if (url.data() != HTTP_ROOT.data()) h.path_ = {size_t(url.data() - h.buf_.data()), std::min(q, url.size())};
-  if (q < url.size() && url[q] == '?') h.query_ = {h.path_.first + q + 1, url.substr(q + 1).find('#')};
+  if (int status = h.target_refusal()) return h.refuse(status, h.reason_);
   h.point_views();
   r.method = llhttp_method_t(p->method);
   r.http10 = p->http_minor == 0;
@@ -441,6 +435,40 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
   bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   h.expect_continue_ = has_body && !r.http10 && http_iequals(r.fields[EXPECT], "100-continue");
   return HPE_PAUSED;  // lets feed() count the head's bytes exactly
+}
+
+// The request target (RFC 9112 3.2), which on_url put at the start of
+// buf_, into the path and query: origin-form "/vote?x", absolute-form
+// "http://host/vote" (the scheme in any case: schemes are
+// case-insensitive) cut to its path, asterisk-form "*" for OPTIONS only
+// (the path is "*"), authority-form "host:port" for CONNECT only (the
+// path is that, never routed: the server answers CONNECT 501). Returns
+// 400 (and sets the reason) for anything else, or 0.
+inline int HttpParser::target_refusal() {
+  std::string_view url(buf_.data(), url_len_);
+  auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
+  if (p_.method == HTTP_CONNECT) {
+    size_t colon = url.rfind(':');
+    bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
+                     url.find_first_not_of("0123456789", colon + 1) == url.npos;
+    if (!authority) return reason_ = "CONNECT's target must be host:port", 400;
+    path_ = {0, url.size()};
+    return 0;
+  }
+  if (url == "*") {
+    if (p_.method != HTTP_OPTIONS) return reason_ = "the target '*' is for OPTIONS only", 400;
+    path_ = {0, 1};
+    return 0;
+  }
+  if (has_scheme("http://") || has_scheme("https://")) {  // absolute-form: keep the path
+    size_t slash = url.find('/', url.find("//") + 2);
+    url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
+  }
+  if (!url.starts_with('/')) return reason_ = "request target must start with '/'", 400;
+  size_t q = std::min(url.find('?'), url.find('#'));
+  if (url.data() != HTTP_ROOT.data()) path_ = {size_t(url.data() - buf_.data()), std::min(q, url.size())};
+  if (q < url.size() && url[q] == '?') query_ = {path_.first + q + 1, url.substr(q + 1).find('#')};
+  return 0;
 }
 
 // RFC 9112 6: the only transfer coding served is chunked, alone, from

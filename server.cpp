@@ -109,6 +109,8 @@ constexpr int64_t HEARTBEAT_MS = 15'000;              // a comment line on any s
 constexpr unsigned SSE_RETRY_MS = 3000;               // the reconnect delay we ask browsers for
 constexpr int64_t STOP_GRACE_MS = 800;                // SIGTERM: time left to flush before exit
 constexpr int64_t ACCEPT_RETRY_MS = 100;              // out of fds: try accept() again after this
+constexpr int64_t LOCK_WAIT_MS = 250;                 // a write waits this long for a lock another process holds, then 503
+constexpr int64_t LOCK_RETRY_MS = 5;                  // ...asking again this often (never sleeping: see Store::locked_elsewhere)
 constexpr int FD_RESERVE = 64;                        // fds kept for files, the database, logs
 constexpr int FD_CEILING = 1 << 20;
 
@@ -182,14 +184,6 @@ struct OutQueue {
 };
 
 enum class ConnState : uint8_t { Free, Http, Stream, Closing };
-
-// Why a request that has been read is not answered yet. Meanwhile the
-// connection reads no further, so pipelined answers keep their order.
-enum class Wait : uint8_t {
-  None,
-  Commit,  // its answer would read this turn's uncommitted change: handled again next turn
-  Reply,   // its answer comes from Redis: the reply's callback brings it (on_later_answer)
-};
 enum DeadlineKind : int8_t { NO_DEADLINE = -1, HEADER_DEADLINE, IDLE_DEADLINE, DEADLINE_KINDS };
 
 struct Conn {
@@ -198,7 +192,7 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
-  Wait wait = Wait::None;         // its request is not answered yet (see Wait)
+  Wait wait = Wait::None;         // its request is not answered yet (see Wait, in app.hpp, and park)
   uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
@@ -208,6 +202,7 @@ struct Conn {
   DeadlineKind deadline = NO_DEADLINE;
   int deadline_prev = -1, deadline_next = -1;
   int64_t deadline_ms = 0;
+  int64_t lock_wait_since_ms = -1;  // its request first found the database locked elsewhere (Wait::Lock)
   // A subscriber: which stream, and where in its subscriber list.
   int stream = -1;
   size_t sub_pos = 0;
@@ -267,7 +262,7 @@ struct Provisional {
 struct Metrics {
   uint64_t requests_by_status[600] = {};
   uint64_t bytes_written = 0, accepted = 0, slow_consumers_dropped = 0, timeouts = 0;
-  uint64_t failed_commits = 0, requests_parked = 0, broadcasts = 0;
+  uint64_t failed_commits = 0, requests_parked = 0, requests_lock_waited = 0, broadcasts = 0;
   uint64_t refused_past_table = 0;  // accepted on an fd past the connection table, closed at once
   double last_broadcast_seconds = 0;
 };
@@ -295,7 +290,13 @@ struct Server {
   Redis redis, redis_sub{true};  // --redis: commands, and the subscription that hears of changes
   int64_t redis_pinged_ms = 0;
   std::vector<Provisional> provisional;  // this turn's replies that wait on its commit
-  std::vector<int> parked, unparking;    // connections whose request waits for the commit
+  // Connections whose request waits for the commit, or for the database's
+  // lock (see park): the fd, and which of its connections it was.
+  struct Parked {
+    int fd;
+    uint32_t generation;
+  };
+  std::vector<Parked> parked, lock_waiting, unparking;
   SseIds event_ids;                      // every snapshot's id: unique for the life of the database
   std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
@@ -423,6 +424,7 @@ static void conn_open(int fd) {
   ++(c.over_capacity ? srv.conns_over : srv.conns_open);
   c.close_after_write = c.reading_paused = c.in_flush_list = false;
   c.wait = Wait::None;
+  c.lock_wait_since_ms = -1;
   c.generation++;
   c.http.reset();
   c.out.clear(false);
@@ -606,43 +608,81 @@ static bool admin_ok(const HttpRequest& req) {
   return bearer_ok(req) || (http_form_value(req.body, "token", &token) == FormLookup::Found && token_equal(token, srv.admin_token));
 }
 
-// The answer to the request being handled would read a change this turn has
-// not committed. Nothing is answered; the connection stops reading, and in
-// the next turn, after this turn's commit (or its undo), the same request
-// is handled again, reading only what is stored (on_unpark). Requests the
-// client sent after it wait their turn, so answers keep their order.
-static void park_until_commit(int fd) {
-  srv.conns[fd].wait = Wait::Commit;
-  srv.parked.push_back(fd);
-  srv.metrics.requests_parked++;
+// The request's answer cannot be given yet (see Wait in app.hpp). Nothing
+// is answered; the connection reads no further, so the requests its client
+// sent after this one wait their turn and answers keep their order; and its
+// timeout stops: a request that arrived whole is never told 408 while it
+// waits. Commit and Lock put it on a list that is handled again after each
+// commit (answer_parked), by ticket — the fd and its generation — so a
+// connection that closed meanwhile, or another one the kernel gave the
+// same fd, is never answered for it. Reply waits for Redis's reply
+// (on_later_answer, which checks the same ticket), within --redis-timeout.
+static void park(int fd, Wait wait) {
+  Conn& c = srv.conns[fd];
+  c.wait = wait;
+  deadline_clear(fd);
+  if (wait == Wait::Commit) {
+    srv.parked.push_back({fd, c.generation});
+    srv.metrics.requests_parked++;
+  } else if (wait == Wait::Lock) {
+    if (c.lock_wait_since_ms < 0) c.lock_wait_since_ms = srv.now_ms, srv.metrics.requests_lock_waited++;
+    srv.lock_waiting.push_back({fd, c.generation});
+  }
 }
 
-// Finds the request's route, checks what all routes share (the connection
-// limit, the method, the admin token), and runs the handler. What the
-// answer says decides the rest: park it, or append it, waiting on the
-// turn's commit when it reports a change (then the app's streams are due).
-static void route_request(int fd, const HttpRequest& req) {
+// What every route shares, checked before its handler runs: a route for
+// the path, room under --max-conns, a method the path answers, the admin
+// token where it is needed. Returns the route's entry; or answers the
+// refusal and returns nullptr. `before_body`: the client waits for "100
+// Continue" (on_expect_continue), so the refusal closes the connection
+// (the body it may send anyway cannot be told from a next request), and
+// the admin token must come in the Authorization header (a form field
+// would be in the body).
+static const Route::Entry* admit(int fd, const HttpRequest& req, bool before_body) {
   Conn& c = srv.conns[fd];
+  auto refuse = [&](int status, std::string_view message, std::string_view extra = {}) -> const Route::Entry* {
+    if (before_body) respond_error(fd, status, message, extra, req.method == HTTP_HEAD);
+    else respond_refusal(fd, req, status, message, extra);
+    return nullptr;
+  };
+  // A proxy's method: well-formed, but not ours (llhttp reads what follows
+  // its head as a tunnel, so the connection ends with the answer).
+  if (req.method == HTTP_CONNECT) return refuse(501, "CONNECT is not served: this server is no proxy");
   const Route* route = route_for(req.path);
-  if (!route) return respond_refusal(fd, req, 404, "no such page");
+  if (!route) return refuse(404, "no such page");
   if (c.over_capacity) {
     // A browser's EventSource gives up for good on an error status but
     // retries a dropped connection, so a stream over capacity is just closed.
-    if (is_stream_route(*route)) return conn_close_later(fd);
-    return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n", req.method == HTTP_HEAD);
+    if (is_stream_route(*route) && !before_body) return conn_close_later(fd), nullptr;
+    respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n", req.method == HTTP_HEAD);
+    return nullptr;
   }
   const Route::Entry* entry = route_entry(*route, req.method);
-  if (!entry) return respond_refusal(fd, req, 405, "method not allowed here", "Allow: " + route->allow + "\r\n");
-  if (entry->admin && !admin_ok(req))
-    return respond_answer(fd, req, refusal(401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n"));
+  if (!entry) return refuse(405, "method not allowed here", "Allow: " + route->allow + "\r\n");
+  if (entry->admin && before_body && !bearer_ok(req))
+    return refuse(401, "admin token missing or wrong (with Expect: 100-continue, send it as Authorization: Bearer)", "WWW-Authenticate: Bearer\r\n");
+  if (entry->admin && !before_body && !admin_ok(req))
+    return respond_answer(fd, req, refusal(401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n")), nullptr;
+  return entry;
+}
+
+// Admits the request and runs its handler. What the answer says decides
+// the rest: the request waits (park), or the answer is appended, waiting
+// on the turn's commit when it reports a change (then the app's streams
+// are due). A write that keeps finding the database locked by another
+// process is asked again until LOCK_WAIT_MS have passed since it first
+// did, then answered 503: the loop never sleeps on the lock.
+static void route_request(int fd, const HttpRequest& req) {
+  const Route::Entry* entry = admit(fd, req, false);
+  if (!entry) return;
   if (entry->stream >= 0) return on_subscribe(fd, req, entry->stream);
+  Conn& c = srv.conns[fd];
   Answer a = entry->handler(Request{req, srv.wall_ms, uint64_t(fd) << 32 | c.generation});
-  if (a.after_commit) return park_until_commit(fd);
-  if (a.later) {  // the app asked Redis: on_later_answer brings the answer, within --redis-timeout
-    c.wait = Wait::Reply;
-    deadline_clear(fd);
-    return;
-  }
+  if (a.wait == Wait::Lock && (c.lock_wait_since_ms < 0 || srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS)) return park(fd, a.wait);
+  if (a.wait == Wait::Lock)
+    a = refusal(503, "the database is locked by another process; nothing was changed", "Retry-After: 1\r\n");
+  if (a.wait != Wait::None) return park(fd, a.wait);
+  c.lock_wait_since_ms = -1;
   if (a.changed) {
     size_t at = c.out.bytes.size();  // on_request notes where the reply ends
     srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(a.undo)});
@@ -666,21 +706,11 @@ static void on_request(int fd, const HttpRequest& req) {
 // A request head that asks for "100 Continue" before it sends its body
 // (RFC 9110 10.1.1). The invitation goes out only when the request would
 // be handled: an unknown path, a wrong method, a full server or a missing
-// admin token is refused at once, before the client sends a byte of body,
-// and the connection is then closed, since the body it may send anyway
-// cannot be told from a next request. With Expect, the admin token must
-// come in the Authorization header (a form field would be in the body).
+// admin token is refused at once, before the client sends a byte of body
+// (admit, which then closes the connection).
 static void on_expect_continue(int fd, const HttpRequest& req) {
-  Conn& c = srv.conns[fd];
-  const Route* route = route_for(req.path);
-  const Route::Entry* entry = route ? route_entry(*route, req.method) : nullptr;
-  if (!route) return respond_error(fd, 404, "no such page");
-  if (c.over_capacity) return respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n");
-  if (!entry) return respond_error(fd, 405, "method not allowed here", "Allow: " + route->allow + "\r\n");
-  if (entry->admin && !bearer_ok(req))
-    return respond_error(fd, 401, "admin token missing or wrong (with Expect: 100-continue, send it as Authorization: Bearer)",
-                         "WWW-Authenticate: Bearer\r\n");
-  c.out.bytes += "HTTP/1.1 100 Continue\r\n\r\n";
+  if (!admit(fd, req, true)) return;
+  srv.conns[fd].out.bytes += "HTTP/1.1 100 Continue\r\n\r\n";
   flush_later(fd);
 }
 
@@ -696,16 +726,6 @@ static void conn_next_request(int fd) {
   if (c.close_after_write) return;
   deadline_set(fd, IDLE_DEADLINE);
   if (!c.stash.empty()) srv.resume_list.push_back(fd);
-}
-
-// Handles a parked request again, now that the commit it waited for is
-// done, then whatever its client sent after it.
-static void on_unpark(int fd) {
-  Conn& c = srv.conns[fd];
-  c.wait = Wait::None;
-  if (c.state != ConnState::Http) return;  // closed while it waited
-  on_request(fd, c.http.request());
-  if (c.wait == Wait::None) conn_next_request(fd);  // else it waits again: one more turn, or for Redis
 }
 
 // The answer to a request that waited for Redis, now that the reply came
@@ -920,18 +940,17 @@ static void close_marked() {
 // ---- One turn: the commit ------------------------------------------------------
 
 // Rebuilds one connection's output after a failed commit: each reply in
-// `changes` (this connection's, in order) becomes a 503; every other reply
-// stands, so a pipelining client still gets one answer per request, in order.
-static void replace_with_503(int fd, const Provisional* changes, size_t count) {
+// `changes` (this connection's, in order) becomes a 503 saying `what`;
+// every other reply stands, so a pipelining client still gets one answer
+// per request, in order.
+static void replace_with_503(int fd, const Provisional* changes, size_t count, std::string_view what) {
   Conn& c = srv.conns[fd];
   std::string out;
   size_t at = c.out.sent;  // nothing of this turn's replies has been sent
   for (size_t i = 0; i < count; i++) {
     const Provisional& p = changes[i];
     out.append(c.out.bytes, at, p.begin - at);
-    http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json",
-                 "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n",
-                 "Retry-After: 1\r\n");
+    http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json", what, "Retry-After: 1\r\n");
     srv.metrics.requests_by_status[503]++;
     at = p.end;
   }
@@ -941,30 +960,71 @@ static void replace_with_503(int fd, const Provisional* changes, size_t count) {
 }
 
 // Commits everything this turn wrote, before any of its replies leaves. If
-// the database refuses (disk full, over --db-max-mb, locked by another
-// process), every change of the turn is undone, newest first, and each
-// reply that reported one becomes a 503: no client leaves believing in a
-// change that was not stored, and the server keeps serving. When it
-// succeeds, each app learns that what it holds is stored.
+// the database refuses (disk full, over --db-max-mb, an I/O error), every
+// change of the turn is undone, newest first, and each reply that
+// reported one becomes a 503: no client leaves believing in a change that
+// was not stored, and the server keeps serving. An I/O error at the
+// COMMIT itself leaves the outcome unknown (the commit record may be in
+// the WAL, and the next start would replay it): those 503s say the change
+// may or may not have been made, and the store takes no more writes
+// (Store::stopped; /healthz says degraded). When the commit succeeds,
+// each app learns that what it holds is stored.
 static void turn_commit() {
   if (srv.store.commit()) {
     for (const AppSpec& app : srv.apps)
       if (app.committed) app.committed();
-  } else {
-    srv.metrics.failed_commits++;
-    log_line("store: commit failed: %s; undoing %zu changes", srv.store.error().c_str(), srv.provisional.size());
-    for (auto it = srv.provisional.rbegin(); it != srv.provisional.rend(); ++it)
-      if (it->undo) it->undo();
-    // Each connection's replies, together and in order: one rebuild per connection.
-    std::stable_sort(srv.provisional.begin(), srv.provisional.end(), [](const Provisional& a, const Provisional& b) { return a.fd < b.fd; });
-    for (size_t i = 0, j; i < srv.provisional.size(); i = j) {
-      for (j = i + 1; j < srv.provisional.size() && srv.provisional[j].fd == srv.provisional[i].fd; j++) {
-      }
-      ConnState state = srv.conns[srv.provisional[i].fd].state;  // a stream may follow the reply: it stays
-      if (state == ConnState::Http || state == ConnState::Stream) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i);
+    srv.provisional.clear();
+    return;
+  }
+  srv.metrics.failed_commits++;
+  bool unknown = srv.store.outcome_unknown();
+  log_line("store: commit failed: %s; undoing %zu changes%s", srv.store.error().c_str(), srv.provisional.size(),
+           unknown ? "; they may be stored all the same: no more writes until a restart" : "");
+  for (auto it = srv.provisional.rbegin(); it != srv.provisional.rend(); ++it)
+    if (it->undo) it->undo();
+  std::string what = unknown ? "{\"ok\":false,\"message\":\"the database had an I/O error while committing: the change may or may not have been made\"}\n"
+                             : "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n";
+  // Each connection's replies, together and in order: one rebuild per connection.
+  std::stable_sort(srv.provisional.begin(), srv.provisional.end(), [](const Provisional& a, const Provisional& b) { return a.fd < b.fd; });
+  for (size_t i = 0, j; i < srv.provisional.size(); i = j) {
+    for (j = i + 1; j < srv.provisional.size() && srv.provisional[j].fd == srv.provisional[i].fd; j++) {
     }
+    ConnState state = srv.conns[srv.provisional[i].fd].state;  // a stream may follow the reply: it stays
+    if (state == ConnState::Http || state == ConnState::Stream) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i, what);
   }
   srv.provisional.clear();
+}
+
+// Parses what paused or waiting connections left stashed, now that their
+// output drained or their waiting request was answered.
+static void resume_stashed() {
+  for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
+  srv.resume_list.clear();
+}
+
+// After the commit: every request that waited for it, or for the
+// database's lock, is handled again — all of them, in one pass, reading
+// what is now stored — and then what their clients sent after them. A
+// refusal reads and writes nothing, so the thousand refusals that waited
+// behind one booking are all answered with this turn's answers, and none
+// waits twice. A request that writes here (a packet free again after an
+// undo, a lock now free) opens the next transaction, which turn_finish
+// commits before any of it is answered; one that would read that write
+// waits for the next turn's commit.
+static void answer_parked() {
+  for (std::vector<Server::Parked>* list : {&srv.parked, &srv.lock_waiting}) {
+    srv.unparking.swap(*list);
+    for (Server::Parked p : srv.unparking) {
+      Conn& c = srv.conns[size_t(p.fd)];
+      // Closed while it waited (its fd perhaps given to a new connection): nothing to answer.
+      if (c.state != ConnState::Http || c.generation != p.generation || (c.wait != Wait::Commit && c.wait != Wait::Lock)) continue;
+      c.wait = Wait::None;
+      on_request(p.fd, c.http.request());
+      if (c.wait == Wait::None) conn_next_request(p.fd);
+    }
+    srv.unparking.clear();
+  }
+  resume_stashed();
 }
 
 // ---- One turn: the pushes ------------------------------------------------------
@@ -1086,14 +1146,23 @@ static void redis_turn() {
 
 // A request begun but not finished in time is told 408 before the close;
 // an idle connection is just closed (a client reusing it would take a 408
-// for the answer to a request it has not sent yet).
+// for the answer to a request it has not sent yet). What the kernel holds
+// for the connection has arrived, whether or not this turn's events said
+// so (a turn that took longer than the timeout, a batch cut at
+// EPOLL_BATCH), so it is read before the verdict: a request it completes
+// is answered, and one it begins on an idle connection gets its own
+// header timeout. A request that is still partial keeps its old clock, so
+// a client dribbling bytes gains nothing.
 static void deadlines_expire() {
   for (DeadlineList& l : srv.deadlines) {
     while (l.head >= 0 && srv.conns[l.head].deadline_ms <= srv.now_ms) {
       int fd = l.head;
-      deadline_clear(fd);
-      srv.metrics.timeouts++;
       Conn& c = srv.conns[fd];
+      if (c.state == ConnState::Http) on_readable(fd);
+      if (c.deadline == NO_DEADLINE || c.deadline_ms > srv.now_ms) continue;  // answered, waiting, or its clock restarted
+      deadline_clear(fd);
+      if (c.state != ConnState::Http) continue;  // closing already
+      srv.metrics.timeouts++;
       if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
       else conn_close_later(fd);
     }
@@ -1112,6 +1181,7 @@ static int64_t next_deadline_ms() {
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
   if (srv.stop_deadline_ms >= 0) t = std::min(t, srv.stop_deadline_ms);
+  if (!srv.lock_waiting.empty()) t = std::min(t, srv.now_ms + LOCK_RETRY_MS);  // asked again, never spun on
   for (const Redis* r : {&srv.redis, &srv.redis_sub})
     if (r->next_deadline_ms() >= 0) t = std::min(t, r->next_deadline_ms());
   if (srv.redis_sub.connected()) t = std::min(t, srv.redis_pinged_ms + 1000);
@@ -1185,20 +1255,17 @@ static void on_event(const epoll_event& ev) {
   if (ev.events & EPOLLOUT) flush_later(fd);
 }
 
-// The second half of a turn, after the events: handle again the requests
-// parked until the last commit, parse what paused connections stashed,
-// expire timeouts, commit, write the answers, push the streams that are
-// due, send what the turn asked of Redis, close what was marked.
+// The second half of a turn, after the events: parse what paused
+// connections stashed, expire timeouts, commit, answer the requests that
+// waited for that commit (and commit what they wrote), write the answers,
+// push the streams that are due, send what the turn asked of Redis, close
+// what was marked.
 static void turn_finish() {
-  if (!srv.parked.empty()) {  // parked in an earlier turn: their commit is done
-    srv.unparking.swap(srv.parked);
-    for (int fd : srv.unparking) on_unpark(fd);
-    srv.unparking.clear();
-  }
-  for (size_t i = 0; i < srv.resume_list.size(); i++) on_resume(srv.resume_list[i]);
-  srv.resume_list.clear();
+  resume_stashed();
   deadlines_expire();
   turn_commit();  // whatever a reply reports is stored before the reply leaves
+  answer_parked();
+  turn_commit();  // nothing, most turns: see answer_parked
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
   streams_push();
@@ -1210,12 +1277,19 @@ static void run() {
   static epoll_event events[EPOLL_BATCH];
   for (;;) {
     timer_arm();
-    // Connections with stashed input or a parked request have work even if
-    // no socket is ready; so do answers that came after this turn's writes
-    // (Redis callbacks run by redis_turn: a timeout, a batch that could not leave).
+    // Connections with stashed input or a request parked again by the last
+    // pass have work even if no socket is ready; so do answers that came
+    // after this turn's writes (Redis callbacks run by redis_turn: a
+    // timeout, a batch that could not leave). A request waiting for the
+    // database's lock has none: the timer asks again (next_deadline_ms).
     bool waiting = !srv.resume_list.empty() || !srv.parked.empty() || !srv.flush_list.empty();
     int n = epoll_wait(srv.epoll_fd, events, EPOLL_BATCH, waiting ? 0 : -1);
-    if (n < 0 && errno != EINTR) die("epoll_wait");
+    // EINTR: after SIGSTOP and SIGCONT, epoll_wait fails even though no
+    // handler ran (signal(7)). No event was taken: wait again, they are
+    // all still there. (A turn now would judge timeouts on sockets whose
+    // requests sit unread in the kernel.)
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("epoll_wait");
     srv.now_ms = clock_ms(CLOCK_MONOTONIC);
     srv.wall_ms = clock_ms(CLOCK_REALTIME);
     refresh_date();
@@ -1270,6 +1344,10 @@ static const MetricRow METRICS[] = {
      [] { return double(srv.metrics.failed_commits); }},
     {"sse_requests_parked_total", "counter", "Requests that waited for a commit because their answer read a change not yet stored.",
      [] { return double(srv.metrics.requests_parked); }},
+    {"sse_requests_lock_waited_total", "counter", "Writes that found the database locked by another process and waited (up to 250 ms).",
+     [] { return double(srv.metrics.requests_lock_waited); }},
+    {"sse_store_writes_stopped", "gauge", "1 once an I/O error at a commit stopped every write until a restart, else 0.",
+     [] { return double(srv.store.stopped()); }},
     {"sse_store_checkpoints_total", "counter", "WAL checkpoints done by the helper thread.", [] { return double(srv.store.checkpoints()); }},
     {"sse_broadcasts_total", "counter", "Snapshots pushed to a stream's subscribers.", [] { return double(srv.metrics.broadcasts); }},
     {"sse_last_broadcast_seconds", "gauge", "How long the last snapshot broadcast took.",
@@ -1340,7 +1418,8 @@ static void route_add(const std::string& path, std::string_view methods, Route::
   while (!methods.empty()) {
     std::string_view name = methods.substr(0, methods.find(','));
     methods.remove_prefix(std::min(methods.size(), name.size() + 2));
-    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : name == "PATCH" ? HTTP_PATCH : HTTP_DELETE;
+    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : name == "PATCH" ? HTTP_PATCH
+                 : name == "OPTIONS" ? HTTP_OPTIONS : HTTP_DELETE;
     if (route_entry(route, entry.method)) continue;
     route.entries.push_back(entry);
     route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);
@@ -1350,16 +1429,26 @@ static void route_add(const std::string& path, std::string_view methods, Route::
 static void setup_routes() {
   auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };
   route_add("/healthz", "GET, HEAD", builtin([] {
-    // "degraded": --redis is set and the connection is down; streams go on, writes get 503.
+    // "degraded": --redis is set and the connection is down, or an I/O
+    // error at a commit stopped the database's writes; streams go on,
+    // writes get 503.
     static constexpr std::string_view OK = "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
                                       DEGRADED = "Content-Type: text/plain\r\nContent-Length: 9\r\n\r\ndegraded\n";
-    bool down = !srv.cfg.redis.empty() && !srv.redis.connected();
+    bool down = (!srv.cfg.redis.empty() && !srv.redis.connected()) || srv.store.stopped();
     Answer ok;
     ok.prebuilt = down ? DEGRADED : OK;
     ok.prebuilt_head = ok.prebuilt.size() - (down ? 9 : 3);
     return ok;
   }));
   route_add("/metrics", "GET, HEAD", builtin(on_metrics));
+  // "OPTIONS *" (RFC 9112 3.2.4) asks what the server as a whole answers.
+  route_add(std::string(HTTP_ASTERISK), "OPTIONS", builtin([] {
+    static constexpr std::string_view ALLOW = "Allow: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    Answer a;
+    a.prebuilt = ALLOW;
+    a.prebuilt_head = ALLOW.size();
+    return a;
+  }));
   for (size_t app = 0; app < srv.apps.size(); app++) {
     for (const StreamSpec& s : srv.apps[app].streams) {
       srv.lives.push_back({SseStream{}, s, int(app)});
@@ -1399,7 +1488,8 @@ static void setup_fd_table() {
 
 // Opens the database, then each app its tables and state (on a first
 // start, what the flags describe), then takes this start's run number,
-// stored before any event id made from it leaves. Any failure is a message
+// stored before any event id made from it leaves (with no file, the ids
+// come from the clock instead: see SseIds). Any failure is a message
 // and exit 1 (2 for flags that describe nothing valid): never a silent
 // fresh start.
 static void setup_store() {
@@ -1425,7 +1515,7 @@ static void setup_store() {
     fprintf(stderr, "sse-server: %s\n", why.c_str());
     exit(status);
   }
-  srv.event_ids = SseIds(uint64_t(run));
+  srv.event_ids = srv.cfg.db_path == ":memory:" ? SseIds::from_clock(srv.wall_ms) : SseIds(uint64_t(run));
   srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
   srv.admin_token = srv.cfg.admin_token;
   if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");

@@ -97,11 +97,23 @@ struct SseStream {
 // life of the database and growing, whatever the wall clock does. The
 // limits: 2^20 runs, and 2^43 snapshots per run (one a microsecond for
 // a hundred days).
+//
+// With no file (--db :memory:) every start would be run 1, and a browser
+// reconnecting after a restart would name a snapshot of the old run that
+// the new one also makes: so the first id is the start time instead, in
+// ms, times 2^20. A later start begins above every id an earlier one
+// made, as long as a run makes fewer than 2^20 snapshots a millisecond
+// (by far) and the wall clock is not set back between the two.
 struct SseIds {
-  static constexpr int RUN_SHIFT = 43;
+  static constexpr int RUN_SHIFT = 43, CLOCK_SHIFT = 20;
   static constexpr uint64_t MAX_RUN = (uint64_t(1) << 20) - 1;
   uint64_t last = 0;
   explicit SseIds(uint64_t run = 0) : last(run << RUN_SHIFT) {}
+  static SseIds from_clock(int64_t wall_ms) {
+    SseIds ids;
+    ids.last = uint64_t(wall_ms) << CLOCK_SHIFT;
+    return ids;
+  }
   uint64_t take() { return ++last; }
 };
 

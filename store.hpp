@@ -28,10 +28,14 @@
 //
 // A turn's writes commit together or not at all (see "The turn's
 // transaction"), and the loop never waits on a lock another process holds:
-// a write that finds one fails its turn at once.
+// a write that finds one is told so at once (locked_elsewhere()), and the
+// server asks it again a few milliseconds later. An I/O error at COMMIT
+// leaves it unknown whether the turn is stored, and stops every later
+// write (see commit()).
 //
-// Left out on purpose: migrations beyond CREATE TABLE IF NOT EXISTS (every
-// change to a schema so far added a table).
+// Left out on purpose: a migration framework. Each app brings its schema
+// up to date itself when it opens (CREATE TABLE IF NOT EXISTS, and the one
+// table rebuild so far: the cinema's showtimes, see its open).
 #pragma once
 #include <sqlite3.h>
 
@@ -290,6 +294,7 @@ class Store {
   bool write(sqlite3_stmt* s) {
     if (!begin()) return false;
     if (!step(s)) return fail_turn();
+    wrote_ = true;
     rows_written += uint64_t(sqlite3_changes(db_));
     return true;
   }
@@ -310,52 +315,63 @@ class Store {
   // ---- The turn's transaction -----------------------------------------------
   //
   // A turn's writes commit together or not at all. The first write that
-  // fails (a full disk, the size cap, a lock held elsewhere, an I/O error)
-  // fails the whole turn: SQLite may already have rolled the transaction
-  // back by itself (it does on SQLITE_FULL, IOERR and NOMEM), and any
-  // statement run after that would be committed on its own, outside every
-  // transaction. So the transaction is rolled back at once, every later
-  // write of the turn is refused without touching the file, and commit()
-  // says false; the server then undoes the turn's changes in memory.
+  // fails (a full disk, the size cap, an I/O error) fails the whole turn:
+  // SQLite may already have rolled the transaction back by itself (it does
+  // on SQLITE_FULL, IOERR and NOMEM), and any statement run after that
+  // would be committed on its own, outside every transaction. So the
+  // transaction is rolled back at once, every later write of the turn is
+  // refused without touching the file, and commit() says false; the server
+  // then undoes the turn's changes in memory.
+  //
+  // A lock another process holds is not a failure: BEGIN IMMEDIATE, the
+  // turn's first statement, finds it before anything is written, so the
+  // turn has nothing to undo. The write is refused and locked_elsewhere()
+  // says why; so is every later write of the turn (its order with the
+  // ones refused before it is kept), and the server asks again later.
 
   // Commits what this turn wrote; a turn that wrote nothing costs nothing.
   // False when any write of the turn failed (error() says why): nothing of
-  // the turn is stored. Either way the next turn starts clean.
+  // the turn is stored — unless outcome_unknown() says the COMMIT itself
+  // failed with an I/O error. Then the commit record may be in the WAL or
+  // not (an fsync that fails after the write leaves it there, and the next
+  // start replays it), and after a failed fsync the kernel may have
+  // dropped pages it never wrote: nothing more is written (stopped()),
+  // as PostgreSQL stops since 2018. Either way the next turn starts clean.
   bool commit() {
     size_t pending = 0;
     for (const auto& b : batches_) pending += b->rows();
-    if (pending == 0 && !in_txn_ && !turn_failed_) return true;  // most turns: nothing written
-    bool flushed = turn_failed_ || pending == 0 || flush_batches();
+    unknown_ = false;
+    bool ok = !turn_failed_ && (pending == 0 || flush_batches());
     for (const auto& b : batches_) b->clear();
-    if (!flushed) fail_turn();
-    if (turn_failed_) {
-      turn_failed_ = false;
-      return false;
-    }
-    if (!in_txn_) return true;
-    in_txn_ = false;
-    if (step(commit_)) {
-      commits++;
-      rows_written += pending;
-      return true;
-    }
-    if (!sqlite3_get_autocommit(db_)) step(rollback_);  // a COMMIT that failed may leave the transaction open
-    return false;
+    if (ok && in_txn_) ok = finish(pending);
+    else if (!ok) fail_turn();  // rolls back what is left of the transaction
+    in_txn_ = wrote_ = turn_failed_ = locked_elsewhere_ = false;
+    return ok;
   }
 
-  // True while statements of this turn have run and are not committed: a
-  // read of the database now would see them.
-  bool in_transaction() const { return in_txn_; }
+  // True once a statement of this turn has written: a read of the database
+  // now would see what is not stored yet.
+  bool turn_wrote() const { return wrote_; }
 
   // Opens the turn's transaction now, before a write (BEGIN IMMEDIATE takes
   // the write lock): reads that decide a write then see what it will
   // change, and no other process writes in between. False once the turn
-  // has failed (the database is locked elsewhere, full...).
+  // has failed (the disk is full...), while another process holds the
+  // lock (locked_elsewhere()), or once writes have stopped (stopped()).
   bool hold() { return begin(); }
+  bool holding() const { return in_txn_; }  // hold() has run this turn (or a write has)
+
+  // Why the last write was refused, when it was a lock another process
+  // holds: nothing of the turn was written; ask again on a later turn.
+  bool locked_elsewhere() const { return locked_elsewhere_; }
+  // True after an I/O error at a COMMIT: every write is refused until restart.
+  bool stopped() const { return stopped_; }
+  // True when the last failed commit() may have stored the turn after all.
+  bool outcome_unknown() const { return unknown_; }
 
   // How long a statement may wait for a lock another process holds. The
   // loop sets 0: it must never sleep on someone else's lock (a write that
-  // finds the database locked fails its turn, answered 503 at once).
+  // finds the database locked is refused at once, and asked again later).
   void lock_wait_ms(int ms) { sqlite3_busy_timeout(db_, ms); }
 
  private:
@@ -368,6 +384,21 @@ class Store {
   static constexpr int START_LOCK_WAIT_MS = 5000;
   static constexpr int CHECKPOINT_PAGES = 1000;  // SQLite's own default threshold
 
+  // The COMMIT itself. An I/O error here is the one failure after which
+  // the turn may be stored all the same (see commit()).
+  bool finish(size_t pending) {
+    int rc = sqlite3_step(commit_);
+    sqlite3_reset(commit_);
+    if (rc == SQLITE_DONE) {
+      commits++;
+      rows_written += pending;
+      return true;
+    }
+    fail("committing");
+    if ((rc & 0xff) == SQLITE_IOERR) stopped_ = unknown_ = true;
+    fail_turn();  // a COMMIT that failed may leave the transaction open
+    return false;
+  }
   bool flush_batches() {
     if (!begin()) return false;
     for (const auto& b : batches_)
@@ -390,11 +421,18 @@ class Store {
     sqlite3_reset(s);
     return rc == SQLITE_DONE || fail("writing");
   }
-  // Opens the turn's transaction on its first write; false once the turn has failed.
+  // Opens the turn's transaction on its first write; false once the turn
+  // has failed, while another process holds the lock, or once stopped.
   bool begin() {
-    if (turn_failed_) return false;
-    if (!in_txn_ && !(in_txn_ = step(begin_))) return fail_turn();
-    return true;
+    if (in_txn_) return true;
+    if (stopped_) return error_ = "an I/O error at a commit stopped every write until the server restarts", false;
+    if (turn_failed_ || locked_elsewhere_) return false;
+    int rc = sqlite3_step(begin_);
+    sqlite3_reset(begin_);
+    if (rc == SQLITE_DONE) return in_txn_ = true;
+    fail("beginning a transaction");
+    if ((rc & 0xff) == SQLITE_BUSY) return locked_elsewhere_ = true, false;  // nothing written: not a failed turn
+    return fail_turn();
   }
   // Ends the turn's transaction without committing anything. SQLite may
   // have ended it already (asking sqlite3_get_autocommit is how to know);
@@ -424,6 +462,10 @@ class Store {
   std::vector<std::unique_ptr<RowBatch>> batches_;    // flushed by each commit, in order
   Checkpointer checkpointer_;
   bool in_txn_ = false;      // BEGIN has run this turn, COMMIT not yet
+  bool wrote_ = false;       // a statement of this turn has written
   bool turn_failed_ = false; // a write of this turn failed: the rest are refused
+  bool locked_elsewhere_ = false;  // this turn's BEGIN found another process's lock
+  bool stopped_ = false;     // an I/O error at a COMMIT: no more writes
+  bool unknown_ = false;     // the last failed commit may have stored the turn
   std::string error_;
 };

@@ -14,10 +14,10 @@
 // --schedule-interval to catch edits made outside), so a row changed with
 // the sqlite3 tool shows up like one changed through the API. A booking is
 // decided by one conditional UPDATE (seats_left >= n) inside the turn's
-// transaction, which holds the write lock from before the booking's reads:
-// no two bookings, and no edit from outside, can sell a seat twice. A row
-// that does not make a showtime is left off the board and counted in
-// /metrics.
+// transaction, which holds the write lock from before the reads that decide
+// it: no two bookings, and no edit from outside, can sell a seat twice. A
+// refusal takes no lock at all (see book). A row that does not make a
+// showtime is left off the board, counted in /metrics, and not booked.
 //
 // With --redis the schedule, the seats and the bookings live in Redis
 // instead (its own chapter below), so every process in front of it sells
@@ -26,7 +26,8 @@
 //
 // Left out on purpose: cancelling a booking, choosing seats (a booking is a
 // count), time zones on the board (UTC; the page shows local time). A
-// deleted showtime's bookings stay in the table, off every list.
+// deleted showtime's bookings stay in the table, off every list; its id is
+// never given again (AUTOINCREMENT), so no new showtime inherits them.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -148,17 +149,22 @@ class CinemaStorage {
   bool open(Store& store, bool* is_new) {
     store_ = &store;
     *is_new = !store.has_table("showtimes");
-    return store.exec(SCHEMA) &&
+    std::string showtimes = "CREATE TABLE IF NOT EXISTS showtimes " + std::string(SHOWTIMES_COLUMNS);
+    return store.exec(showtimes.c_str()) && store.exec(SCHEMA) && ids_never_reused() &&
            store.prepare(&insert_showtime_, "INSERT INTO showtimes (movie, hall, starts_at, seats_total, seats_left) VALUES (?, ?, ?, ?, ?)") &&
            store.prepare(&delete_showtime_, "DELETE FROM showtimes WHERE id = ?") &&
            store.prepare(&select_showtimes_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes") &&
            store.prepare(&select_showtime_, "SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes WHERE id = ?") &&
            // NULL leaves a field as it is; seats (the total) moves seats_left by as much, never below the seats sold.
+           // Seat counts someone typed as text ('sold out') are no numbers to count with: such a row is left as it is.
            store.prepare(&edit_showtime_, "UPDATE showtimes SET movie = coalesce(?2, movie), hall = coalesce(?3, hall), "
                                           "starts_at = coalesce(?4, starts_at), seats_total = coalesce(?5, seats_total), "
                                           "seats_left = seats_left + coalesce(?5 - seats_total, 0) "
-                                          "WHERE id = ?1 AND coalesce(?5 >= seats_total - seats_left, 1)") &&
-           store.prepare(&take_seats_, "UPDATE showtimes SET seats_left = seats_left - ?2 WHERE id = ?1 AND seats_left >= ?2") &&
+                                          "WHERE id = ?1 AND typeof(seats_total) = 'integer' AND typeof(seats_left) = 'integer' "
+                                          "AND coalesce(?5 >= seats_total - seats_left, 1)") &&
+           store.prepare(&take_seats_, "UPDATE showtimes SET seats_left = seats_left - ?2 "
+                                       "WHERE id = ?1 AND typeof(seats_total) = 'integer' AND typeof(seats_left) = 'integer' "
+                                       "AND seats_left >= ?2") &&
            store.prepare(&insert_booking_, "INSERT INTO bookings (showtime, user, seats, made_at) VALUES (?, ?, ?, ?)") &&
            store.prepare(&seats_held_, "SELECT coalesce(sum(seats), 0) FROM bookings WHERE user = ? AND showtime = ?") &&
            store.prepare(&select_bookings_, "SELECT b.id, b.seats, s.id, s.movie, s.hall, s.starts_at, 0, 0 "
@@ -185,12 +191,13 @@ class CinemaStorage {
     return rc == SQLITE_DONE || fail("reading showtimes");
   }
 
-  // Showtime `id` into *st; *found is false when there is none, or its row
-  // does not make a showtime.
-  bool find(int64_t id, Showtime* st, bool* found) {
+  // Showtime `id` into *st, and whether there is a row and it makes a
+  // showtime (*row). Seat counts that are not whole numbers read as -1.
+  enum class Row { Missing, Invalid, Valid };
+  bool find(int64_t id, Showtime* st, Row* row) {
     sqlite3_bind_int64(select_showtime_, 1, id);
     int rc = sqlite3_step(select_showtime_);
-    *found = rc == SQLITE_ROW && read_showtime(select_showtime_, 0, st);
+    *row = rc != SQLITE_ROW ? Row::Missing : read_showtime(select_showtime_, 0, st) ? Row::Valid : Row::Invalid;
     sqlite3_reset(select_showtime_);
     return rc == SQLITE_ROW || rc == SQLITE_DONE || fail("reading a showtime");
   }
@@ -209,7 +216,8 @@ class CinemaStorage {
   }
 
   // Changes the fields given (the others stay); *changed is false when there
-  // is no showtime `id` or `seats` is below the seats it has sold.
+  // is no showtime `id`, its seat counts are not whole numbers, or `seats`
+  // is below the seats it has sold.
   bool edit(int64_t id, const std::optional<std::string>* text, std::optional<int64_t> seats, bool* changed) {
     sqlite3_bind_int64(edit_showtime_, 1, id);
     for (int i = 0; i < 3; i++) text[i] ? bind_text(edit_showtime_, i + 2, *text[i]) : (void)sqlite3_bind_null(edit_showtime_, i + 2);
@@ -228,7 +236,8 @@ class CinemaStorage {
   }
 
   // The booking decision: takes `seats` of showtime `id` if that many are
-  // left (*taken), and records who took them (*booking: its id).
+  // left and its seat counts are whole numbers (*taken), and records who
+  // took them (*booking: its id).
   bool book(int64_t id, std::string_view user, int64_t seats, int64_t now_ms, bool* taken, int64_t* booking) {
     sqlite3_bind_int64(take_seats_, 1, id);
     sqlite3_bind_int64(take_seats_, 2, seats);
@@ -268,15 +277,17 @@ class CinemaStorage {
   }
 
  private:
-  static constexpr const char* SCHEMA = R"sql(
-    CREATE TABLE IF NOT EXISTS showtimes (
-      id          INTEGER PRIMARY KEY,
+  // The showtimes table's columns, for the schema and for the rebuild of
+  // a table made before its ids were AUTOINCREMENT (ids_never_reused).
+  static constexpr const char* SHOWTIMES_COLUMNS = R"sql((
+      id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
       movie       TEXT NOT NULL,
       hall        TEXT NOT NULL,
       starts_at   TEXT NOT NULL,     -- ISO 8601 with a zone; stored by the server as UTC, ...Z
       seats_total INTEGER NOT NULL,
       seats_left  INTEGER NOT NULL
-    );
+    ))sql";
+  static constexpr const char* SCHEMA = R"sql(
     CREATE TABLE IF NOT EXISTS bookings (
       id        INTEGER PRIMARY KEY,
       showtime  INTEGER NOT NULL,  -- showtimes.id
@@ -286,15 +297,48 @@ class CinemaStorage {
     );
     CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user, showtime);
   )sql";
+  static constexpr const char* REBUILD_SHOWTIMES = R"sql(
+    INSERT INTO showtimes_rebuilt (id, movie, hall, starts_at, seats_total, seats_left)
+      SELECT id, movie, hall, starts_at, seats_total, seats_left FROM showtimes;
+    DROP TABLE showtimes;
+    ALTER TABLE showtimes_rebuilt RENAME TO showtimes;
+  )sql";
+
+  // A showtime's id is never given twice: a new showtime would inherit the
+  // bookings of the deleted one that had it (listed as the person's,
+  // counted against their limit). New tables say AUTOINCREMENT; SQLite
+  // then never hands out an id below the largest it ever gave, whatever
+  // was deleted since, by the API or by hand. A table made before that is
+  // rebuilt once, every row and id kept. And since bookings outlive their
+  // showtime, the next id is also kept past every id a booking names.
+  bool ids_never_reused() {
+    Store::Query q = store_->query("SELECT sql LIKE '%AUTOINCREMENT%' FROM sqlite_master WHERE type = 'table' AND name = 'showtimes'");
+    if (!q || sqlite3_step(q.get()) != SQLITE_ROW) return schema_failed("reading the schema");
+    bool rebuild = sqlite3_column_int(q.get(), 0) == 0;
+    q.reset();
+    std::string sql = "BEGIN IMMEDIATE; CREATE TABLE showtimes_rebuilt " + std::string(SHOWTIMES_COLUMNS) + ";" + REBUILD_SHOWTIMES + "COMMIT;";
+    if (rebuild && !store_->exec(sql.c_str())) return schema_failed("rebuilding showtimes with AUTOINCREMENT ids");
+    q = store_->query("SELECT (SELECT coalesce(max(showtime), 0) FROM bookings), (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'showtimes')");
+    if (!q || sqlite3_step(q.get()) != SQLITE_ROW) return schema_failed("reading the next showtime id");
+    int64_t booked = sqlite3_column_int64(q.get(), 0), given = sqlite3_column_int64(q.get(), 1);
+    q.reset();
+    if (booked <= given) return true;
+    sql = "DELETE FROM sqlite_sequence WHERE name = 'showtimes'; INSERT INTO sqlite_sequence (name, seq) VALUES ('showtimes', " +
+          std::to_string(booked) + ")";
+    return store_->exec(sql.c_str()) || schema_failed("keeping showtime ids past the bookings'");
+  }
 
   // Columns from `col` on: id, movie, hall, starts_at, seats_total,
-  // seats_left. False when they do not make a showtime.
+  // seats_left. False when they do not make a showtime. A seat count that
+  // is not an integer (text typed by hand: SQLite would read 'sold out' as
+  // 0) reads as -1, which no showtime has.
   static bool read_showtime(sqlite3_stmt* s, int col, Showtime* st) {
     auto text = [&](int i) {  // all of it: a NUL inside must not cut it short (valid_text refuses it)
       const unsigned char* t = sqlite3_column_text(s, col + i);
       return t ? std::string(reinterpret_cast<const char*>(t), size_t(sqlite3_column_bytes(s, col + i))) : std::string();
     };
-    *st = Showtime{sqlite3_column_int64(s, col), text(1), text(2), 0, sqlite3_column_int64(s, col + 4), sqlite3_column_int64(s, col + 5)};
+    auto count = [&](int i) { return sqlite3_column_type(s, col + i) == SQLITE_INTEGER ? sqlite3_column_int64(s, col + i) : -1; };
+    *st = Showtime{sqlite3_column_int64(s, col), text(1), text(2), 0, count(4), count(5)};
     std::optional<int64_t> starts = parse_iso8601(text(3));
     st->starts_ms = starts.value_or(0);
     return starts && showtime_valid(*st);
@@ -302,6 +346,10 @@ class CinemaStorage {
   static void bind_text(sqlite3_stmt* s, int i, std::string_view t) { sqlite3_bind_text(s, i, t.data(), int(t.size()), SQLITE_STATIC); }
   bool fail(const char* what) {
     error_ = std::string(what) + ": " + sqlite3_errmsg(sqlite3_db_handle(select_showtimes_));
+    return false;
+  }
+  bool schema_failed(const char* what) {  // before the statements are prepared: the store's error says why
+    error_ = std::string(what) + ": " + store_->error();
     return false;
   }
   Store* store_ = nullptr;
@@ -571,7 +619,7 @@ struct CinemaApp {
   // GET /cinema/showtimes: the board, read now.
   Answer list(const Request& req) {
     if (redis) return list_in_redis(req);
-    if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
+    if (store->turn_wrote()) return wait_for_commit();  // a read now would see this turn's changes
     std::vector<Showtime> rows;
     int invalid = 0;
     if (!storage.load(&rows, &invalid)) return refusal(503, "the schedule cannot be read right now");
@@ -585,7 +633,7 @@ struct CinemaApp {
     value->erase(value->find_last_not_of(' ') + 1);
     return std::nullopt;
   }
-  static Answer write_refused(CinemaStorage& s) { return log_app("store: write refused: " + s.error()), store_refused(); }
+  Answer write_refused() { return ::write_refused(*store, storage.error()); }
   static Answer read_refused() { return refusal(503, "the schedule cannot be read right now", "Retry-After: 1\r\n"); }
   static std::string showtime_answer(const Showtime& st) {
     std::string j = "{\"ok\":true,\"showtime\":";
@@ -610,7 +658,7 @@ struct CinemaApp {
     st.seats_left = st.seats_total;
     st.starts_ms = *parse_iso8601(starts_at);
     if (redis) return add_in_redis(req, st);
-    if (!storage.insert(st, &st.id)) return write_refused(storage);
+    if (!storage.insert(st, &st.id)) return write_refused();
     Answer a = added(st);
     a.changed = true;  // undone by the database's rollback, should the commit fail
     return a;
@@ -648,25 +696,31 @@ struct CinemaApp {
   static Answer below_sold(int64_t id, int64_t sold) {
     return refusal(409, std::to_string(sold) + " seats of showtime " + std::to_string(id) + " are sold: seats cannot go below that");
   }
+  static Answer seats_not_whole(int64_t id) {
+    return refusal(409, "showtime " + std::to_string(id) + " has seat counts in the database that are not whole numbers: fix its row first");
+  }
 
   // PATCH /cinema/showtimes/{id} (admin): any of movie, hall, starts_at and
   // seats (the total), each checked as when a showtime is added; the seats
-  // never below those sold.
+  // never below those sold. A row whose seat counts are not whole numbers
+  // (typed by hand) is not edited: there is nothing to count from.
   Answer edit(const Request& req) {
     Edit e;
     if (auto no = edit_form(req, &e)) return *no;
     if (redis) return edit_in_redis(req, e);
-    bool fresh = !store->in_transaction(), changed = false, found = false;
+    bool fresh = !store->turn_wrote(), changed = false;
     Showtime st;
-    if (!storage.edit(e.id, e.text, e.seats, &changed)) return write_refused(storage);
-    if (!storage.find(e.id, &st, &found)) return read_refused();
+    CinemaStorage::Row row;
+    if (!storage.edit(e.id, e.text, e.seats, &changed)) return write_refused();
+    if (!storage.find(e.id, &st, &row)) return read_refused();
     if (changed) {
-      Answer a = edited(found ? &st : nullptr);
+      Answer a = edited(row == CinemaStorage::Row::Valid ? &st : nullptr);
       a.changed = true;
       return a;
     }
     if (!fresh) return wait_for_commit();  // what was read may be this turn's, not stored yet
-    if (!found) return no_showtime(e.id);
+    if (row == CinemaStorage::Row::Missing) return no_showtime(e.id);
+    if (st.seats_total < 0 || st.seats_left < 0) return seats_not_whole(e.id);
     return below_sold(e.id, st.seats_total - st.seats_left);
   }
 
@@ -676,9 +730,9 @@ struct CinemaApp {
     std::optional<int64_t> id = showtime_id(req.http.path, &rest);
     if (!id || !rest.empty()) return no_showtime_there();
     if (redis) return erase_in_redis(req, *id);
-    bool found = false;
-    if (!storage.erase(*id, &found)) return write_refused(storage);
-    if (!found) return no_showtime(*id);
+    bool fresh = !store->turn_wrote(), found = false;
+    if (!storage.erase(*id, &found)) return write_refused();
+    if (!found) return fresh ? no_showtime(*id) : wait_for_commit();  // it may be this turn's delete, not stored yet
     Answer a = deleted(*id);
     a.changed = true;
     return a;
@@ -706,11 +760,36 @@ struct CinemaApp {
            std::to_string(seats) + ",\"seats_left\":" + std::to_string(left) + "}";
   }
 
+  // Why showtime `id` cannot be booked now for `user`, read from the
+  // database, in the order the checks are made; nothing when it can.
+  // *left: the seats left, as read.
+  struct NoBooking {
+    Refused why;
+    int64_t n;  // the seats the person holds (PER_PERSON) or the seats left (SOLD_OUT)
+  };
+  bool booking_check(int64_t id, std::string_view user, int64_t seats, int64_t now_ms, std::optional<NoBooking>* no, int64_t* left) {
+    Showtime st;
+    CinemaStorage::Row row;
+    int64_t held = 0;
+    if (!storage.find(id, &st, &row) || (row == CinemaStorage::Row::Valid && !storage.held(user, id, &held))) return false;
+    if (row != CinemaStorage::Row::Valid) *no = NoBooking{NO_SHOWTIME, 0};
+    else if (st.starts_ms <= now_ms) *no = NoBooking{STARTED, 0};
+    else if (held + seats > MAX_SEATS_PER_PERSON) *no = NoBooking{PER_PERSON, held};
+    else if (st.seats_left < seats) *no = NoBooking{SOLD_OUT, st.seats_left};
+    else *no = std::nullopt;
+    *left = st.seats_left;
+    return true;
+  }
+
   // POST /cinema/showtimes/{id}/book: `seats` (1 to 10, default 1) for the
-  // user (form field `user`, else the uid cookie). The turn's transaction is
-  // held from before the reads, so what they find is what the conditional
-  // UPDATE decides on; a refusal that read this turn's uncommitted changes
-  // waits for the commit (the change it saw may yet be undone).
+  // user (form field `user`, else the uid cookie). A refusal changes
+  // nothing, so it takes no lock: read from what is stored (nothing has
+  // been written this turn) it is answered at once, and a crowd on a
+  // sold-out showtime costs two reads a request. Read after this turn's
+  // writes, a refusal waits for the commit (what it read may be undone). A
+  // booking takes the turn's write lock first and reads again, so what it
+  // decides on is what the conditional UPDATE finds: no other process
+  // writes in between.
   Answer book(const Request& req) {
     std::string_view rest;
     std::optional<int64_t> id = showtime_id(req.http.path, &rest);
@@ -721,19 +800,22 @@ struct CinemaApp {
     if (auto no = req.identity("user", &user)) return *no;
     int64_t seats = asked.value_or(1);
     if (redis) return book_in_redis(req, *id, user, seats);
-    bool fresh = !store->in_transaction(), found = false, taken = false;
-    if (!store->hold()) return write_refused(storage);
-    Showtime st;
-    int64_t held = 0, booking = 0;
-    if (!storage.find(*id, &st, &found) || (found && !storage.held(user, *id, &held))) return read_refused();
-    auto refuse = [&](Refused why, int64_t n) { return fresh ? booking_refused(why, *id, n) : wait_for_commit(); };
-    if (!found) return refuse(NO_SHOWTIME, 0);
-    if (st.starts_ms <= req.wall_ms) return refuse(STARTED, 0);
-    if (held + seats > MAX_SEATS_PER_PERSON) return refuse(PER_PERSON, held);
-    if (!storage.book(*id, user, seats, req.wall_ms, &taken, &booking)) return write_refused(storage);
-    if (!taken) return refuse(SOLD_OUT, st.seats_left);
+    bool fresh = !store->turn_wrote(), locked = store->holding();
+    std::optional<NoBooking> no;
+    int64_t left = 0;
+    if (!booking_check(*id, user, seats, req.wall_ms, &no, &left)) return read_refused();
+    if (no) return fresh ? booking_refused(no->why, *id, no->n) : wait_for_commit();
+    if (!locked) {  // the lock, then the same reads: another process may have written since
+      if (!store->hold()) return write_refused();
+      if (!booking_check(*id, user, seats, req.wall_ms, &no, &left)) return read_refused();
+      if (no) return booking_refused(no->why, *id, no->n);  // nothing of this turn is written yet
+    }
+    bool taken = false;
+    int64_t booking = 0;
+    if (!storage.book(*id, user, seats, req.wall_ms, &taken, &booking)) return write_refused();
+    if (!taken) return fresh ? booking_refused(SOLD_OUT, *id, left) : wait_for_commit();  // not after that read, under the lock
     booked++;
-    Answer a = json_answer(200, booked_json(booking, *id, seats, st.seats_left - seats));
+    Answer a = json_answer(200, booked_json(booking, *id, seats, left - seats));
     a.changed = true;  // the rows go with the rollback; the count with undo
     a.undo = [this] { booked--; };
     return a;
@@ -763,7 +845,7 @@ struct CinemaApp {
     std::string_view user = req.uid();
     if (!valid_user(user)) return refusal(400, "no identity: load a page first for a uid cookie");
     if (redis) return mine_in_redis(req, user);
-    if (store->in_transaction()) return wait_for_commit();  // a read now would see this turn's changes
+    if (store->turn_wrote()) return wait_for_commit();  // a read now would see this turn's changes
     std::vector<Booking> list;
     if (!storage.bookings(user, &list)) return read_refused();
     return bookings_answer(std::move(list), req.wall_ms);

@@ -189,6 +189,9 @@ class PollStorage {
            store.prepare(&insert_poll_, "INSERT INTO polls (id, question, options, created_at) VALUES (?, ?, ?, ?)");
   }
   const std::string& error() const { return error_.empty() ? store_->error() : error_; }
+  const Store& store() const { return *store_; }
+  // Takes the database's write lock for this turn's votes (see Store::hold).
+  bool hold() { return store_->hold(); }
 
   // The newest poll with its votes, or nothing when there is none yet.
   bool load(std::optional<Poll>* out) {
@@ -439,6 +442,10 @@ struct PollApp {
     if (v.outcome != VoteOutcome::Counted && unstored(poll.total() - 1)) return wait_for_commit();
     if (v.outcome == VoteOutcome::Full) return poll_full();
     if (v.outcome == VoteOutcome::Already) return json_answer(409, vote_answer(false, "already voted", v.option));
+    if (!storage.hold()) {  // the lock before the "counted": see the red packets' grab
+      poll_undo_last_vote(poll);
+      return write_refused(storage.store(), storage.error());
+    }
     storage.insert_vote(poll.id, int64_t(v.row), voter, v.option, req.wall_ms);  // written by this turn's commit
     Answer a = json_answer(200, vote_answer(true, {}, v.option));
     a.changed = true;
@@ -480,7 +487,7 @@ struct PollApp {
     if (auto why = poll_refusal(question, list)) return refusal(400, *why);
     if (redis) return new_poll_in_redis(req, question, list);
     std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(list), req.wall_ms);
-    if (!previous) return log_app("store: write refused: " + storage.error()), store_refused();
+    if (!previous) return write_refused(storage.store(), storage.error());
     log_app("poll: poll " + std::to_string(poll.id) + " started with " + std::to_string(poll.options.size()) + " options");
     Answer a = json_answer(200, "{\"ok\":true," + poll_json(poll).substr(1));
     a.changed = true;

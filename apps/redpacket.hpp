@@ -240,6 +240,9 @@ class RedpacketStorage {
            store.prepare(&insert_round_, "INSERT INTO rounds (id, total_cents, count, amounts, created_at) VALUES (?, ?, ?, ?, ?)");
   }
   const std::string& error() const { return error_.empty() ? store_->error() : error_; }
+  const Store& store() const { return *store_; }
+  // Takes the database's write lock for this turn's grants (see Store::hold).
+  bool hold() { return store_->hold(); }
 
   // The newest round with its grants, or nothing when there is none yet.
   // Returns false (with error()) when the rows do not make a valid round.
@@ -523,6 +526,12 @@ struct RedpacketApp {
     // packet held, what remains) must be stored before they say it.
     if (g.outcome != GrabOutcome::Granted && unstored(int64_t(round.grants.size()) - 1)) return wait_for_commit();
     if (g.outcome == GrabOutcome::Empty) return all_taken();
+    // A grant is written by the commit, but it takes the lock now: a
+    // database locked elsewhere is learnt before anyone is told "granted".
+    if (g.outcome == GrabOutcome::Granted && !storage.hold()) {
+      round_undo_last_grant(round);
+      return write_refused(storage.store(), storage.error());
+    }
     Answer a = json_answer(200, grab_json(g.outcome == GrabOutcome::Already, g.amount_cents, round.remaining(), round.id,
                                           int64_t(g.packet), user));
     if (g.outcome == GrabOutcome::Granted) {
@@ -562,7 +571,7 @@ struct RedpacketApp {
     if (auto why = round_refusal(total, count)) return refusal(400, *why);
     if (redis) return new_round_in_redis(req, total, count);
     std::shared_ptr<Round> previous = start_round(total, count, req.wall_ms);
-    if (!previous) return log_app("store: write refused: " + storage.error()), store_refused();
+    if (!previous) return write_refused(storage.store(), storage.error());
     log_started(round.id, total, count);
     Answer a = json_answer(200, new_round_json(round.id, total, count));
     a.changed = true;

@@ -362,7 +362,7 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Answer made = app.add(req);
   CHECK(made.status == 201);
   CHECK(made.changed);
-  CHECK(app.list(req).after_commit);  // a read now would see the uncommitted row
+  CHECK(app.list(req).wait == Wait::Commit);  // a read now would see the uncommitted row
   REQUIRE(store.commit());
   long long id = json_int(made.body, "id");
   CHECK(app.list(req).body.find("\"movie\":\"M\"") != std::string::npos);
@@ -539,6 +539,115 @@ TEST_CASE("booking refusals: 400 for bad seats or no identity, 404, 410 started,
   CHECK(metric(srv.port, "sse_cinema_bookings_refused_total{reason=\"seats\"}") == 1);
 }
 
+TEST_CASE("a crowd on a sold-out showtime: every refusal answered once, none handled turn after turn") {
+  // 200 bookings of a 1-seat showtime in one loop turn: the first takes
+  // the seat, and the refusals after it read its booking before it is
+  // stored, so they wait for the commit — once, all answered right after
+  // it. (Handled again on every later turn, each behind a new transaction
+  // the first of them opened, they were answered about one a turn.)
+  ServerProcess srv({"--quiet", "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Crowd", 1);
+  auto clients = send_in_one_turn(srv, 200, [&](size_t k) { return book_request(id, "user=c" + std::to_string(k)); });
+  int ok = 0, sold_out = 0;
+  for (auto& c : clients) {
+    Response r = c->response(5000);
+    ok += r.status == 200;
+    sold_out += r.status == 409 && r.body.find("is sold out") != std::string::npos;
+  }
+  CHECK(ok == 1);
+  CHECK(sold_out == 199);
+  CHECK(metric(srv.port, "sse_requests_parked_total") <= 199);  // each waited at most once
+  // And once sold out and stored, a refusal waits for nothing at all.
+  double parked = metric(srv.port, "sse_requests_parked_total");
+  auto more = send_in_one_turn(srv, 100, [&](size_t k) { return book_request(id, "user=d" + std::to_string(k)); });
+  for (auto& c : more) CHECK(c->response(5000).status == 409);
+  CHECK(metric(srv.port, "sse_requests_parked_total") == parked);
+}
+
+TEST_CASE("a deleted showtime's id is never given again; an old table is rebuilt without losing a row") {
+  TempDir dir;
+  std::string db = dir.file("ids.db");
+  std::vector<std::string> args = {"--quiet", "--db", db, "--admin-token", TOKEN};
+  auto book_mine = [&](int port, long long id, int seats) {
+    return one(port, post_request("/cinema/showtimes/" + std::to_string(id) + "/book", "seats=" + std::to_string(seats), "Cookie: uid=me\r\n"));
+  };
+  auto mine = [&](int port) { return http_get(port, "/cinema/bookings/me", "Cookie: uid=me\r\n").body; };
+  {
+    ServerProcess srv(args);
+    long long gone = add_showtime(srv.port, "Gone", 20, 2);  // the newest: the id a reused one would be
+    REQUIRE(book_mine(srv.port, gone, 10).status == 200);
+    REQUIRE(one(srv.port, "DELETE /cinema/showtimes/" + std::to_string(gone) + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n").status == 200);
+    long long fresh = add_showtime(srv.port, "Fresh", 20, 2);
+    CHECK(fresh > gone);
+    CHECK(mine(srv.port) == "{\"ok\":true,\"bookings\":[]}");  // not 10 seats of a movie never booked
+    CHECK(book_mine(srv.port, fresh, 10).status == 200);         // not "you hold 10 seats"
+    // Deleted by hand: still never given again.
+    REQUIRE(sqlite3_tool(db, "DELETE FROM showtimes WHERE id = " + std::to_string(fresh)) == 0);
+    CHECK(add_showtime(srv.port, "After", 20, 2) > fresh);
+  }
+  // A database from before: ids without AUTOINCREMENT, showtime 5 deleted
+  // with its bookings left. Rebuilt at start-up, every row kept; the next
+  // id is past every id a booking names.
+  std::string old_db = dir.file("old.db");
+  std::string later = in_days(3);
+  REQUIRE(sqlite3_tool(old_db, "CREATE TABLE showtimes (id INTEGER PRIMARY KEY, movie TEXT NOT NULL, hall TEXT NOT NULL, "
+                               "starts_at TEXT NOT NULL, seats_total INTEGER NOT NULL, seats_left INTEGER NOT NULL); "
+                               "CREATE TABLE bookings (id INTEGER PRIMARY KEY, showtime INTEGER NOT NULL, user TEXT NOT NULL, "
+                               "seats INTEGER NOT NULL, made_at INTEGER NOT NULL); "
+                               "INSERT INTO showtimes VALUES (1, 'One', 'H', '" + later + "', 10, 10), (2, 'Two', 'H', '" + later +
+                               "', 10, 7), (3, 'Three', 'H', '" + later + "', 10, 'typed by hand'); "
+                               "INSERT INTO bookings VALUES (1, 2, 'me', 3, 0), (2, 5, 'me', 10, 0);") == 0);
+  ServerProcess srv({"--quiet", "--db", old_db, "--admin-token", TOKEN});
+  CHECK(sqlite3_query(old_db, "SELECT sql LIKE '%AUTOINCREMENT%' FROM sqlite_master WHERE name = 'showtimes'") == "1");
+  CHECK(sqlite3_query(old_db, "SELECT group_concat(id || ' ' || movie || ' ' || seats_left, ', ') FROM showtimes") ==
+        "1 One 10, 2 Two 7, 3 Three typed by hand");
+  CHECK(add_showtime(srv.port, "New", 10, 3) == 6);
+  CHECK(mine(srv.port).find("\"showtime\":2,") != std::string::npos);  // the booking of a showtime that is still there
+  CHECK(mine(srv.port).find("New") == std::string::npos);
+}
+
+TEST_CASE("a turn whose commit fails: a second DELETE of one showtime is not answered from the first one's undone delete") {
+  // One connection deletes showtime `id` twice; in the same turn another
+  // asks for a round the database cannot take, so the turn's commit fails
+  // and the first delete is undone (503). The second must not have been
+  // told "no showtime" from that delete: it waits for the commit, then
+  // deletes the showtime that is still there.
+  ServerProcess srv({"--quiet", "--db-max-mb", "1", "--admin-token", TOKEN});
+  long long id = add_showtime(srv.port, "Twice", 10);
+  std::string del = "DELETE /cinema/showtimes/" + std::to_string(id) + " HTTP/1.1\r\nHost: t\r\n" + AUTH + "\r\n";
+  auto clients = send_in_one_turn(srv, 2, [&](size_t k) {
+    return k == 0 ? del + del : post_request("/redpacket/rounds", "total_cents=200000&count=200000", AUTH);
+  });
+  Response first = clients[0]->response(5000), second = clients[0]->response(5000);
+  CHECK(clients[1]->response(5000).status == 503);
+  CHECK(first.status == 503);
+  CHECK(second.status == 200);
+  CHECK(second.body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"Twice\"") == std::string::npos);  // what the answers said
+}
+
+TEST_CASE("seat counts typed as text are no numbers: off the board, counted, never booked or edited until fixed") {
+  TempDir dir;
+  std::string db = dir.file("typed.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN, "--schedule-interval", "0.1"});
+  long long id = add_showtime(srv.port, "Typed", 20);
+  std::string where = " WHERE id = " + std::to_string(id);
+  REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET seats_left = 'sold out'" + where) == 0);
+  CHECK(http_get(srv.port, "/cinema/showtimes").body.find("\"Typed\"") == std::string::npos);
+  CHECK(wait_for([&] { return metric(srv.port, "sse_showtime_rows_invalid") == 1; }, 2000));
+  Response booked = one(srv.port, book_request(id, "user=x&seats=10"));
+  CHECK(booked.status == 404);  // as for any showtime the board does not show
+  Response edited = one(srv.port, patch_request(id, "seats=30"));
+  CHECK(edited.status == 409);
+  CHECK(edited.body.find("not whole numbers") != std::string::npos);
+  CHECK(sqlite3_query(db, "SELECT seats_total || ' ' || seats_left FROM showtimes" + where) == "20 sold out");
+  CHECK(sqlite3_query(db, "SELECT count(*) FROM bookings WHERE showtime = " + std::to_string(id)) == "0");
+  REQUIRE(sqlite3_tool(db, "UPDATE showtimes SET seats_left = 5" + where) == 0);  // fixed
+  Response after = one(srv.port, book_request(id, "user=x&seats=2"));
+  CHECK(after.status == 200);
+  CHECK(json_int(after.body, "seats_left") == 3);
+}
+
 TEST_CASE("my bookings: this browser's, of showtimes not yet started, soonest first") {
   TempDir dir;
   std::string db = dir.file("me.db");
@@ -624,7 +733,7 @@ TEST_CASE("booking alone: a fabricated request, a :memory: store, no socket") {
   CHECK(first.changed);
   form = "user=u2&seats=2";
   http.body = form;
-  CHECK(app.book(req).after_commit);  // "1 left" read this turn's uncommitted booking: it waits
+  CHECK(app.book(req).wait == Wait::Commit);  // "1 left" read this turn's uncommitted booking: it waits
   REQUIRE(store.commit());
   Answer second = app.book(req);
   CHECK(second.status == 409);

@@ -36,7 +36,17 @@ TEST_CASE("absolute-form targets are cut to their path") {
   CHECK(feed_every_way("GET http://example.com/vote?a=1 HTTP/1.1\r\nHost: example.com\r\n\r\n").requests ==
         std::vector<std::string>{"GET /vote?a=1"});
   CHECK(feed("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n").requests == std::vector<std::string>{"GET /"});
-  CHECK(feed("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").error == 400);
+  CHECK(feed("GET HTTP://example.com/vote HTTP/1.1\r\nHost: example.com\r\n\r\n").requests == std::vector<std::string>{"GET /vote"});
+}
+
+TEST_CASE("the other forms: \"*\" for OPTIONS, host:port for CONNECT, each for its method only") {
+  CHECK(feed_every_way("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").requests == std::vector<std::string>{"OPTIONS *"});
+  CHECK(feed("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").requests ==
+        std::vector<std::string>{"CONNECT example.com:443"});
+  CHECK(feed("CONNECT [::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n").requests == std::vector<std::string>{"CONNECT [::1]:443"});
+  CHECK(feed("GET * HTTP/1.1\r\nHost: x\r\n\r\n").error == 400);
+  CHECK(feed("CONNECT example.com HTTP/1.1\r\nHost: x\r\n\r\n").error == 400);
+  CHECK(feed("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n").error == 400);
 }
 
 TEST_CASE("pipelined requests come out one by one, in order") {

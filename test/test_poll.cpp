@@ -240,7 +240,7 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Answer a = app.vote(req);
   CHECK(a.status == 200);
   CHECK(a.changed);
-  CHECK(app.vote(req).after_commit);  // its tallies would include a vote not stored yet
+  CHECK(app.vote(req).wait == Wait::Commit);  // its tallies would include a vote not stored yet
   REQUIRE(store.commit());
   app.committed();
   CHECK(app.vote(req).status == 409);

@@ -250,6 +250,32 @@ TEST_CASE("a client that resets its connection while its vote waits for Redis co
   CHECK(http_post(srv.port, "/vote", "voter=gone&option=Chat+room").status == 409);  // its vote was stored all the same
 }
 
+TEST_CASE("a connection that resets while its grab waits for Redis: the next one on its fd gets exactly its own answers") {
+  RedisProcess redis;
+  ServerProcess srv(with_redis(redis, {"--redis-timeout", "5"}));
+  wait_ready(srv.port);
+  redis.pause();
+  double replies = metric(srv.port, "sse_redis_command_seconds_count");
+  {
+    Client a(srv.port);
+    double sent = metric(srv.port, "sse_redis_commands_total");
+    a.send(post_request("/redpacket/grab", "user=gone"));
+    REQUIRE(wait_for([&] { return metric(srv.port, "sse_redis_commands_total") > sent; }, 2000));
+    a.reset();
+  }
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") == 1; }, 2000));  // metric()'s own
+  Client b(srv.port);  // most likely on a's fd
+  b.send(get_request("/"));
+  CHECK(b.response().status == 200);  // the home page: nothing of Redis's
+  redis.resume();
+  REQUIRE(wait_for([&] { return metric(srv.port, "sse_redis_command_seconds_count") > replies; }, 5000));  // the grab's reply came
+  b.send(get_request("/redpacket/me", "Cookie: uid=gone\r\n"));
+  Response me = b.response(5000);
+  CHECK(me.status == 200);
+  CHECK(me.body.find("\"grabbed\":true") != std::string::npos);  // the grab was made, and its answer went nowhere
+  CHECK_FALSE(b.read_until("HTTP/1.1", 300));                    // ...not to b
+}
+
 TEST_CASE("--redis that is no address: a message and exit 2") {
   ServerProcess probe({"--quiet"});  // a binary that starts at all
   std::string bin = getenv("SSE_SERVER") ? getenv("SSE_SERVER") : "./sse-server";

@@ -87,6 +87,23 @@ TEST_CASE("500 concurrent grabs on a 100-packet round: exactly 100 winners, 400 
   CHECK(*remaining_seen.begin() == 0);
 }
 
+TEST_CASE("a crowd on an emptied round: every refusal answered once, none handled turn after turn") {
+  // 200 grabs of a 1-packet round in one loop turn: the first is granted,
+  // and "all taken" after it reads that grant before it is stored, so
+  // those wait for the commit once, all answered right after it.
+  ServerProcess srv({"--quiet", "--redpacket-count", "1", "--redpacket-total", "100"});
+  auto clients = send_in_one_turn(srv, 200, [](size_t k) { return post_request("/redpacket/grab", "user=c" + std::to_string(k)); });
+  int ok = 0, empty = 0;
+  for (auto& c : clients) {
+    Response r = c->response(5000);
+    ok += r.status == 200;
+    empty += r.status == 410;
+  }
+  CHECK(ok == 1);
+  CHECK(empty == 199);
+  CHECK(metric(srv.port, "sse_requests_parked_total") <= 199);  // each waited at most once
+}
+
 TEST_CASE("a subscriber sees the round and watches remaining fall") {
   ServerProcess srv({"--quiet", "--redpacket-total", "1000", "--redpacket-count", "10"});
   Client sub(srv.port);
@@ -353,7 +370,7 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   CHECK(first.status == 200);
   CHECK(first.changed);
   CHECK(json_int(first.body, "packet") == 0);
-  CHECK(app.grab(req).after_commit);  // "already", but of a grant not stored yet: ask again after the commit
+  CHECK(app.grab(req).wait == Wait::Commit);  // "already", but of a grant not stored yet: ask again after the commit
   REQUIRE(store.commit());
   app.committed();
   CHECK(app.grab(req).body.find("\"already\":true") != std::string::npos);

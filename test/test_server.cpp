@@ -513,6 +513,29 @@ TEST_CASE("event ids are never reused across restarts, even when snapshots outpa
   MESSAGE("run 1 ended at id " << *seen.rbegin() << "; run 2 began at " << e.id);
 }
 
+TEST_CASE("--db :memory: never repeats an event id: a browser back after a restart gets the new state") {
+  // Nothing is kept, so no run number can be: every start would count its
+  // snapshots from the same id, and a browser's Last-Event-ID from before
+  // the restart would name a snapshot of the new run, skipping it.
+  std::vector<std::string> args = {"--quiet", "--db", ":memory:"};
+  std::string last;
+  {
+    ServerProcess srv(args);
+    Client sub(srv.port);
+    open_stream(sub, "/redpacket/events");
+    SseEvent e;
+    REQUIRE(sse_next(sub, [](const SseEvent&) { return true; }, 2000, &e));
+    last = e.id;
+  }
+  ServerProcess again(args);
+  Client sub(again.port);
+  open_stream(sub, "/redpacket/events", "Last-Event-ID: " + last + "\r\n");
+  SseEvent e;
+  REQUIRE(sse_next(sub, [](const SseEvent&) { return true; }, 2000, &e));  // sent at once: the old id is not the new snapshot's
+  CHECK(std::stoull(e.id) > std::stoull(last));
+  MESSAGE("run 1 sent id " << last << "; run 2 began at " << e.id);
+}
+
 TEST_CASE("a subscriber that never reads is dropped at the cap; the others keep receiving") {
   ServerProcess srv({"--quiet", "--clock-interval", "0.002", "--sse-max-pending", "64"});
   Client reader(srv.port);
@@ -584,6 +607,42 @@ TEST_CASE("header timeout closes a slow sender; idle timeout an idle connection"
   Client stream(srv.port);  // streams are exempt
   open_stream(stream);
   CHECK_FALSE(stream.closed_within(1200));
+}
+
+TEST_CASE("a request that waits for the commit is never timed out as if it had not arrived, nor answered on another connection") {
+  // The header clock of a connection starts when it is accepted. Here it
+  // runs out while the server cannot run (SIGSTOP: a loop busy elsewhere),
+  // with a booking and a read of the board behind it that arrived whole;
+  // the read waits for the booking's commit. It must be answered 200, not
+  // 408 — and the next connection the kernel gives that fd must get its
+  // own answers only: a waiting request left on a list would be "answered"
+  // there, 404 for a request that connection never sent, and every later
+  // answer on it one off.
+  ServerProcess srv({"--quiet", "--header-timeout", "0.2"});
+  for (int attempt = 0; attempt < 5; attempt++) {
+    CAPTURE(attempt);
+    Client a(srv.port);
+    REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") == 2; }, 2000));  // a, and metric()'s own
+    srv.pause();
+    a.send(post_request("/cinema/showtimes/1/book", "user=w" + std::to_string(attempt)) + get_request("/cinema/showtimes"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the time itself is the test: past --header-timeout
+    srv.resume();
+    Response booked = a.response(), board = a.response();
+    CHECK(booked.status == 200);
+    CHECK(board.status == 200);
+    CHECK(board.body.starts_with("{\"showtimes\":["));
+    a.reset();
+    REQUIRE(wait_for([&] { return metric(srv.port, "sse_connections_open") == 1; }, 2000));
+    Client b(srv.port);  // most likely on a's fd: the kernel hands out the lowest free one
+    b.send(get_request("/healthz") + get_request("/redpacket/me", "Cookie: uid=nobody\r\n"));
+    Response health = b.response(), me = b.response();
+    CHECK(health.status == 200);
+    CHECK(health.body == "ok\n");
+    CHECK(me.status == 200);
+    CHECK(me.body.find("\"grabbed\":false") != std::string::npos);
+  }
+  CHECK(metric(srv.port, "sse_http_requests_total{code=\"408\"}") == -1);  // never counted: no 408 at all
+  CHECK(metric(srv.port, "sse_http_requests_total{code=\"404\"}") == -1);
 }
 
 TEST_CASE("past --max-conns: 503 for a request, a plain close for a stream") {

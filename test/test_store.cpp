@@ -168,7 +168,7 @@ TEST_CASE("a write that fails fails its turn: the turn's other writes are not st
     round_grab(r, "early", 1);
     s.rounds.insert_grant(1, 0, r.grants[0]);
     CHECK_FALSE(s.rounds.insert_round(big, 2));       // SQLITE_FULL
-    CHECK_FALSE(s.store.in_transaction());           // rolled back at once
+    CHECK_FALSE(s.store.holding());                  // rolled back at once
     round_grab(r, "late", 1);
     s.rounds.insert_grant(1, 1, r.grants[1]);
     CHECK_FALSE(s.commit());                   // the whole turn failed
