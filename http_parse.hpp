@@ -446,25 +446,27 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
 // 400 (and sets the reason) for anything else, or 0.
 inline int HttpParser::target_refusal() {
   std::string_view url(buf_.data(), url_len_);
-  auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
-  if (p_.method == HTTP_CONNECT) {
-    size_t colon = url.rfind(':');
-    bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
-                     url.find_first_not_of("0123456789", colon + 1) == url.npos;
-    if (!authority) return reason_ = "CONNECT's target must be host:port", 400;
-    path_ = {0, url.size()};
-    return 0;
+  if (!url.starts_with('/') || p_.method == HTTP_CONNECT) {  // not origin-form: the rare ones first
+    if (p_.method == HTTP_CONNECT) {
+      size_t colon = url.rfind(':');
+      bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
+                       url.find_first_not_of("0123456789", colon + 1) == url.npos;
+      if (!authority) return reason_ = "CONNECT's target must be host:port", 400;
+      path_ = {0, url.size()};
+      return 0;
+    }
+    if (url == "*") {
+      if (p_.method != HTTP_OPTIONS) return reason_ = "the target '*' is for OPTIONS only", 400;
+      path_ = {0, 1};
+      return 0;
+    }
+    auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
+    if (has_scheme("http://") || has_scheme("https://")) {  // absolute-form: keep the path
+      size_t slash = url.find('/', url.find("//") + 2);
+      url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
+    }
+    if (!url.starts_with('/')) return reason_ = "request target must start with '/'", 400;
   }
-  if (url == "*") {
-    if (p_.method != HTTP_OPTIONS) return reason_ = "the target '*' is for OPTIONS only", 400;
-    path_ = {0, 1};
-    return 0;
-  }
-  if (has_scheme("http://") || has_scheme("https://")) {  // absolute-form: keep the path
-    size_t slash = url.find('/', url.find("//") + 2);
-    url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
-  }
-  if (!url.starts_with('/')) return reason_ = "request target must start with '/'", 400;
   size_t q = std::min(url.find('?'), url.find('#'));
   if (url.data() != HTTP_ROOT.data()) path_ = {size_t(url.data() - buf_.data()), std::min(q, url.size())};
   if (q < url.size() && url[q] == '?') query_ = {path_.first + q + 1, url.substr(q + 1).find('#')};

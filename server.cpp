@@ -1010,8 +1010,9 @@ static void resume_stashed() {
 // waits twice. A request that writes here (a packet free again after an
 // undo, a lock now free) opens the next transaction, which turn_finish
 // commits before any of it is answered; one that would read that write
-// waits for the next turn's commit.
-static void answer_parked() {
+// waits for the next turn's commit. Returns whether any request waited.
+static bool answer_parked() {
+  if (srv.parked.empty() && srv.lock_waiting.empty()) return false;  // most turns
   for (std::vector<Server::Parked>* list : {&srv.parked, &srv.lock_waiting}) {
     srv.unparking.swap(*list);
     for (Server::Parked p : srv.unparking) {
@@ -1025,6 +1026,7 @@ static void answer_parked() {
     srv.unparking.clear();
   }
   resume_stashed();
+  return true;
 }
 
 // ---- One turn: the pushes ------------------------------------------------------
@@ -1264,8 +1266,7 @@ static void turn_finish() {
   resume_stashed();
   deadlines_expire();
   turn_commit();  // whatever a reply reports is stored before the reply leaves
-  answer_parked();
-  turn_commit();  // nothing, most turns: see answer_parked
+  if (answer_parked()) turn_commit();  // what they wrote, if anything
   for (size_t i = 0; i < srv.flush_list.size(); i++) conn_flush(srv.flush_list[i]);
   srv.flush_list.clear();
   streams_push();

@@ -340,7 +340,8 @@ class Store {
   bool commit() {
     size_t pending = 0;
     for (const auto& b : batches_) pending += b->rows();
-    unknown_ = false;
+    unknown_ = locked_elsewhere_ = false;
+    if (pending == 0 && !in_txn_ && !turn_failed_) return true;  // most turns: nothing written
     bool ok = !turn_failed_ && (pending == 0 || flush_batches());
     for (const auto& b : batches_) b->clear();
     if (ok && in_txn_) ok = finish(pending);
