@@ -19,9 +19,9 @@
 //        ^           handler → answer appended (or the request parked, or
 //        |           its question sent to Redis)  |  Redis replies → answers
 //        |         then, once per turn (turn_finish):
-//        |           handle again the requests parked last turn
-//        |           expire timeouts
+//        |           expire timeouts (reading what arrived first)
 //        |           commit the database ── failed? undo, answers → 503
+//        |           answer, in one pass, the requests parked for it
 //        |           write every connection that has output
 //        |           push the streams that are due
 //        |           send the turn's Redis commands, in one write
@@ -38,7 +38,8 @@
 // conn_open, on_readable, conn_parse (HttpParser::feed), on_request,
 // route_request (the app's handler), respond_answer, conn_flush, and for a
 // stream on_subscribe, streams_push, sse_send; finally conn_close. A turn:
-// run, on_event, turn_finish, turn_commit, deadlines_expire, timer_arm.
+// run, on_event, turn_finish, deadlines_expire, turn_commit,
+// answer_parked, timer_arm.
 // With --redis: on_later_answer, live_fetch, redis_turn.
 //
 // Connections live in a table indexed by fd (the kernel hands out the lowest
@@ -1013,12 +1014,20 @@ static void resume_stashed() {
 // waits for the next turn's commit. Returns whether any request waited.
 static bool answer_parked() {
   if (srv.parked.empty() && srv.lock_waiting.empty()) return false;  // most turns
+  // The lock, asked for once: while another process still holds it, the
+  // writes that wait for it are not handled again (each would only find
+  // it held), but for those whose LOCK_WAIT_MS is over, to be told 503.
+  bool still_locked = !srv.lock_waiting.empty() && !srv.store.hold() && srv.store.locked_elsewhere();
   for (std::vector<Server::Parked>* list : {&srv.parked, &srv.lock_waiting}) {
     srv.unparking.swap(*list);
     for (Server::Parked p : srv.unparking) {
       Conn& c = srv.conns[size_t(p.fd)];
       // Closed while it waited (its fd perhaps given to a new connection): nothing to answer.
       if (c.state != ConnState::Http || c.generation != p.generation || (c.wait != Wait::Commit && c.wait != Wait::Lock)) continue;
+      if (c.wait == Wait::Lock && still_locked && srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS) {
+        srv.lock_waiting.push_back(p);
+        continue;
+      }
       c.wait = Wait::None;
       on_request(p.fd, c.http.request());
       if (c.wait == Wait::None) conn_next_request(p.fd);
