@@ -76,26 +76,28 @@ build/san/llhttp/%.o: $(LLHTTP_SRC)/%.c
 $(LLHTTP_SRC)/%.c:
 	@echo "$@ is missing: run 'make deps' (installs Debian's node-llhttp), or 'make run' / 'make test'" >&2; exit 1
 
-# Installs the Debian packages that are missing, as root or through sudo.
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call install_missing,PACKAGES[,npm]): installs those of the Debian
+# PACKAGES that are missing, as root or through sudo; with npm, Node.js
+# and npm too if the machine has no npm.
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	$(if $(2),command -v npm >/dev/null || missing="$$missing nodejs npm";) \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
+endef
+
+# Installs the Debian packages that are missing.
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
 
 # The browser tests' needs: Debian's Chromium (never a downloaded one), a
 # font with Chinese glyphs for the apps' names, Node.js and npm if the
 # machine has none, and playwright-core as pinned in test/e2e's lock file.
 deps-e2e: deps
-	@missing=$$(for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
-	fi
+	$(call install_missing,$(E2E_PACKAGES),npm)
 	cd test/e2e && npm ci --no-audit --no-fund
 
 # Sub-makes, so that nothing is built before deps has installed llhttp.
@@ -131,13 +133,7 @@ run-cluster: deps
 
 # The peers the benchmark measures us against, and what drives them.
 deps-bench: deps
-	@missing=$$(for p in nginx-light libnginx-mod-nchan python3 valgrind; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
-	fi
+	$(call install_missing,nginx-light libnginx-mod-nchan python3 valgrind,npm)
 	@# Debian starts nginx as a service when it installs it: the benchmark runs its own.
 	@if command -v systemctl >/dev/null; then systemctl stop nginx 2>/dev/null || true; fi
 	cd bench/node-reference && npm ci --no-audit --no-fund
@@ -151,12 +147,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 deps-fuzz: deps
-	@missing=$$(for p in clang libclang-rt-14-dev; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
-	fi
+	$(call install_missing,clang libclang-rt-14-dev)
 
 build/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

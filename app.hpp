@@ -351,10 +351,12 @@ struct Request {
 };
 
 // ---- What an app gives the server --------------------------------------------------------
+//
+// Its streams, routes and metrics are declared by name (designated
+// initializers: {.path = "/vote", .methods = "POST", .handler = ...}).
 
-
-// A stream's state as read from Redis, under the version Redis gave it
-// (the event id: the same on every process).
+// With --redis, a stream's state as read from Redis, under the version
+// Redis gave it (the event id: the same on every process).
 struct Snapshot {
   std::string json;
   uint64_t version;
@@ -372,8 +374,6 @@ struct StreamSpec {
   // version; `done` gets them when the reply comes.
   std::function<void(SnapshotDone done)> fetch = {};
 };
-
-constexpr bool ADMIN_ONLY = true;  // RouteSpec's last field, for the routes that need the admin token
 
 struct RouteSpec {
   std::string path;     // a path ending in '/' (not "/" itself) also answers for every path under it
@@ -400,7 +400,7 @@ struct AppSpec {
   std::vector<StreamSpec> streams;
   std::function<std::vector<RouteSpec>()> routes;  // asked once, after open (a route may depend on what it found)
   std::vector<MetricSpec> metrics;
-  std::function<void()> committed;  // after each commit that stored the turn's writes
+  std::function<void()> committed;  // after every turn whose commit succeeded (one that wrote nothing too)
   // With --redis, instead of open: the app keeps its state in Redis. Called
   // once at start-up, before the connection is made; redis_connected runs
   // on every (re)connect, before any other command on it (load the

@@ -7,12 +7,14 @@
 // handful of headers it acts on, and the body. Everything else is checked by
 // llhttp and dropped.
 //
-// The contract is picohttpparser's: feed() takes the bytes that arrived and
-// answers Request (one whole request is ready), Continue (the client waits for
-// "100 Continue" before sending its body), NeedMore (every byte was used), or
-// Error (with the HTTP status to send before closing). feed() pauses llhttp
-// after each request, so pipelined requests come out one at a time and in
-// order, and the caller can stop between two of them.
+// The contract is after picohttpparser's (complete, partial or error),
+// but the parser is an object that keeps its place and its own buffer:
+// feed() takes the bytes that arrived and answers Request (one whole
+// request is ready), Continue (the client waits for "100 Continue" before
+// sending its body), NeedMore (every byte was used), or Error (with the
+// HTTP status to send before closing). feed() pauses llhttp after each
+// request, so pipelined requests come out one at a time and in order, and
+// the caller can stop between two of them.
 //
 // Limits are checked as bytes arrive, never after buffering: the head (request
 // line and headers) is fed to llhttp at most `max_head_bytes` at a time, so a
@@ -446,17 +448,21 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
 // 400 (and sets the reason) for anything else, or 0.
 inline int HttpParser::target_refusal() {
   std::string_view url(buf_.data(), url_len_);
+  auto bad = [this](const char* why) {
+    reason_ = why;
+    return 400;
+  };
   if (!url.starts_with('/') || p_.method == HTTP_CONNECT) {  // not origin-form: the rare ones first
     if (p_.method == HTTP_CONNECT) {
       size_t colon = url.rfind(':');
       bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
                        url.find_first_not_of("0123456789", colon + 1) == url.npos;
-      if (!authority) return reason_ = "CONNECT's target must be host:port", 400;
+      if (!authority) return bad("CONNECT's target must be host:port");
       path_ = {0, url.size()};
       return 0;
     }
     if (url == "*") {
-      if (p_.method != HTTP_OPTIONS) return reason_ = "the target '*' is for OPTIONS only", 400;
+      if (p_.method != HTTP_OPTIONS) return bad("the target '*' is for OPTIONS only");
       path_ = {0, 1};
       return 0;
     }
@@ -465,7 +471,7 @@ inline int HttpParser::target_refusal() {
       size_t slash = url.find('/', url.find("//") + 2);
       url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
     }
-    if (!url.starts_with('/')) return reason_ = "request target must start with '/'", 400;
+    if (!url.starts_with('/')) return bad("request target must start with '/'");
   }
   size_t q = std::min(url.find('?'), url.find('#'));
   if (url.data() != HTTP_ROOT.data()) path_ = {size_t(url.data() - buf_.data()), std::min(q, url.size())};

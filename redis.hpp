@@ -29,7 +29,7 @@
 // PING's "pong") answers the oldest command, as usual.
 //
 // Left out on purpose: AUTH and TLS (a local or private-network Redis),
-// RESP3, Redis Cluster (one Redis, as the design says).
+// RESP3, Redis Cluster (every process talks to one Redis).
 #pragma once
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
@@ -60,9 +60,9 @@ class Redis {
   Redis(const Redis&) = delete;
   Redis& operator=(const Redis&) = delete;
 
-  // "127.0.0.1:6379", "localhost:6379", or a path such as "/run/redis.sock"
-  // or "build/redis.sock". False (and
-  // *why) when it is neither.
+  // "127.0.0.1:6379", "localhost:6379", or a path such as
+  // "/run/redis.sock" or "build/redis.sock". False (and *why) when it is
+  // neither.
   bool set_address(std::string_view addr, std::string* why) {
     if (addr.find('/') != addr.npos) {  // a path: host:port has no slash
       if (addr.size() >= sizeof(sockaddr_un{}.sun_path)) return *why = "--redis: socket path too long", false;

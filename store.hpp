@@ -426,14 +426,18 @@ class Store {
   // has failed, while another process holds the lock, or once stopped.
   bool begin() {
     if (in_txn_) return true;
-    if (stopped_) return error_ = "an I/O error at a commit stopped every write until the server restarts", false;
+    if (stopped_) {
+      error_ = "an I/O error at a commit stopped every write until the server restarts";
+      return false;
+    }
     if (turn_failed_ || locked_elsewhere_) return false;
     int rc = sqlite3_step(begin_);
     sqlite3_reset(begin_);
     if (rc == SQLITE_DONE) return in_txn_ = true;
     fail("beginning a transaction");
-    if ((rc & 0xff) == SQLITE_BUSY) return locked_elsewhere_ = true, false;  // nothing written: not a failed turn
-    return fail_turn();
+    if ((rc & 0xff) != SQLITE_BUSY) return fail_turn();
+    locked_elsewhere_ = true;  // nothing was written: not a failed turn
+    return false;
   }
   // Ends the turn's transaction without committing anything. SQLite may
   // have ended it already (asking sqlite3_get_autocommit is how to know);

@@ -979,8 +979,12 @@ struct CinemaApp {
                  {{"--schedule-interval", FlagKind::Seconds, &reread_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"}}};
     app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
     // Not repeated: a re-read that finds the board unchanged sends nothing.
-    app.streams = {{{"/events", "/cinema/events"}, "cinema", &reread_ms, [this](int64_t wall_ms) { return render(wall_ms); }, false}};
-    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
+    app.streams = {{.paths = {"/events", "/cinema/events"},
+                    .name = "cinema",
+                    .period_ms = &reread_ms,
+                    .render = [this](int64_t wall_ms) { return render(wall_ms); },
+                    .repeat = false,  // a re-read that finds the board unchanged sends nothing
+                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
     app.open_redis = [this](Redis& r, std::string*) {
       redis = &r;
       return 0;
@@ -988,13 +992,13 @@ struct CinemaApp {
     app.redis_connected = [this] { redis_connected(); };
     app.routes = [this] {
       return std::vector<RouteSpec>{
-          {"/cinema/showtimes", "GET, HEAD", [this](const Request& r) { return list(r); }},
-          {"/cinema/showtimes", "POST", [this](const Request& r) { return add(r); }, ADMIN_ONLY},
+          {.path = "/cinema/showtimes", .methods = "GET, HEAD", .handler = [this](const Request& r) { return list(r); }},
+          {.path = "/cinema/showtimes", .methods = "POST", .handler = [this](const Request& r) { return add(r); }, .admin = true},
           // A prefix: /{id} and /{id}/book.
-          {"/cinema/showtimes/", "POST", [this](const Request& r) { return book(r); }},
-          {"/cinema/showtimes/", "PATCH", [this](const Request& r) { return edit(r); }, ADMIN_ONLY},
-          {"/cinema/showtimes/", "DELETE", [this](const Request& r) { return erase(r); }, ADMIN_ONLY},
-          {"/cinema/bookings/me", "GET, HEAD", [this](const Request& r) { return mine(r); }}};
+          {.path = "/cinema/showtimes/", .methods = "POST", .handler = [this](const Request& r) { return book(r); }},
+          {.path = "/cinema/showtimes/", .methods = "PATCH", .handler = [this](const Request& r) { return edit(r); }, .admin = true},
+          {.path = "/cinema/showtimes/", .methods = "DELETE", .handler = [this](const Request& r) { return erase(r); }, .admin = true},
+          {.path = "/cinema/bookings/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return mine(r); }}};
     };
     const char* refused_help = "Bookings refused, by reason.";
     app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table (or hashes in Redis) the last re-read left off the board.",

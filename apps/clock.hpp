@@ -3,10 +3,6 @@
 // a rule (what the time looks like as JSON), no storage, no routes of its
 // own but its stream, one flag.
 #pragma once
-#include <cinttypes>
-#include <cstdio>
-#include <ctime>
-
 #include "../app.hpp"
 
 struct ClockApp {
@@ -14,21 +10,21 @@ struct ClockApp {
 
   // {"time":"2026-11-22T02:31:45.617Z","epoch_ms":1795314705617}
   static std::string render(int64_t wall_ms) {
-    time_t secs = time_t(wall_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char iso[32], json[96];
-    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(json, sizeof json, "{\"time\":\"%s.%03dZ\",\"epoch_ms\":%" PRId64 "}", iso, int(wall_ms % 1000), wall_ms);
-    return json;
+    std::string json = "{\"time\":\"" + iso_time(wall_ms) + "\",\"epoch_ms\":";
+    json_number(json, wall_ms);
+    return json + "}";
   }
 
   AppSpec spec() {
     AppSpec app;
     app.name = "clock";
     app.flags = {"the clock", {{"--clock-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between clock events on /sse"}}};
-    // The state is the time itself, so each newcomer gets it fresh (is_time).
-    app.streams = {{{"/sse"}, "clock", &interval_ms, render, true, true}};
+    app.streams = {{.paths = {"/sse"},
+                    .name = "clock",
+                    .period_ms = &interval_ms,
+                    .render = render,
+                    .repeat = true,
+                    .is_time = true}};  // the state is the time itself: each newcomer gets it fresh
     return app;
   }
 };

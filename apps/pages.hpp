@@ -95,9 +95,9 @@ struct PagesApp {
     std::vector<RouteSpec> out;
     for (const File& f : files) {
       auto handler = [&f](const Request& req) { return serve(f, req); };
-      out.push_back({"/" + f.name, "GET, HEAD", handler});
-      if (f.is_page) out.push_back({"/" + f.name.substr(0, f.name.size() - 5), "GET, HEAD", handler});
-      if (f.name == "index.html") out.push_back({"/", "GET, HEAD", handler});
+      out.push_back({.path = "/" + f.name, .methods = "GET, HEAD", .handler = handler});
+      if (f.is_page) out.push_back({.path = "/" + f.name.substr(0, f.name.size() - 5), .methods = "GET, HEAD", .handler = handler});
+      if (f.name == "index.html") out.push_back({.path = "/", .methods = "GET, HEAD", .handler = handler});
     }
     return out;
   }

@@ -78,6 +78,29 @@ inline std::optional<std::string> poll_refusal(std::string_view question, const 
   return std::nullopt;
 }
 
+// A poll's options one per line, as both modes store them (option text has
+// no control characters), and back; "" is no options.
+inline std::string options_to_lines(const std::vector<std::string>& options) {
+  std::string lines;
+  for (const std::string& o : options) lines += (lines.empty() ? "" : "\n") + o;
+  return lines;
+}
+inline std::vector<std::string> options_from_lines(std::string_view lines) {
+  std::vector<std::string> options;
+  for (size_t nl; !lines.empty() && (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
+  if (!lines.empty() || !options.empty()) options.emplace_back(lines);
+  return options;
+}
+
+// /vote/me's answer: `voted_for` null when the voter has not voted in poll `id`.
+inline std::string me_json(int64_t id, const std::string* voted_for) {
+  std::string j = "{\"ok\":true,\"poll\":" + std::to_string(id);
+  if (!voted_for) return j + ",\"voted\":false}";
+  j += ",\"voted\":true,\"voted_for\":";
+  json_string(j, *voted_for);
+  return j + "}";
+}
+
 // Precondition: poll_refusal(question, options) is empty.
 inline Poll poll_new(int64_t id, std::string question, std::vector<std::string> options) {
   Poll p;
@@ -201,10 +224,7 @@ class PollStorage {
     if (rc != SQLITE_ROW) return rc == SQLITE_DONE || fail("reading polls");
     int64_t id = sqlite3_column_int64(s, 0);
     std::string question(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
-    std::vector<std::string> options;
-    std::string_view lines(reinterpret_cast<const char*>(sqlite3_column_text(s, 2)));
-    for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
-    options.emplace_back(lines);
+    std::vector<std::string> options = options_from_lines(reinterpret_cast<const char*>(sqlite3_column_text(s, 2)));
     if (auto why = poll_refusal(question, options)) {
       error_ = "poll " + std::to_string(id) + " in the database is invalid: " + *why;
       return false;
@@ -229,8 +249,7 @@ class PollStorage {
   }
 
   bool insert_poll(const Poll& p, int64_t now_ms) {
-    std::string options;
-    for (const std::string& o : p.options) options += (options.empty() ? "" : "\n") + o;
+    std::string options = options_to_lines(p.options);
     sqlite3_bind_int64(insert_poll_, 1, p.id);
     sqlite3_bind_text(insert_poll_, 2, p.question.data(), int(p.question.size()), SQLITE_STATIC);
     sqlite3_bind_text(insert_poll_, 3, options.data(), int(options.size()), SQLITE_STATIC);
@@ -285,8 +304,7 @@ class PollStorage {
 // and a new poll has a greater id, so the version grows with the state, and
 // one version is one state, whichever process reads it — without a counter
 // that would cost every vote a call and its bytes in the append-only file.
-// (Before, it was INCR sse:poll:version, once per vote and per poll: always
-// less than this, so a Last-Event-ID from then never passes for a newer state.)
+// Versions only grow, past those of older builds too.
 
 // A turn's votes (batched: see RedisScripts): ARGV four per vote — voter,
 // option, the poll the page shows ("" if none), max voters. For each, in
@@ -387,11 +405,7 @@ return {id, redis.call('HGET', p, 'options'), tonumber(redis.call('HGET', p .. '
 // `counts_at` on the counts (the total is theirs summed).
 inline Poll poll_from_reply(const redisReply* r, size_t id_at, std::string question, size_t options_at, size_t counts_at) {
   std::string_view id = reply_text(r, id_at);
-  std::vector<std::string> options;
-  std::string_view lines = reply_text(r, options_at);
-  for (size_t nl; (nl = lines.find('\n')) != lines.npos; lines.remove_prefix(nl + 1)) options.emplace_back(lines.substr(0, nl));
-  if (!lines.empty()) options.emplace_back(lines);
-  Poll p = poll_new(std::atoll(std::string(id).c_str()), std::move(question), std::move(options));
+  Poll p = poll_new(std::atoll(std::string(id).c_str()), std::move(question), options_from_lines(reply_text(r, options_at)));
   for (size_t i = 0; i < p.counts.size(); i++) p.counts[i] = reply_number(r, counts_at + i);
   return p;
 }
@@ -461,11 +475,7 @@ struct PollApp {
     if (redis) return me_in_redis(req, voter);
     int64_t row = poll.ballot_of(voter);
     if (unstored(row)) return wait_for_commit();
-    std::string j = "{\"ok\":true,\"poll\":" + std::to_string(poll.id);
-    if (row < 0) return json_answer(200, j + ",\"voted\":false}");
-    j += ",\"voted\":true,\"voted_for\":";
-    json_string(j, poll.options[poll.ballots[size_t(row)].option]);
-    return json_answer(200, j + "}");
+    return json_answer(200, me_json(poll.id, row < 0 ? nullptr : &poll.options[poll.ballots[size_t(row)].option]));
   }
 
   // Makes a new poll the current one. Returns the one it replaced, or
@@ -522,17 +532,13 @@ struct PollApp {
     return redis_answer(req, scripts, me_lua, {voter}, [](const redisReply* r) {
       Poll p = poll_from_reply(r, 0, "", 1, 3);
       int64_t index = reply_number(r, 2);
-      std::string j = "{\"ok\":true,\"poll\":" + std::to_string(p.id);
-      if (index < 0 || index >= int64_t(p.options.size())) return json_answer(200, j + ",\"voted\":false}");
-      j += ",\"voted\":true,\"voted_for\":";
-      json_string(j, p.options[size_t(index)]);
-      return json_answer(200, j + "}");
+      bool voted = index >= 0 && index < int64_t(p.options.size());
+      return json_answer(200, me_json(p.id, voted ? &p.options[size_t(index)] : nullptr));
     });
   }
 
   Answer new_poll_in_redis(const Request& req, const std::string& question, const std::vector<std::string>& options) {
-    std::string lines;
-    for (const std::string& o : options) lines += (lines.empty() ? "" : "\n") + o;
+    std::string lines = options_to_lines(options);
     return redis_answer(req, scripts, new_lua, {question, lines, ""}, [question, options](const redisReply* r) {
       Poll p = poll_new(reply_number(r, 0), question, options);
       log_app("poll: poll " + std::to_string(p.id) + " started with " + std::to_string(p.options.size()) + " options");
@@ -555,8 +561,7 @@ struct PollApp {
   // On every connect: the scripts, then the first poll if Redis has none.
   void redis_connected() {
     scripts.load(*redis);
-    std::string lines;
-    for (const std::string& o : split_options(first_options)) lines += (lines.empty() ? "" : "\n") + o;
+    std::string lines = options_to_lines(split_options(first_options));
     redis->command({"EVAL", POLL_NEW_LUA, "0", first_question, lines, "first"}, nullptr);
   }
 
@@ -589,12 +594,17 @@ struct PollApp {
         {"--poll-question", FlagKind::Text, &first_question, 0, 0, "question of the poll made on first start"},
         {"--poll-options", FlagKind::Text, &first_options, 0, 0, "its options, comma-separated"}}};
     app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
-    app.streams = {{{"/vote/result-sse"}, "poll", &interval_ms, [this](int64_t) { return poll_json(poll); }, true}};
+    app.streams = {{.paths = {"/vote/result-sse"},
+                    .name = "poll",
+                    .period_ms = &interval_ms,
+                    .render = [this](int64_t) { return poll_json(poll); },
+                    .repeat = true,
+                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
     app.routes = [this] {
       return std::vector<RouteSpec>{
-          {"/vote", "POST", [this](const Request& r) { return vote(r); }},
-          {"/vote/me", "GET, HEAD", [this](const Request& r) { return me(r); }},
-          {"/vote/polls", "POST", [this](const Request& r) { return new_poll(r); }, ADMIN_ONLY}};
+          {.path = "/vote", .methods = "POST", .handler = [this](const Request& r) { return vote(r); }},
+          {.path = "/vote/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return me(r); }},
+          {.path = "/vote/polls", .methods = "POST", .handler = [this](const Request& r) { return new_poll(r); }, .admin = true}};
     };
     app.committed = [this] { committed(); };
     app.open_redis = [this](Redis& r, std::string* why) {
@@ -603,7 +613,6 @@ struct PollApp {
       return 0;
     };
     app.redis_connected = [this] { redis_connected(); };
-    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
     return app;
   }
 };

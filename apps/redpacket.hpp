@@ -350,9 +350,7 @@ class RedpacketStorage {
 // round has a greater id), so the version grows with it, and one version is
 // one state: two processes that read the same state send the same id. A
 // counter would cost every grant one more call and its bytes in the
-// append-only file. (Before, the version was INCR sse:redpacket:version,
-// one per grant and per round: always less than this, so a browser's
-// Last-Event-ID from then is never taken for a newer state.)
+// append-only file. Versions only grow, past those of older builds too.
 //
 // The split is one string of 12 decimal digits per packet (zero-padded:
 // 10^12 > MAX_TOTAL_CENTS), and a grab reads its packet with GETRANGE. A
@@ -361,9 +359,9 @@ class RedpacketStorage {
 // argument, so a round of a million packets (12 MB) is made by one script
 // call, atomically, and costs Redis one allocation instead of a million list
 // nodes. Decimal, not binary, so `redis-cli GETRANGE` shows the amounts.
-// The cost: making a round of a million packets keeps Redis busy for about
-// 0.15 s on a 2-core test machine (its SLOWLOG), and every process's grabs
-// wait that long; new rounds are an admin's rare act.
+// The cost: making a round of a million packets keeps Redis busy for a
+// moment (README, "Scaling out"), and every process's grabs wait that
+// long; new rounds are an admin's rare act.
 
 constexpr size_t AMOUNT_DIGITS = 12;  // the scripts' 12
 static_assert(MAX_TOTAL_CENTS < 1'000'000'000'000, "an amount must fit AMOUNT_DIGITS digits");
@@ -680,17 +678,21 @@ struct RedpacketApp {
         {"--redpacket-count", FlagKind::Int64, &first_count, 1, 1e6, "packets in the round made on first start"}}};
     app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
     static const int64_t every_second = 1000;
-    app.streams = {{{"/redpacket/events"}, "redpacket", &every_second, [this](int64_t) { return round_json(round); }, true}};
+    app.streams = {{.paths = {"/redpacket/events"},
+                    .name = "redpacket",
+                    .period_ms = &every_second,
+                    .render = [this](int64_t) { return round_json(round); },
+                    .repeat = true,
+                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
     app.routes = [this] {
       return std::vector<RouteSpec>{
-          {"/redpacket/grab", "POST", [this](const Request& r) { return grab(r); }},
-          {"/redpacket/me", "GET, HEAD", [this](const Request& r) { return me(r); }},
-          {"/redpacket/rounds", "POST", [this](const Request& r) { return new_round(r); }, ADMIN_ONLY}};
+          {.path = "/redpacket/grab", .methods = "POST", .handler = [this](const Request& r) { return grab(r); }},
+          {.path = "/redpacket/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return me(r); }},
+          {.path = "/redpacket/rounds", .methods = "POST", .handler = [this](const Request& r) { return new_round(r); }, .admin = true}};
     };
     app.committed = [this] { committed(); };
     app.open_redis = [this](Redis& r, std::string* why) { return open_redis(r, why); };
     app.redis_connected = [this] { redis_connected(); };
-    app.streams[0].fetch = [this](SnapshotDone done) { fetch(std::move(done)); };
     return app;
   }
 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""shape.py — the shape of the code, as issue #15's goals table measures it.
+"""shape.py — the shape of the code: what each reader has to read, in lines.
 
 For a git revision (default: the working tree), prints:
   - lines and comment ratio of each source file (a comment line is one
