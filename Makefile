@@ -22,7 +22,7 @@ CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
 REL_OPT      := -O2
 # _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
-HEADERS      := $(wildcard *.hpp) $(wildcard apps/*.hpp)
+HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp)
 TESTS        := $(wildcard test/*.cpp) $(wildcard test/*.hpp)
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
 

@@ -1,12 +1,13 @@
 // server.cpp — one thread, one epoll, every connection in one table.
 //
 // This is the loop reader's file: how a connection is accepted, read,
-// answered, written and closed, and how one turn of the loop runs. It names
-// no app: the apps (apps/*.hpp) describe themselves through the contract in
-// app.hpp, and the only line here that names them is their list. Read it
-// top to bottom and you follow a connection the way the kernel hands it to
-// us; http_parse.hpp (bytes to requests) and sse.hpp (the event format and
-// when a stream is due) are the rest of the loop reader's path.
+// answered, written and closed, and how one turn of the loop runs. It
+// names no app: the apps (apps/) describe themselves through the contract
+// in engine/app.hpp, and the only line here that names them is their list.
+// Read it top to bottom and you follow a connection the way the kernel
+// hands it to us; http_parse.hpp (bytes to requests) and sse.hpp (the
+// event format and when a stream is due) are the rest of the loop
+// reader's path.
 //
 // The loop. Everything the server waits on is a file descriptor registered
 // with one epoll instance: the listening socket, each client socket, one
@@ -51,7 +52,7 @@
 // Left out on purpose: TLS (put a proxy in front), HTTP/2, compression (SSE
 // must not be compressed anyway), more than one thread serving connections
 // (one core serves tens of thousands of streams). The only other thread is
-// store.hpp's WAL checkpointer, which never touches a connection.
+// engine/store.hpp's WAL checkpointer, which never touches a connection.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -73,11 +74,11 @@
 #include <new>
 #include <unordered_map>
 
-#include "app.hpp"
+#include "engine/app.hpp"
+#include "engine/redis.hpp"
+#include "engine/store.hpp"
 #include "http_parse.hpp"
-#include "redis.hpp"
 #include "sse.hpp"
-#include "store.hpp"
 
 // The apps: the only lines that name them. An app is one file in apps/, one
 // entry here and one page in public/. Their flags are listed in this order,
@@ -193,7 +194,7 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
-  Wait wait = Wait::None;         // its request is not answered yet (see Wait, in app.hpp, and park)
+  Wait wait = Wait::None;         // its request is not answered yet (see Wait, in engine/app.hpp, and park)
   uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
@@ -609,7 +610,7 @@ static bool admin_ok(const HttpRequest& req) {
   return bearer_ok(req) || (http_form_value(req.body, "token", &token) == FormLookup::Found && token_equal(token, srv.admin_token));
 }
 
-// The request's answer cannot be given yet (see Wait in app.hpp). Nothing
+// The request's answer cannot be given yet (see Wait in engine/app.hpp). Nothing
 // is answered; the connection reads no further, so the requests its client
 // sent after this one wait their turn and answers keep their order; and its
 // timeout stops: a request that arrived whole is never told 408 while it
@@ -1111,7 +1112,7 @@ static void streams_push() {
 
 // ---- One turn: Redis (--redis) ---------------------------------------------------
 //
-// Two connections, both fds in our epoll like any other (redis.hpp): one for
+// Two connections, both fds in our epoll like any other (engine/redis.hpp): one for
 // the apps' commands, one subscribed to "sse:changed", where every write
 // script publishes "<stream> <version>". Hearing of a version it does not
 // have marks the stream dirty: the usual push rules then read it once and
@@ -1629,7 +1630,7 @@ static void setup_redis() {
   srv.redis_sub.connect(srv.now_ms);
 }
 
-// The flag table: the server's rows, then each app's (flags.hpp).
+// The flag table: the server's rows, then each app's (engine/flags.hpp).
 static std::vector<FlagGroup> flag_table() {
   Config& c = srv.cfg;
   std::vector<FlagGroup> groups = {{"the server", {

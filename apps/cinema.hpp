@@ -32,8 +32,8 @@
 #include <algorithm>
 #include <chrono>
 
-#include "../app.hpp"
-#include "../redis.hpp"
+#include "../engine/app.hpp"
+#include "../engine/redis.hpp"
 
 // ---- Rules ----------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 // a rule (what the time looks like as JSON), no storage, no routes of its
 // own but its stream, one flag.
 #pragma once
-#include "../app.hpp"
+#include "../engine/app.hpp"
 
 struct ClockApp {
   int64_t interval_ms = 3000;

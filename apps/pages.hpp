@@ -22,7 +22,7 @@
 #include <cstring>
 #include <deque>
 
-#include "../app.hpp"
+#include "../engine/app.hpp"
 
 struct PagesApp {
   std::string dir = "public";

@@ -15,9 +15,9 @@
 #pragma once
 #include <memory>
 
-#include "../app.hpp"
-#include "../name_index.hpp"
-#include "../redis.hpp"
+#include "../engine/app.hpp"
+#include "../engine/name_index.hpp"
+#include "../engine/redis.hpp"
 
 // ---- Rules ----------------------------------------------------------------------------
 

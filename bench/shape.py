@@ -3,25 +3,31 @@
 
 For a git revision (default: the working tree), prints:
   - lines and comment ratio of each source file (a comment line is one
-    whose first non-blank characters are //; the ratio is comment lines
-    over code lines, blank lines counting for neither);
-  - the loop reader's set (server.cpp, http_parse.hpp, sse.hpp) in lines;
-  - each file under apps/, and the shared engine headers (every top-level
-    .hpp but http_parse.hpp and sse.hpp), in lines;
-  - function lengths over all of them: count, median, longest (and the
+    whose first non-blank characters are // or --, for Lua; the ratio is
+    comment lines over code lines, blank lines counting for neither);
+  - server.cpp: its lines, and those before its Appendix banner (a
+    comment line holding the word "Appendix"; all of it when there is none);
+  - the loop reader's path: server.cpp up to the Appendix, then
+    http_parse.hpp, sse.hpp, out_queue.hpp and router.hpp (those there are);
+  - each app: a file in apps/, or a folder apps/<app>/, where one app in
+    one mode is <app>.hpp + rules.hpp + in_sqlite.hpp, and its Lua apart;
+    and the largest file in apps/;
+  - the shared engine: engine/*.hpp (before the engine/ folder: every
+    top-level .hpp but the loop's), together and its largest file;
+  - function lengths over the C++ files: count, median, longest (and the
     five longest by name). A function is a definition whose signature line
     ends with "{" and whose body closes with a "}" at the same indent; its
     length runs from the signature line to that brace, both included.
     Lambdas and one-line functions are not counted.
 
-Usage: bench/shape.py [REV]        e.g. bench/shape.py ecc7080
+Usage: bench/shape.py [REV]        e.g. bench/shape.py 20734f8
 """
 import re
 import statistics
 import subprocess
 import sys
 
-LOOP_SET = ["server.cpp", "http_parse.hpp", "sse.hpp"]
+LOOP_PATH = ["server.cpp", "http_parse.hpp", "sse.hpp", "out_queue.hpp", "router.hpp"]
 
 
 def files_at(rev):
@@ -32,13 +38,14 @@ def files_at(rev):
         names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], capture_output=True, text=True,
                                check=True).stdout.split()
         read = lambda n: open(n, encoding="utf-8").read()
-    keep = [n for n in names if re.fullmatch(r"[^/]+\.(cpp|hpp)|apps/[^/]+\.hpp", n)]
+    keep = [n for n in names if re.fullmatch(r"[^/]+\.(cpp|hpp)|(engine|apps)/[^/]+\.hpp|apps/[^/]+/[^/]+\.(hpp|lua)", n)]
     return {n: read(n).split("\n") for n in sorted(keep)}
 
 
 def comment_ratio(lines):
-    comments = sum(1 for l in lines if l.strip().startswith("//"))
-    code = sum(1 for l in lines if l.strip() and not l.strip().startswith("//"))
+    is_comment = lambda l: l.strip().startswith(("//", "--"))
+    comments = sum(1 for l in lines if is_comment(l))
+    code = sum(1 for l in lines if l.strip() and not is_comment(l))
     return comments / code if code else 0.0
 
 
@@ -65,18 +72,30 @@ def main():
     rev = sys.argv[1] if len(sys.argv) > 1 else None
     files = files_at(rev)
     print(f"revision: {rev or 'working tree'}")
-    print(f"{'file':<22} {'lines':>6} {'comment ratio':>14}")
+    print(f"{'file':<28} {'lines':>6} {'comment ratio':>14}")
+    size = lambda n: len(files[n]) - (1 if files[n] and files[n][-1] == "" else 0) if n in files else 0
     for n, lines in files.items():
-        count = len(lines) - (1 if lines and lines[-1] == "" else 0)
-        print(f"{n:<22} {count:>6} {comment_ratio(lines):>14.2f}")
-    size = lambda n: len(files[n]) - 1 if n in files else 0
-    print(f"loop reader's set ({' + '.join(LOOP_SET)}): {sum(size(n) for n in LOOP_SET)} lines")
-    apps = [n for n in files if n.startswith("apps/")]
-    for n in apps:
-        print(f"app file {n}: {size(n)} lines")
-    shared = [n for n in files if n.endswith(".hpp") and "/" not in n and n not in LOOP_SET]
-    print(f"shared engine headers ({' + '.join(shared)}): {sum(size(n) for n in shared)} lines")
-    fns = [f for n, lines in files.items() for f in functions(n, lines)]
+        print(f"{n:<28} {size(n):>6} {comment_ratio(lines):>14.2f}")
+    server = files.get("server.cpp", [])
+    banner = next((i for i, l in enumerate(server) if l.strip().startswith("//") and "Appendix" in l), size("server.cpp"))
+    print(f"server.cpp: {size('server.cpp')} lines, {banner} before the Appendix banner, comment ratio {comment_ratio(server):.2f}")
+    path = [n for n in LOOP_PATH if n in files]
+    print(f"loop reader's path ({' + '.join(path)}, server.cpp up to the Appendix): "
+          f"{banner + sum(size(n) for n in path if n != 'server.cpp')} lines")
+    for n in files:
+        if re.fullmatch(r"apps/[^/]+\.hpp", n):
+            print(f"app {n}: {size(n)} lines")
+    for app in sorted({n.split("/")[1] for n in files if n.count("/") == 2 and n.startswith("apps/")}):
+        one_mode = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", "in_sqlite.hpp")]
+        lua = [n for n in files if n.startswith(f"apps/{app}/") and n.endswith(".lua")]
+        print(f"app apps/{app}/ in the SQLite mode ({' + '.join(f.split('/')[-1] for f in one_mode)}): "
+              f"{sum(size(n) for n in one_mode)} lines; its Lua: {sum(size(n) for n in lua)} lines")
+    app_files = [n for n in files if n.startswith("apps/")]
+    biggest = max(app_files, key=size)
+    print(f"largest file in apps/: {biggest}, {size(biggest)} lines")
+    engine = [n for n in files if n.startswith("engine/")] or [n for n in files if n.endswith(".hpp") and "/" not in n and n not in LOOP_PATH]
+    print(f"shared engine ({' + '.join(engine)}): {sum(size(n) for n in engine)} lines, largest {max(size(n) for n in engine)}")
+    fns = [f for n, lines in files.items() if not n.endswith(".lua") for f in functions(n, lines)]
     lens = [n for n, _ in fns]
     print(f"functions: {len(fns)}, median {statistics.median(lens):g} lines, longest {max(lens)}")
     for n, sig in sorted(fns, reverse=True)[:5]:

@@ -9,7 +9,7 @@
 #include "../apps/cinema.hpp"
 #include "../apps/poll.hpp"
 #include "../apps/redpacket.hpp"
-#include "../name_index.hpp"
+#include "../engine/name_index.hpp"
 
 struct Named {
   std::string name;

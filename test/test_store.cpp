@@ -1,4 +1,4 @@
-// store.hpp, and the apps' storage on it, against real SQLite files: what is
+// engine/store.hpp, and the apps' storage on it, against real SQLite files: what is
 // committed comes back, what is not does not, and a file that is not a sound
 // database is refused.
 #include <doctest/doctest.h>
@@ -8,7 +8,7 @@
 
 #include "../apps/poll.hpp"
 #include "../apps/redpacket.hpp"
-#include "../store.hpp"
+#include "../engine/store.hpp"
 #include "harness.hpp"
 
 namespace {

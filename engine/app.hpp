@@ -1,4 +1,4 @@
-// app.hpp — the app contract: what an app gives the server, and what its
+// engine/app.hpp — the app contract: what an app gives the server, and what its
 // handlers get and return.
 //
 // An app (one file in apps/) describes itself with an AppSpec: its flags,
@@ -34,9 +34,9 @@
 #include <string_view>
 #include <vector>
 
+#include "../http_parse.hpp"
 #include "flags.hpp"
 #include "redis.hpp"
-#include "http_parse.hpp"
 #include "store.hpp"
 
 // ---- Text and JSON --------------------------------------------------------------------

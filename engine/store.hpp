@@ -1,4 +1,4 @@
-// store.hpp — the SQLite engine: one file, one transaction per loop turn.
+// engine/store.hpp — the SQLite engine: one file, one transaction per loop turn.
 //
 // The apps keep their state in memory and answer from there; the database is
 // what makes that state survive a crash. Every change a handler makes is also

@@ -1,4 +1,4 @@
-// name_index.hpp — who holds what: a set of names, each mapped to a row.
+// engine/name_index.hpp — who holds what: a set of names, each mapped to a row.
 //
 // A round remembers who holds which packet, a poll who voted: both ask "is
 // this name in the set, and at which row?" on every grab and vote, for up

@@ -1,7 +1,7 @@
-// redis.hpp — one connection to Redis, driven by the server's own epoll loop.
+// engine/redis.hpp — one connection to Redis, driven by the server's own epoll loop.
 //
 // With --redis, Redis is the shared engine several processes stand in front
-// of, as store.hpp's SQLite is for one. This file is the client: a socket
+// of, as engine/store.hpp's SQLite is for one. This file is the client: a socket
 // the loop owns (TCP "host:port" or a unix socket path), commands written
 // in Redis's wire format (RESP: "*<argc>\r\n" then "$<len>\r\n<arg>\r\n" per
 // argument), and hiredis's reply reader (Debian's libhiredis 0.14) to cut

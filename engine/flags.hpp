@@ -1,4 +1,4 @@
-// flags.hpp — the command line as one table: the server's rows, then each
+// engine/flags.hpp — the command line as one table: the server's rows, then each
 // app's, every row pointing at the variable it sets.
 //
 // A flag is "--name value" or "--name=value" (a switch takes no value).
