@@ -37,6 +37,77 @@
 
 // ---- Rules ----------------------------------------------------------------------------
 
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+// days_from_civil: count whole 400-year eras, then years within the era
+// starting in March, so the leap day falls at the end of the year).
+inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+// "2026-11-23T19:30:00+08:00", "2026-11-23T11:30Z", "…:00.5Z" → epoch ms.
+// Strict: a 'T', a time zone (Z or ±HH:MM), real dates only. A time
+// without a zone means different moments to the server and to each viewer.
+inline std::optional<int64_t> parse_iso8601(std::string_view s) {
+  auto num = [&](size_t at, size_t len, int64_t* out) {
+    if (at + len > s.size()) return false;
+    int64_t v = 0;
+    for (size_t i = at; i < at + len; i++) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  int64_t y, mo, d, h, mi, sec = 0, ms = 0;
+  if (!num(0, 4, &y) || s.size() < 16 || s[4] != '-' || !num(5, 2, &mo) || s[7] != '-' || !num(8, 2, &d) ||
+      s[10] != 'T' || !num(11, 2, &h) || s[13] != ':' || !num(14, 2, &mi))
+    return std::nullopt;
+  size_t at = 16;
+  if (at < s.size() && s[at] == ':') {
+    if (!num(at + 1, 2, &sec)) return std::nullopt;
+    at += 3;
+    if (at < s.size() && s[at] == '.') {  // fractions: milliseconds kept, the rest dropped
+      size_t digits = 0;
+      while (at + 1 + digits < s.size() && s[at + 1 + digits] >= '0' && s[at + 1 + digits] <= '9') {
+        if (digits < 3) ms = ms * 10 + (s[at + 1 + digits] - '0');
+        digits++;
+      }
+      if (digits == 0) return std::nullopt;
+      for (size_t k = digits; k < 3; k++) ms *= 10;
+      at += 1 + digits;
+    }
+  }
+  int64_t offset_min = 0;
+  if (at + 1 == s.size() && s[at] == 'Z') {
+    at++;
+  } else if (at + 6 == s.size() && (s[at] == '+' || s[at] == '-') && s[at + 3] == ':') {
+    int64_t oh, om;
+    if (!num(at + 1, 2, &oh) || !num(at + 4, 2, &om) || oh > 23 || om > 59) return std::nullopt;
+    offset_min = (s[at] == '+' ? 1 : -1) * (oh * 60 + om);
+    at += 6;
+  } else {
+    return std::nullopt;
+  }
+  static constexpr int64_t month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 || sec > 59)
+    return std::nullopt;
+  int64_t minutes = (days_from_civil(y, mo, d) * 24 + h) * 60 + mi - offset_min;
+  return (minutes * 60 + sec) * 1000 + ms;
+}
+
+// Epoch ms → "2026-11-23T11:30:00Z", the one form stored and sent.
+inline std::string iso_utc(int64_t epoch_ms) {
+  std::string full = iso_time(epoch_ms - (epoch_ms % 1000 + 1000) % 1000);
+  return full.substr(0, 19) + "Z";
+}
+
+
 struct Showtime {
   int64_t id = 0;
   std::string movie, hall;

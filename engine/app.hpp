@@ -1,7 +1,7 @@
-// engine/app.hpp — the app contract: what an app gives the server, and what its
-// handlers get and return.
+// engine/app.hpp — the app contract: what an app gives the server, and
+// what its handlers get and return.
 //
-// An app (one file in apps/) describes itself with an AppSpec: its flags,
+// An app (a file or a folder in apps/) describes itself with an AppSpec: its flags,
 // how it opens its storage, its streams (what a snapshot is and how often it
 // is pushed), its routes (a path, methods, a handler, whether the admin
 // token is needed), its metrics. The server (server.cpp) knows nothing more
@@ -19,15 +19,10 @@
 //     the connection waits, every other one goes on, and pipelined answers
 //     keep their order.
 //
-// Also here, because every app needs them: text checks (every string a
-// client sends is UTF-8 before it is echoed), a small JSON writer, and the
-// cookie and ETag readers.
+// What every app does with text (UTF-8 checks, a JSON writer, times) is in
+// text.hpp; the cookie, ETag and form readers in http_parse.hpp.
 #pragma once
-#include <sys/random.h>
-
 #include <cstdint>
-#include <cstdio>
-#include <ctime>
 #include <functional>
 #include <optional>
 #include <string>
@@ -38,156 +33,7 @@
 #include "flags.hpp"
 #include "redis.hpp"
 #include "store.hpp"
-
-// ---- Text and JSON --------------------------------------------------------------------
-
-// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates),
-// and, unless `controls` allows them, holds no control characters.
-inline bool valid_utf8(std::string_view s, bool controls = true) {
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > s.size() || (!controls && (c < 0x20 || c == 0x7f))) return false;
-    uint32_t cp = len == 1 ? c : c & (0x7f >> len);
-    for (size_t k = 1; k < len; k++) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;  // overlong, surrogate
-    i += len;
-  }
-  return true;
-}
-
-// True when `s` is well-formed UTF-8 with no control characters: text a
-// page shows (names, questions, options, movies).
-inline bool valid_text(std::string_view s) { return valid_utf8(s, false); }
-
-constexpr size_t MAX_USER_BYTES = 64;
-
-// An identity, from a form field or the uid cookie: 1 to 64 bytes of text.
-inline bool valid_user(std::string_view user) {
-  return !user.empty() && user.size() <= MAX_USER_BYTES && valid_text(user);
-}
-
-// Epoch milliseconds → "2026-11-22T02:31:45.617Z".
-inline std::string iso_time(int64_t epoch_ms) {
-  time_t secs = time_t(epoch_ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, sizeof buf - n, ".%03dZ", int(epoch_ms % 1000));
-  return buf;
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-// days_from_civil: count whole 400-year eras, then years within the era
-// starting in March, so the leap day falls at the end of the year).
-inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-// "2026-11-23T19:30:00+08:00", "2026-11-23T11:30Z", "…:00.5Z" → epoch ms.
-// Strict: a 'T', a time zone (Z or ±HH:MM), real dates only. A time
-// without a zone means different moments to the server and to each viewer.
-inline std::optional<int64_t> parse_iso8601(std::string_view s) {
-  auto num = [&](size_t at, size_t len, int64_t* out) {
-    if (at + len > s.size()) return false;
-    int64_t v = 0;
-    for (size_t i = at; i < at + len; i++) {
-      if (s[i] < '0' || s[i] > '9') return false;
-      v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-  };
-  int64_t y, mo, d, h, mi, sec = 0, ms = 0;
-  if (!num(0, 4, &y) || s.size() < 16 || s[4] != '-' || !num(5, 2, &mo) || s[7] != '-' || !num(8, 2, &d) ||
-      s[10] != 'T' || !num(11, 2, &h) || s[13] != ':' || !num(14, 2, &mi))
-    return std::nullopt;
-  size_t at = 16;
-  if (at < s.size() && s[at] == ':') {
-    if (!num(at + 1, 2, &sec)) return std::nullopt;
-    at += 3;
-    if (at < s.size() && s[at] == '.') {  // fractions: milliseconds kept, the rest dropped
-      size_t digits = 0;
-      while (at + 1 + digits < s.size() && s[at + 1 + digits] >= '0' && s[at + 1 + digits] <= '9') {
-        if (digits < 3) ms = ms * 10 + (s[at + 1 + digits] - '0');
-        digits++;
-      }
-      if (digits == 0) return std::nullopt;
-      for (size_t k = digits; k < 3; k++) ms *= 10;
-      at += 1 + digits;
-    }
-  }
-  int64_t offset_min = 0;
-  if (at + 1 == s.size() && s[at] == 'Z') {
-    at++;
-  } else if (at + 6 == s.size() && (s[at] == '+' || s[at] == '-') && s[at + 3] == ':') {
-    int64_t oh, om;
-    if (!num(at + 1, 2, &oh) || !num(at + 4, 2, &om) || oh > 23 || om > 59) return std::nullopt;
-    offset_min = (s[at] == '+' ? 1 : -1) * (oh * 60 + om);
-    at += 6;
-  } else {
-    return std::nullopt;
-  }
-  static constexpr int64_t month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 || sec > 59)
-    return std::nullopt;
-  int64_t minutes = (days_from_civil(y, mo, d) * 24 + h) * 60 + mi - offset_min;
-  return (minutes * 60 + sec) * 1000 + ms;
-}
-
-// Epoch ms → "2026-11-23T11:30:00Z", the one form stored and sent.
-inline std::string iso_utc(int64_t epoch_ms) {
-  std::string full = iso_time(epoch_ms - (epoch_ms % 1000 + 1000) % 1000);
-  return full.substr(0, 19) + "Z";
-}
-
-// `bytes` random bytes from the kernel as lowercase hex: identities and tokens.
-inline std::string random_hex(size_t bytes) {
-  unsigned char raw[32];
-  std::string hex;
-  if (bytes > sizeof raw || getrandom(raw, bytes, 0) != ssize_t(bytes)) return hex;
-  for (size_t i = 0; i < bytes; i++) {
-    hex.push_back("0123456789abcdef"[raw[i] >> 4]);
-    hex.push_back("0123456789abcdef"[raw[i] & 15]);
-  }
-  return hex;
-}
-
-// Appends `s` as a JSON string literal, quotes included.
-inline void json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(char(c));
-    } else if (c < 0x20) {
-      char esc[8];
-      snprintf(esc, sizeof esc, "\\u%04x", c);
-      out.append(esc);
-    } else {
-      out.push_back(char(c));
-    }
-  }
-  out.push_back('"');
-}
-
-// Appends a whole number in decimal.
-inline void json_number(std::string& out, int64_t v) {
-  char buf[24];
-  out.append(buf, size_t(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
-}
+#include "text.hpp"
 
 // ---- What a handler returns ------------------------------------------------------------
 
@@ -249,35 +95,6 @@ inline Answer store_refused(const Store& store) {
 }
 
 // ---- What a handler gets ---------------------------------------------------------------
-
-// True when an If-None-Match value ("*", or a list of possibly weak tags)
-// names `etag`. RFC 9110 13.1.2 compares weakly: W/"x" matches "x".
-inline bool http_etag_matches(std::string_view if_none_match, std::string_view etag) {
-  if (if_none_match == "*") return true;
-  while (!if_none_match.empty()) {
-    size_t comma = if_none_match.find(',');
-    std::string_view tag = if_none_match.substr(0, comma);
-    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
-    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.remove_suffix(1);
-    if (tag.starts_with("W/")) tag.remove_prefix(2);
-    if (tag == etag) return true;
-    if (comma == if_none_match.npos) break;
-    if_none_match.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
-// The value of cookie `name` in a Cookie header ("a=1; uid=f00"), or empty.
-inline std::string_view http_cookie(std::string_view header, std::string_view name) {
-  while (!header.empty()) {
-    size_t semi = header.find(';');
-    std::string_view pair = header.substr(0, semi);
-    header.remove_prefix(semi == header.npos ? header.size() : semi + 1);
-    while (pair.starts_with(' ')) pair.remove_prefix(1);
-    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') return pair.substr(name.size() + 1);
-  }
-  return {};
-}
 
 // A request as a handler sees it. The helpers that read the form return the
 // refusal to answer with when the form is broken, or nothing:
