@@ -23,21 +23,17 @@
 // is read (413). llhttp runs strict: Content-Length with Transfer-Encoding,
 // two Content-Lengths, bare LF line ends are all errors. We add what strict
 // llhttp 8.1 still lets through, as RFC 9112 asks:
-//   - a CR not followed by LF anywhere in the head (2.2): llhttp 8.1 takes
-//     "\r" plus any byte for a line end, so "X:\rTransfer-Encoding: chunked"
-//     hides a header and "\r\n\rZGET /evil" a second request;
-//   - a line starting with SP or HTAB, after an empty value too (obs-fold,
-//     5.2), and whitespace before a colon (5.1) or an empty field name;
-//   - two spaces in the request line, and a target with raw bytes >= 0x80,
-//     controls or TAB (3.2: UTF-8 must come percent-encoded);
+//   - the byte rules of the head: a CR without its LF, obs-fold, a field
+//     line with no name, two spaces in the request line, raw bytes in the
+//     target (HeadScan, in http_strict.hpp, before llhttp sees them);
+//   - whitespace before a colon (5.1);
 //   - more than one Host, in any version, and none in HTTP/1.1 (3.2);
 //   - Transfer-Encoding other than exactly "chunked" (6.1, 6.3): chunked
 //     not last is 400, another coding before it 501, any in HTTP/1.0 400;
 //   - HTTP/2 and later, and the HTTP/2 preface, get 505; Expect:
 //     100-continue counts only from HTTP/1.1 on (RFC 9110 10.1.1).
-// Most of these are checked byte by byte by HeadScan before llhttp sees
-// the bytes; the first offending byte wins, so an answer never depends on
-// where the reads happened to split the request.
+// The first offending byte wins, so an answer never depends on where the
+// reads happened to split the request.
 //
 // Left out on purpose: trailers (read and dropped), HTTP/2, Upgrade
 // (answered, then closed). Not enforced as RFC 9112 words it, because
@@ -48,13 +44,17 @@
 #pragma once
 #include <llhttp.h>
 
+#include "http_strict.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 struct HttpLimits {
@@ -86,6 +86,12 @@ struct HttpRequest {
 
 enum class HttpParse { NeedMore, Request, Continue, Error };
 
+inline bool http_iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);  // ASCII letters only; token characters elsewhere match exactly
+         });
+}
+
 class HttpParser {
  public:
   explicit HttpParser(const HttpLimits* limits = &default_limits) : limits_(limits) { reset(); }
@@ -107,50 +113,42 @@ class HttpParser {
     for (;;) {
       size_t slice = len - off;
       bool in_head = reading_head();  // the head, or the trailers after a chunked body: lines HeadScan checks
-      if (in_head) slice = std::min(slice, limits_->max_head_bytes - head_bytes_);
+      if (in_head) slice = std::min(slice, limits_->max_head_bytes - r_.head_bytes);
       // llhttp runs only over the bytes HeadScan let pass; if it finds
       // nothing wrong before the byte HeadScan refused, that byte's error stands.
-      size_t passed = in_head ? scan_.run(data + off, slice) : slice;
+      size_t passed = in_head ? r_.scan.run(data + off, slice) : slice;
       const char* chunk = data + off;
       llhttp_errno_t err = llhttp_execute(&p_, chunk, passed);
       size_t n = err == HPE_OK ? passed : size_t(llhttp_get_error_pos(&p_) - chunk);
       off += n;
-      if (in_head) head_bytes_ += n;
+      if (in_head) r_.head_bytes += n;
       *used = off;
       if (err == HPE_PAUSED) {  // we paused it: after the head, before trailers, or after a whole request
         llhttp_resume(&p_);
-        if (message_done_) return HttpParse::Request;
-        if (std::exchange(expect_continue_, false)) return HttpParse::Continue;
+        if (r_.message_done) return HttpParse::Request;
+        if (std::exchange(r_.expect_continue, false)) return HttpParse::Continue;
         continue;
       }
       if (err == HPE_PAUSED_UPGRADE) { *used = len; return HttpParse::NeedMore; }  // caller closes
       if (err == HPE_PAUSED_H2_UPGRADE) return fail(505, "HTTP/2 is not served; speak HTTP/1.1");
       if (err == HPE_INVALID_VERSION && p_.http_major >= 2) return fail(505, "only HTTP/1.0 and HTTP/1.1 are served");
       if (err != HPE_OK) return fail(status_ ? status_ : 400, reason_ ? reason_ : llhttp_get_error_reason(&p_));
-      if (passed < slice) return fail(400, scan_.reason);
-      if (reading_head() && head_bytes_ >= limits_->max_head_bytes) return fail(431, "request header block too large");
+      if (passed < slice) return fail(400, r_.scan.reason);
+      if (reading_head() && r_.head_bytes >= limits_->max_head_bytes) return fail(431, "request header block too large");
       if (off == len) return HttpParse::NeedMore;
     }
   }
 
-  const HttpRequest& request() const { return req_; }
+  const HttpRequest& request() const { return r_.req; }
   int error_status() const { return status_; }
   const char* error_reason() const { return reason_; }
-  bool mid_request() const { return started_; }  // part of a request has arrived
-  bool is_head() const { return head_; }  // the request read so far is a HEAD: its answer, even an error, has no body
+  bool mid_request() const { return r_.started; }  // part of a request has arrived
+  bool is_head() const { return r_.head; }  // the request read so far is a HEAD: its answer, even an error, has no body
 
   // Forgets the request just handled, keeping the buffer's capacity.
   void next() {
     buf_.clear();
-    req_ = HttpRequest{};
-    std::fill(std::begin(off_), std::end(off_), 0);
-    std::fill(std::begin(len_), std::end(len_), 0);
-    url_len_ = head_bytes_ = body_off_ = 0;
-    path_ = query_ = {0, 0};
-    name_len_ = 0;
-    field_ = -1;
-    started_ = headers_done_ = message_done_ = expect_continue_ = host_seen_ = te_seen_ = in_trailers_ = head_ = false;
-    scan_ = HeadScan{};
+    std::construct_at(&r_);  // a fresh one in place: no temporary to build and copy (Reading is trivially destructible)
   }
 
   // Frees the buffer: the connection will send no more requests (an SSE
@@ -161,108 +159,6 @@ class HttpParser {
   static inline const HttpLimits default_limits{};
 
  private:
-  // The byte-level rules of RFC 9112 that llhttp 8.1 does not enforce on
-  // the head (see the top of this file). run() goes over bytes as they
-  // arrive, keeping its place across reads, and returns how many pass.
-  struct HeadScan {
-    enum Part : uint8_t { REQUEST_LINE, FIELD_LINES, BODY } part = REQUEST_LINE;
-    bool line_start = true;  // the next byte begins a line
-    bool blank = false;      // this line is only a CR so far
-    bool after_cr = false;   // the last byte was CR: this one must be LF
-    bool after_sp = false;   // the last byte was SP (request line)
-    int spaces = 0;          // SPs seen in the request line
-    const char* reason = nullptr;
-
-    size_t run(const char* data, size_t n) {
-      for (size_t i = 0; i < n;) {
-        if (part == BODY) return n;  // the head has ended: the rest is not ours to check
-        const char* why = nullptr;
-        if (!after_cr && part == FIELD_LINES && !line_start) {
-          // Inside a field line only CR and LF matter: jump to the first.
-          const void* cr = memchr(data + i, '\r', n - i);
-          size_t end = cr ? size_t(static_cast<const char*>(cr) - data) : n;
-          if (const void* lf = memchr(data + i, '\n', end - i)) end = size_t(static_cast<const char*>(lf) - data);
-          i = end;
-        } else if (!after_cr && part == REQUEST_LINE) {
-          i = request_line(data, i, n, &why);  // up to its CR (or a refused byte)
-        }
-        if (i == n) return n;
-        if (why || (why = step(static_cast<unsigned char>(data[i])))) {
-          reason = why;
-          return i;
-        }
-        i++;
-      }
-      return n;
-    }
-    // The request line's bytes from data[i] up to a CR or LF (not taken):
-    // SPs never two together, and after the first a target of printable
-    // ASCII. Returns where it stopped; *why is set if at a refused byte.
-    size_t request_line(const char* data, size_t i, size_t n, const char** why) {
-      int sp = spaces;
-      bool prev_sp = after_sp;
-      size_t from = i;
-      for (; i < n; i++) {
-        unsigned char c = static_cast<unsigned char>(data[i]);
-        if (unsigned(c - 0x21) < 0x5e) {  // printable ASCII but SP: fine anywhere in the line
-          prev_sp = false;
-          continue;
-        }
-        if (c == ' ') {
-          if (prev_sp) {
-            *why = "two spaces in the request line";
-            break;
-          }
-          sp++;
-          prev_sp = true;
-          continue;
-        }
-        if (c == '\r' || c == '\n') break;
-        if (sp == 1) {
-          *why = "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)";
-          break;
-        }
-        prev_sp = false;  // elsewhere in the line, llhttp judges it
-      }
-      spaces = sp;
-      after_sp = prev_sp;
-      if (i > from) line_start = false;
-      return i;
-    }
-    // One byte that is not plain text: nullptr, or why it is refused.
-    const char* step(unsigned char c) {
-      if (after_cr) {
-        after_cr = false;
-        if (c != '\n') return "a CR not followed by LF";
-        end_line();
-        return nullptr;
-      }
-      if (c == '\n') return "a line must end with CRLF, not a bare LF";
-      if (c == '\r') {
-        after_cr = true;
-        blank = line_start;
-      } else if (part == REQUEST_LINE) {
-        if (c == ' ' && after_sp) return "two spaces in the request line";
-        if (c != ' ' && spaces == 1 && (c >= 0x80 || c < 0x21 || c == 0x7f))
-          return "the request target holds a control, TAB or raw non-ASCII byte (send UTF-8 percent-encoded)";
-        spaces += c == ' ';
-        after_sp = c == ' ';
-      } else if (line_start && (c == ' ' || c == '\t')) {
-        return "a header line starting with whitespace (obs-fold)";
-      } else if (line_start && c == ':') {
-        return "a header line with no name";
-      }
-      line_start = false;
-      return nullptr;
-    }
-    // A CRLF ended a line (`blank`: an empty one).
-    void end_line() {
-      if (part == REQUEST_LINE && !blank) part = FIELD_LINES;  // empty lines before a request are allowed (2.2)
-      else if (part == FIELD_LINES && blank) part = BODY;
-      line_start = true;
-    }
-  };
-
   HttpParse fail(int status, const char* reason) {
     status_ = status;
     reason_ = reason;
@@ -275,77 +171,27 @@ class HttpParser {
     return -1;  // llhttp turns this into an error and stops
   }
 
-  static int on_begin(llhttp_t* p) {
-    self(p).started_ = true;
-    return 0;
-  }
-  static int on_method_done(llhttp_t* p) {
-    self(p).head_ = p->method == HTTP_HEAD;
-    return 0;
-  }
-  static int on_url(llhttp_t* p, const char* at, size_t n) {
-    HttpParser& h = self(p);
-    h.url_len_ += n;
-    if (h.url_len_ > h.limits_->max_url_bytes) return h.refuse(414, "request URL too long");
-    h.buf_.append(at, n);
-    return 0;
-  }
-  static int on_field(llhttp_t* p, const char* at, size_t n) {
-    HttpParser& h = self(p);
-    for (size_t i = 0; i < n; i++)
-      if (at[i] == ' ' || at[i] == '\t') return h.refuse(400, "whitespace before a header's colon");
-    size_t keep = std::min(n, sizeof h.name_ - h.name_len_);
-    std::memcpy(h.name_ + h.name_len_, at, keep);
-    h.name_len_ += keep;
-    return 0;
-  }
+  static int on_begin(llhttp_t* p);
+  static int on_method_done(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t n);
+  static int on_field(llhttp_t* p, const char* at, size_t n);
   static int on_field_done(llhttp_t* p);
-  static int on_value(llhttp_t* p, const char* at, size_t n) {
-    HttpParser& h = self(p);
-    if (h.field_ < 0) return 0;
-    if (h.buf_.size() + n > h.limits_->max_head_bytes + h.limits_->max_url_bytes)
-      return h.refuse(431, "request header block too large");
-    h.buf_.append(at, n);
-    h.len_[h.field_] += uint32_t(n);
-    return 0;
-  }
-  static int on_value_done(llhttp_t* p) {
-    HttpParser& h = self(p);
-    if (h.field_ < 0) return 0;
-    while (h.len_[h.field_] > 0 && (h.buf_.back() == ' ' || h.buf_.back() == '\t')) {
-      h.buf_.pop_back();  // llhttp skips leading whitespace but keeps trailing
-      h.len_[h.field_]--;
-    }
-    return 0;
-  }
+  static int on_value(llhttp_t* p, const char* at, size_t n);
+  static int on_value_done(llhttp_t* p);
   static int on_headers_done(llhttp_t* p);
-  int transfer_coding_refusal(llhttp_t* p);
   int target_refusal();
-  static int on_body(llhttp_t* p, const char* at, size_t n) {
-    HttpParser& h = self(p);
-    if (h.buf_.size() - h.body_off_ + n > h.limits_->max_body_bytes)
-      return h.refuse(413, "request body too large");
-    h.buf_.append(at, n);
-    return 0;
-  }
+  int transfer_coding_refusal(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t n);
+  static int on_chunk_header(llhttp_t* p);
   static int on_message_done(llhttp_t* p);
-  // The last chunk (size 0): what follows up to the blank line are trailer
-  // fields, which HeadScan checks like the head's, within the same budget.
-  static int on_chunk_header(llhttp_t* p) {
-    if (p->content_length != 0) return 0;
-    HttpParser& h = self(p);
-    h.in_trailers_ = true;
-    h.scan_ = HeadScan{HeadScan::FIELD_LINES};
-    return HPE_PAUSED;
-  }
-  bool reading_head() const { return !headers_done_ || (in_trailers_ && !message_done_); }
+  bool reading_head() const { return !r_.headers_done || (r_.in_trailers && !r_.message_done); }
   // The request's views into buf_, from the offsets kept; again after buf_ grew.
   void point_views() {
     std::string_view all(buf_);
-    viewed_ = buf_.data();
-    req_.path = path_.second ? all.substr(path_.first, path_.second) : HTTP_ROOT;  // a path is never empty
-    req_.query = query_.second ? all.substr(query_.first, query_.second) : std::string_view();
-    for (int i = 0; i < FIELD_COUNT; i++) req_.fields[i] = all.substr(off_[i], len_[i]);
+    r_.viewed = buf_.data();
+    r_.req.path = r_.path.second ? all.substr(r_.path.first, r_.path.second) : HTTP_ROOT;  // a path is never empty
+    r_.req.query = r_.query.second ? all.substr(r_.query.first, r_.query.second) : std::string_view();
+    for (int i = 0; i < FIELD_COUNT; i++) r_.req.fields[i] = all.substr(r_.off[i], r_.len[i]);
   }
 
   static inline const llhttp_settings_t settings = [] {
@@ -365,53 +211,104 @@ class HttpParser {
     return s;
   }();
 
+  // What is known of the request being read; next() starts it over.
+  struct Reading {
+    HttpRequest req;
+    uint32_t off[FIELD_COUNT] = {}, len[FIELD_COUNT] = {};  // each captured field's value in buf_
+    size_t url_len = 0, head_bytes = 0, body_off = 0;
+    std::pair<size_t, size_t> path{}, query{};              // offset and length in buf_
+    const char* viewed = nullptr;                           // buf_.data() when req's views were made
+    HeadScan scan;                                          // the byte rules (http_strict.hpp)
+    char name[24] = {};                                     // the current header name; longer names are never ours
+    uint8_t name_len = 0;
+    int8_t field = -1;                                      // the HttpField the current value goes to, or -1
+    bool started = false, headers_done = false, message_done = false, expect_continue = false;
+    bool host_seen = false, te_seen = false, in_trailers = false, head = false;
+  };
+  static_assert(std::is_trivially_destructible_v<Reading>, "next() builds a new Reading over the old one");
+
   llhttp_t p_;
   const HttpLimits* limits_;
   std::string buf_;  // the URL, then the captured header values, then the body
-  uint32_t off_[FIELD_COUNT], len_[FIELD_COUNT];
-  size_t url_len_, head_bytes_, body_off_;
-  std::pair<size_t, size_t> path_, query_;  // offset and length in buf_
-  const char* viewed_ = nullptr;             // buf_.data() when the request's views were made
-  HeadScan scan_;
-  char name_[24];                // the current header name; longer names are never ours
-  uint8_t name_len_;
-  int8_t field_;                 // the HttpField the current value goes to, or -1
-  bool started_, headers_done_, message_done_, expect_continue_, host_seen_, te_seen_, in_trailers_, head_;
-  int status_ = 0;
+  Reading r_;
+  int status_ = 0;   // the error, once there is one: the parser is then dead
   const char* reason_ = nullptr;
-  HttpRequest req_;
 };
 
-inline bool http_iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);  // ASCII letters only; token characters elsewhere match exactly
-         });
+// ---- The callbacks, in the order llhttp calls them ----------------------------
+
+inline int HttpParser::on_begin(llhttp_t* p) {
+  self(p).r_.started = true;
+  return 0;
+}
+
+inline int HttpParser::on_method_done(llhttp_t* p) {
+  self(p).r_.head = p->method == HTTP_HEAD;
+  return 0;
+}
+
+inline int HttpParser::on_url(llhttp_t* p, const char* at, size_t n) {
+  HttpParser& h = self(p);
+  h.r_.url_len += n;
+  if (h.r_.url_len > h.limits_->max_url_bytes) return h.refuse(414, "request URL too long");
+  h.buf_.append(at, n);
+  return 0;
+}
+
+inline int HttpParser::on_field(llhttp_t* p, const char* at, size_t n) {
+  HttpParser& h = self(p);
+  for (size_t i = 0; i < n; i++)
+    if (at[i] == ' ' || at[i] == '\t') return h.refuse(400, "whitespace before a header's colon");
+  size_t keep = std::min(n, sizeof h.r_.name - h.r_.name_len);
+  std::memcpy(h.r_.name + h.r_.name_len, at, keep);
+  h.r_.name_len += keep;
+  return 0;
 }
 
 inline int HttpParser::on_field_done(llhttp_t* p) {
   static constexpr std::string_view names[FIELD_COUNT] = {"if-none-match", "last-event-id", "cookie",           "authorization",
                                                           "content-type",  "expect",        "transfer-encoding"};
   HttpParser& h = self(p);
-  std::string_view name(h.name_, h.name_len_);
-  h.name_len_ = 0;
-  h.field_ = -1;
+  std::string_view name(h.r_.name, h.r_.name_len);
+  h.r_.name_len = 0;
+  h.r_.field = -1;
   if (http_iequals(name, "host")) {
-    if (h.host_seen_) return h.refuse(400, "more than one Host header");
-    h.host_seen_ = true;
+    if (h.r_.host_seen) return h.refuse(400, "more than one Host header");
+    h.r_.host_seen = true;
   }
-  h.te_seen_ = h.te_seen_ || http_iequals(name, "transfer-encoding");  // llhttp flags no empty one
+  h.r_.te_seen = h.r_.te_seen || http_iequals(name, "transfer-encoding");  // llhttp flags no empty one
   for (int i = 0; i < FIELD_COUNT; i++) {
     if (!http_iequals(name, names[i])) continue;
-    h.field_ = int8_t(i);
-    if (h.len_[i] > 0) {  // a repeat: move the earlier value to the end, then ", "
+    h.r_.field = int8_t(i);
+    if (h.r_.len[i] > 0) {  // a repeat: move the earlier value to the end, then ", "
       std::string_view sep = i == COOKIE ? "; " : ", ";
       size_t start = h.buf_.size();
-      h.buf_.append(h.buf_, h.off_[i], h.len_[i]).append(sep);
-      h.off_[i] = uint32_t(start);
-      h.len_[i] += uint32_t(sep.size());
+      h.buf_.append(h.buf_, h.r_.off[i], h.r_.len[i]).append(sep);
+      h.r_.off[i] = uint32_t(start);
+      h.r_.len[i] += uint32_t(sep.size());
     } else {
-      h.off_[i] = uint32_t(h.buf_.size());
+      h.r_.off[i] = uint32_t(h.buf_.size());
     }
+  }
+  return 0;
+}
+
+inline int HttpParser::on_value(llhttp_t* p, const char* at, size_t n) {
+  HttpParser& h = self(p);
+  if (h.r_.field < 0) return 0;
+  if (h.buf_.size() + n > h.limits_->max_head_bytes + h.limits_->max_url_bytes)
+    return h.refuse(431, "request header block too large");
+  h.buf_.append(at, n);
+  h.r_.len[h.r_.field] += uint32_t(n);
+  return 0;
+}
+
+inline int HttpParser::on_value_done(llhttp_t* p) {
+  HttpParser& h = self(p);
+  if (h.r_.field < 0) return 0;
+  while (h.r_.len[h.r_.field] > 0 && (h.buf_.back() == ' ' || h.buf_.back() == '\t')) {
+    h.buf_.pop_back();  // llhttp skips leading whitespace but keeps trailing
+    h.r_.len[h.r_.field]--;
   }
   return 0;
 }
@@ -420,10 +317,10 @@ inline int HttpParser::on_field_done(llhttp_t* p) {
 // but its body, so the server can route it before the body arrives.
 inline int HttpParser::on_headers_done(llhttp_t* p) {
   HttpParser& h = self(p);
-  HttpRequest& r = h.req_;
-  h.headers_done_ = true;
+  HttpRequest& r = h.r_.req;
+  h.r_.headers_done = true;
   if (p->http_major != 1) return h.refuse(505, "only HTTP/1.0 and HTTP/1.1 are served");
-  if (p->http_minor == 1 && !h.host_seen_) return h.refuse(400, "HTTP/1.1 needs a Host header");
+  if (p->http_minor == 1 && !h.r_.host_seen) return h.refuse(400, "HTTP/1.1 needs a Host header");
   if (int status = h.transfer_coding_refusal(p)) return h.refuse(status, h.reason_);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h.limits_->max_body_bytes)
     return h.refuse(413, "request body too large");
@@ -433,9 +330,9 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
   r.http10 = p->http_minor == 0;
   r.keep_alive = llhttp_should_keep_alive(p);
   r.upgrade = p->upgrade;
-  h.body_off_ = h.buf_.size();
+  h.r_.body_off = h.buf_.size();
   bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  h.expect_continue_ = has_body && !r.http10 && http_iequals(r.fields[EXPECT], "100-continue");
+  h.r_.expect_continue = has_body && !r.http10 && http_iequals(r.fields[EXPECT], "100-continue");
   return HPE_PAUSED;  // lets feed() count the head's bytes exactly
 }
 
@@ -447,7 +344,7 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
 // path is that, never routed: the server answers CONNECT 501). Returns
 // 400 (and sets the reason) for anything else, or 0.
 inline int HttpParser::target_refusal() {
-  std::string_view url(buf_.data(), url_len_);
+  std::string_view url(buf_.data(), r_.url_len);
   auto bad = [this](const char* why) {
     reason_ = why;
     return 400;
@@ -458,12 +355,12 @@ inline int HttpParser::target_refusal() {
       bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
                        url.find_first_not_of("0123456789", colon + 1) == url.npos;
       if (!authority) return bad("CONNECT's target must be host:port");
-      path_ = {0, url.size()};
+      r_.path = {0, url.size()};
       return 0;
     }
     if (url == "*") {
       if (p_.method != HTTP_OPTIONS) return bad("the target '*' is for OPTIONS only");
-      path_ = {0, 1};
+      r_.path = {0, 1};
       return 0;
     }
     auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
@@ -474,22 +371,22 @@ inline int HttpParser::target_refusal() {
     if (!url.starts_with('/')) return bad("request target must start with '/'");
   }
   size_t q = std::min(url.find('?'), url.find('#'));
-  if (url.data() != HTTP_ROOT.data()) path_ = {size_t(url.data() - buf_.data()), std::min(q, url.size())};
-  if (q < url.size() && url[q] == '?') query_ = {path_.first + q + 1, url.substr(q + 1).find('#')};
+  if (url.data() != HTTP_ROOT.data()) r_.path = {size_t(url.data() - buf_.data()), std::min(q, url.size())};
+  if (q < url.size() && url[q] == '?') r_.query = {r_.path.first + q + 1, url.substr(q + 1).find('#')};
   return 0;
 }
 
 // RFC 9112 6: the only transfer coding served is chunked, alone, from
 // HTTP/1.1 on. Returns the status to refuse with (and sets the reason), or 0.
 inline int HttpParser::transfer_coding_refusal(llhttp_t* p) {
-  if (!(p->flags & F_TRANSFER_ENCODING) && !te_seen_) return 0;
+  if (!(p->flags & F_TRANSFER_ENCODING) && !r_.te_seen) return 0;
   auto refusal = [this](int status, const char* why) {
     reason_ = why;
     return status;
   };
   if (p->flags & F_CONTENT_LENGTH) return refusal(400, "Content-Length with Transfer-Encoding");
   if (p->http_minor == 0) return refusal(400, "Transfer-Encoding in an HTTP/1.0 request");  // 6.1: framing is faulty
-  std::string_view te(buf_.data() + off_[TRANSFER_ENCODING], len_[TRANSFER_ENCODING]);
+  std::string_view te(buf_.data() + r_.off[TRANSFER_ENCODING], r_.len[TRANSFER_ENCODING]);
   size_t comma = te.rfind(',');
   std::string_view last = comma == te.npos ? te : te.substr(comma + 1);
   while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
@@ -498,12 +395,30 @@ inline int HttpParser::transfer_coding_refusal(llhttp_t* p) {
   return 0;
 }
 
+inline int HttpParser::on_body(llhttp_t* p, const char* at, size_t n) {
+  HttpParser& h = self(p);
+  if (h.buf_.size() - h.r_.body_off + n > h.limits_->max_body_bytes)
+    return h.refuse(413, "request body too large");
+  h.buf_.append(at, n);
+  return 0;
+}
+
+// The last chunk (size 0): what follows up to the blank line are trailer
+// fields, which HeadScan checks like the head's, within the same budget.
+inline int HttpParser::on_chunk_header(llhttp_t* p) {
+  if (p->content_length != 0) return 0;
+  HttpParser& h = self(p);
+  h.r_.in_trailers = true;
+  h.r_.scan = HeadScan{HeadScan::FIELD_LINES};
+  return HPE_PAUSED;
+}
+
 inline int HttpParser::on_message_done(llhttp_t* p) {
   HttpParser& h = self(p);
-  if (h.buf_.data() != h.viewed_) h.point_views();  // the body's bytes moved the buffer
-  h.req_.body = std::string_view(h.buf_).substr(h.body_off_);
-  h.message_done_ = true;
-  h.expect_continue_ = false;
+  if (h.buf_.data() != h.r_.viewed) h.point_views();  // the body's bytes moved the buffer
+  h.r_.req.body = std::string_view(h.buf_).substr(h.r_.body_off);
+  h.r_.message_done = true;
+  h.r_.expect_continue = false;
   return HPE_PAUSED;  // one request at a time
 }
 

@@ -93,7 +93,7 @@ static AppSpec (*const APP_LIST[])() = {clock_app, redpacket_app, poll_app, cine
 
 // ---- Limits and state --------------------------------------------------------
 //
-// What a connection costs: one Conn slot (640 bytes with g++ 12 on x86-64, in a table
+// What a connection costs: one Conn slot (648 bytes with g++ 12 on x86-64, in a table
 // reserved at start and touched up to the highest fd in use; it never
 // moves), plus its output queue while the kernel refuses bytes, plus while
 // a request is arriving its URL, a few header values and the body (bounded
