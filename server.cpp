@@ -78,6 +78,7 @@
 #include "engine/redis.hpp"
 #include "engine/store.hpp"
 #include "http_parse.hpp"
+#include "out_queue.hpp"
 #include "sse.hpp"
 
 // The apps: the only lines that name them. An app is one file in apps/, one
@@ -134,55 +135,6 @@ struct Config {
   std::string redis;        // empty: no Redis, every app on the SQLite file
   int64_t redis_timeout_ms = 1000;
   bool reuse_port = false;
-};
-
-// A connection's output queue. Answers and events are appended to `bytes`;
-// write() takes from `sent` on; the front that has left is cut off lazily,
-// once it is both large and larger than what is still pending:
-//
-//   bytes:  [ sent ...........| pending ..................................... ]
-//           0               sent                   snapshots_at        size()
-//                                                  [ snapshots, none begun  ]
-//
-// From `snapshots_at` on, the queue holds SSE snapshots of which not a byte
-// has left. A snapshot is the whole state, so a newer one replaces them
-// instead of queueing behind: a slow subscriber gets the latest state, not
-// a backlog of old ones. Once a byte of them is written they are ordinary
-// pending bytes (npos: no replaceable snapshots).
-struct OutQueue {
-  std::string bytes;
-  size_t sent = 0;
-  size_t snapshots_at = std::string::npos;
-
-  size_t pending() const { return bytes.size() - sent; }
-  size_t pending_before_snapshots() const { return std::min(snapshots_at, bytes.size()) - sent; }
-  std::string_view unsent(size_t at_most) const { return std::string_view(bytes).substr(sent, at_most); }
-  void add(std::string_view b, bool snapshot) {
-    if (snapshot && snapshots_at == std::string::npos) snapshots_at = bytes.size();
-    bytes.append(b);
-  }
-  void replace_snapshots(std::string_view snapshot) {
-    if (snapshots_at != std::string::npos) bytes.resize(snapshots_at);
-    add(snapshot, true);
-  }
-  void written(size_t n) {
-    sent += n;
-    if (sent > snapshots_at) snapshots_at = std::string::npos;  // a snapshot began to leave
-  }
-  // After writing: cut the sent front, or empty the queue when all has left
-  // (freeing a buffer larger than `keep`, or any buffer when `free_all`).
-  void settle(size_t keep, bool free_all) {
-    if (pending() == 0) return clear(bytes.capacity() > keep || free_all);
-    if (sent < keep || sent <= pending()) return;
-    bytes.erase(0, sent);
-    if (snapshots_at != std::string::npos) snapshots_at -= sent;
-    sent = 0;
-  }
-  void clear(bool free_memory) {
-    free_memory ? std::string().swap(bytes) : bytes.clear();
-    sent = 0;
-    snapshots_at = std::string::npos;
-  }
 };
 
 enum class ConnState : uint8_t { Free, Http, Stream, Closing };
