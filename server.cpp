@@ -79,6 +79,7 @@
 #include "engine/store.hpp"
 #include "http_parse.hpp"
 #include "out_queue.hpp"
+#include "router.hpp"
 #include "sse.hpp"
 
 // The apps: the only lines that name them. An app is one file in apps/, one
@@ -175,20 +176,6 @@ struct DeadlineList {
   int64_t timeout_ms = 0;
 };
 
-// What one path answers: an entry per method (a page and a form post may
-// share a path, as a page and the form it posts to may). An entry runs an app's
-// handler, or subscribes to a stream.
-struct Route {
-  struct Entry {
-    llhttp_method_t method;
-    std::function<Answer(const Request&)> handler;  // empty for a stream
-    int app = -1;     // whose handler: its streams are due when the answer changed something
-    int stream = -1;  // a subscription to this stream
-    bool admin = false;
-  };
-  std::vector<Entry> entries;
-  std::string allow;  // the methods, as the Allow header lists them
-};
 
 // A stream: the SSE plumbing (sse.hpp) and the app's description of it.
 // Snapshots are rendered when a push is due, never for one subscriber: a
@@ -221,12 +208,6 @@ struct Metrics {
   double last_broadcast_seconds = 0;
 };
 
-// Routes are looked up by the request's path, a string_view into the
-// parser's buffer: a transparent hash finds it without building a string.
-struct PathHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 
 struct Server {
   Config cfg;
@@ -237,7 +218,7 @@ struct Server {
   int conns_over = 0;       // connections accepted past it, waiting to be told 503 and closed
   DeadlineList deadlines[DEADLINE_KINDS];
   std::vector<int> flush_list, close_list, resume_list;
-  std::unordered_map<std::string, Route, PathHash, std::equal_to<>> routes;
+  Router router;                     // the routes, and the admin token
   std::vector<Live> lives;
   Metrics metrics;
   Store store;
@@ -252,7 +233,6 @@ struct Server {
   };
   std::vector<Parked> parked, lock_waiting, unparking;
   SseIds event_ids;                      // every snapshot's id: unique for the life of the database
-  std::string admin_token;
   int64_t now_ms = 0;          // monotonic, read once per turn
   int64_t wall_ms = 0;         // epoch ms, read once per turn
   size_t freed_bytes = 0;      // buffers of closed connections freed since the last malloc_trim
@@ -521,46 +501,6 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
 
-// The route for `path`: its own, else the nearest folder above it that has
-// one ("/a/b/" answers for "/a/b/42" and "/a/b/42/book"; "/" itself is the
-// home page and answers for nothing under it). nullptr when there is none.
-static const Route* route_for(std::string_view path) {
-  auto it = srv.routes.find(path);
-  while (it == srv.routes.end() && path.size() > 1) {
-    path = path.substr(0, path.rfind('/', path.size() - 2) + 1);  // "/a/b/c" → "/a/b/" → "/a/" → "/"
-    if (path.size() > 1) it = srv.routes.find(path);
-  }
-  return it == srv.routes.end() ? nullptr : &it->second;
-}
-
-static const Route::Entry* route_entry(const Route& route, llhttp_method_t method) {
-  for (const Route::Entry& e : route.entries)
-    if (e.method == method) return &e;
-  return nullptr;
-}
-
-static bool is_stream_route(const Route& r) {
-  return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.stream >= 0; });
-}
-
-// Compares in time that depends only on the expected token's length, so
-// response timing does not reveal how much of a guess was right.
-static bool token_equal(std::string_view given, std::string_view expected) {
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); i++) diff |= uint8_t(expected[i] ^ (i < given.size() ? given[i] : 0));
-  return diff == 0;
-}
-
-// The admin token as "Authorization: Bearer <token>", or (admin_ok only)
-// as form field `token`.
-static bool bearer_ok(const HttpRequest& req) {
-  std::string_view auth = req.fields[AUTHORIZATION];
-  return auth.size() > 7 && http_iequals(auth.substr(0, 7), "bearer ") && token_equal(auth.substr(7), srv.admin_token);
-}
-static bool admin_ok(const HttpRequest& req) {
-  std::string token;
-  return bearer_ok(req) || (http_form_value(req.body, "token", &token) == FormLookup::Found && token_equal(token, srv.admin_token));
-}
 
 // The request's answer cannot be given yet (see Wait in engine/app.hpp). Nothing
 // is answered; the connection reads no further, so the requests its client
@@ -602,20 +542,20 @@ static const Route::Entry* admit(int fd, const HttpRequest& req, bool before_bod
   // A proxy's method: well-formed, but not ours (llhttp reads what follows
   // its head as a tunnel, so the connection ends with the answer).
   if (req.method == HTTP_CONNECT) return refuse(501, "CONNECT is not served: this server is no proxy");
-  const Route* route = route_for(req.path);
+  const Route* route = srv.router.find(req.path);
   if (!route) return refuse(404, "no such page");
   if (c.over_capacity) {
     // A browser's EventSource gives up for good on an error status but
     // retries a dropped connection, so a stream over capacity is just closed.
-    if (is_stream_route(*route) && !before_body) conn_close_later(fd);
+    if (Router::is_stream(*route) && !before_body) conn_close_later(fd);
     else respond_error(fd, 503, "server at its connection limit, try again shortly", "Retry-After: 1\r\n", req.method == HTTP_HEAD);
     return nullptr;
   }
-  const Route::Entry* entry = route_entry(*route, req.method);
+  const Route::Entry* entry = Router::entry(*route, req.method);
   if (!entry) return refuse(405, "method not allowed here", "Allow: " + route->allow + "\r\n");
-  if (entry->admin && before_body && !bearer_ok(req))
+  if (entry->admin && before_body && !srv.router.bearer_ok(req))
     return refuse(401, "admin token missing or wrong (with Expect: 100-continue, send it as Authorization: Bearer)", "WWW-Authenticate: Bearer\r\n");
-  if (entry->admin && !before_body && !admin_ok(req)) {
+  if (entry->admin && !before_body && !srv.router.admin_ok(req)) {
     respond_answer(fd, req, refusal(401, "admin token missing or wrong", "WWW-Authenticate: Bearer\r\n"));
     return nullptr;
   }
@@ -1375,25 +1315,10 @@ static Answer on_metrics() {
 
 // ---- Start-up --------------------------------------------------------------------
 
-// Routes `methods` ("GET, HEAD") of `path` to `entry`. A method the path
-// already answers keeps its first entry: the apps' routes are added before
-// the pages, so they win over a file of the same name.
-static void route_add(const std::string& path, std::string_view methods, Route::Entry entry) {
-  Route& route = srv.routes[path];
-  while (!methods.empty()) {
-    std::string_view name = methods.substr(0, methods.find(','));
-    methods.remove_prefix(std::min(methods.size(), name.size() + 2));
-    entry.method = name == "GET" ? HTTP_GET : name == "HEAD" ? HTTP_HEAD : name == "POST" ? HTTP_POST : name == "PATCH" ? HTTP_PATCH
-                 : name == "OPTIONS" ? HTTP_OPTIONS : HTTP_DELETE;
-    if (route_entry(route, entry.method)) continue;
-    route.entries.push_back(entry);
-    route.allow += (route.allow.empty() ? "" : ", ") + std::string(name);
-  }
-}
 
 static void setup_routes() {
   auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };
-  route_add("/healthz", "GET, HEAD", builtin([] {
+  srv.router.add("/healthz", "GET, HEAD", builtin([] {
     // "degraded": --redis is set and the connection is down, or an I/O
     // error at a commit stopped the database's writes; streams go on,
     // writes get 503.
@@ -1405,9 +1330,9 @@ static void setup_routes() {
     ok.prebuilt_head = ok.prebuilt.size() - (down ? 9 : 3);
     return ok;
   }));
-  route_add("/metrics", "GET, HEAD", builtin(on_metrics));
+  srv.router.add("/metrics", "GET, HEAD", builtin(on_metrics));
   // "OPTIONS *" (RFC 9112 3.2.4) asks what the server as a whole answers.
-  route_add(std::string(HTTP_ASTERISK), "OPTIONS", builtin([] {
+  srv.router.add(std::string(HTTP_ASTERISK), "OPTIONS", builtin([] {
     static constexpr std::string_view ALLOW = "Allow: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\n\r\n";
     Answer a;
     a.prebuilt = ALLOW;
@@ -1419,10 +1344,10 @@ static void setup_routes() {
       srv.lives.push_back({SseStream{}, s, int(app)});
       srv.lives.back().stream.name = s.name;
       srv.lives.back().stream.period_ms = *s.period_ms;
-      for (const char* path : s.paths) route_add(path, "GET", {HTTP_GET, {}, int(app), int(srv.lives.size()) - 1});
+      for (const char* path : s.paths) srv.router.add(path, "GET", {HTTP_GET, {}, int(app), int(srv.lives.size()) - 1});
     }
     if (!srv.apps[app].routes) continue;
-    for (RouteSpec& r : srv.apps[app].routes()) route_add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
+    for (RouteSpec& r : srv.apps[app].routes()) srv.router.add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
   }
 }
 
@@ -1482,8 +1407,8 @@ static void setup_store() {
   }
   srv.event_ids = srv.cfg.db_path == ":memory:" ? SseIds::from_clock(srv.wall_ms) : SseIds(uint64_t(run));
   srv.store.lock_wait_ms(0);  // from here on the loop runs: it never sleeps on another process's lock
-  srv.admin_token = srv.cfg.admin_token;
-  if (srv.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.admin_token = getenv("SSE_ADMIN_TOKEN");
+  srv.router.admin_token = srv.cfg.admin_token;
+  if (srv.router.admin_token.empty() && getenv("SSE_ADMIN_TOKEN")) srv.router.admin_token = getenv("SSE_ADMIN_TOKEN");
 }
 
 static void setup_listener() {
@@ -1637,9 +1562,9 @@ int main(int argc, char** argv) {
   setup_loop();
   setup_redis();
   printf("sse-server listening on http://%s:%d\n", srv.cfg.bind.c_str(), srv.cfg.port);
-  if (srv.admin_token.empty()) {
-    srv.admin_token = random_hex(16);  // printed here only, never logged
-    printf("admin token (set --admin-token or SSE_ADMIN_TOKEN to choose one): %s\n", srv.admin_token.c_str());
+  if (srv.router.admin_token.empty()) {
+    srv.router.admin_token = random_hex(16);  // printed here only, never logged
+    printf("admin token (set --admin-token or SSE_ADMIN_TOKEN to choose one): %s\n", srv.router.admin_token.c_str());
   }
   fflush(stdout);
   run();
