@@ -486,6 +486,22 @@ inline void http_respond(std::string& out, int status, std::string_view date_lin
   if (!head_only) out.append(body);
 }
 
+// A response made once, at start-up, to be sent as it is after the status
+// line, Date and Connection lines: its header lines, a blank line and the
+// body. HEAD sends it up to `head_len`, the end of the blank line.
+struct PrebuiltResponse {
+  std::string bytes;
+  size_t head_len = 0;
+};
+inline PrebuiltResponse http_prebuilt(std::string_view content_type, std::string_view body, std::string_view extra = {}) {
+  PrebuiltResponse r;
+  r.bytes.append("Content-Type: ").append(content_type).append("\r\nContent-Length: ").append(std::to_string(body.size()));
+  r.bytes.append("\r\n").append(extra).append("\r\n");
+  r.head_len = r.bytes.size();
+  r.bytes.append(body);
+  return r;
+}
+
 // ---- Header and form values -------------------------------------------------
 
 enum class FormLookup { Absent, Found, Malformed };

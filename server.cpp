@@ -562,6 +562,21 @@ static const Route::Entry* admit(int fd, const HttpRequest& req, bool before_bod
   return entry;
 }
 
+// The server's own answers. GET /healthz, the request everyone benchmarks
+// first: "ok", or "degraded" while --redis is set and its connection is
+// down, or after an I/O error at a commit stopped the database's writes
+// (streams go on, writes get 503). "OPTIONS *" (RFC 9112 3.2.4): what the
+// server as a whole answers. Each answer is made once.
+static Answer on_healthz() {
+  static const PrebuiltResponse ok = http_prebuilt("text/plain", "ok\n"), degraded = http_prebuilt("text/plain", "degraded\n");
+  bool down = (!srv.cfg.redis.empty() && !srv.redis.connected()) || srv.store.stopped();
+  return prebuilt_answer(down ? degraded : ok);
+}
+static Answer on_options() {
+  static const PrebuiltResponse allow = http_prebuilt("text/plain", "", "Allow: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\n");
+  return prebuilt_answer(allow);
+}
+
 // Admits the request and runs its handler. What the answer says decides
 // the rest: the request waits (park), or the answer is appended, waiting
 // on the turn's commit when it reports a change (then the app's streams
@@ -1204,7 +1219,13 @@ static void run() {
   }
 }
 
-// ---- /healthz and /metrics -----------------------------------------------------
+// =================================================================================
+// Appendix: what the loop does not need to be read. /metrics, start-up (the
+// routes, the connection table, the database, the listener, the loop's own
+// fds, Redis), the server's flags and main.
+// =================================================================================
+
+// ---- /metrics --------------------------------------------------------------------
 //
 // /metrics in Prometheus's text format, from one table: a name, a type, a
 // help line and how to read the value now — one sample, or one per stream
@@ -1318,27 +1339,9 @@ static Answer on_metrics() {
 
 static void setup_routes() {
   auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };
-  srv.router.add("/healthz", "GET, HEAD", builtin([] {
-    // "degraded": --redis is set and the connection is down, or an I/O
-    // error at a commit stopped the database's writes; streams go on,
-    // writes get 503.
-    static constexpr std::string_view OK = "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
-                                      DEGRADED = "Content-Type: text/plain\r\nContent-Length: 9\r\n\r\ndegraded\n";
-    bool down = (!srv.cfg.redis.empty() && !srv.redis.connected()) || srv.store.stopped();
-    Answer ok;
-    ok.prebuilt = down ? DEGRADED : OK;
-    ok.prebuilt_head = ok.prebuilt.size() - (down ? 9 : 3);
-    return ok;
-  }));
+  srv.router.add("/healthz", "GET, HEAD", builtin(on_healthz));
   srv.router.add("/metrics", "GET, HEAD", builtin(on_metrics));
-  // "OPTIONS *" (RFC 9112 3.2.4) asks what the server as a whole answers.
-  srv.router.add(std::string(HTTP_ASTERISK), "OPTIONS", builtin([] {
-    static constexpr std::string_view ALLOW = "Allow: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\n\r\n";
-    Answer a;
-    a.prebuilt = ALLOW;
-    a.prebuilt_head = ALLOW.size();
-    return a;
-  }));
+  srv.router.add(std::string(HTTP_ASTERISK), "OPTIONS", builtin(on_options));
   for (size_t app = 0; app < srv.apps.size(); app++) {
     for (const StreamSpec& s : srv.apps[app].streams) {
       srv.lives.push_back({SseStream{}, s, int(app)});

@@ -29,8 +29,7 @@ struct PagesApp {
 
   struct File {
     std::string name;
-    std::string response;  // header lines after Connection, a blank line, the body
-    size_t head_len = 0;   // response[0..head_len) is what HEAD sends
+    PrebuiltResponse response;
     std::string etag;
     bool is_page = false;  // HTML: hands out the uid cookie
   };
@@ -64,12 +63,8 @@ struct PagesApp {
       for (unsigned char ch : body) h = (h ^ ch) * 1099511628211ull;
       char etag[24];
       snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"", h);
-      File file{name, std::string("Content-Type: ") + content_type(name) + "\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\nETag: " + etag + "\r\nCache-Control: no-cache\r\n\r\n",
-                0, etag, name.ends_with(".html")};
-      file.head_len = file.response.size();
-      file.response += body;
-      files.push_back(std::move(file));
+      files.push_back({name, http_prebuilt(content_type(name), body, std::string("ETag: ") + etag + "\r\nCache-Control: no-cache\r\n"), etag,
+                       name.ends_with(".html")});
     }
     closedir(d);
     bool has_index = std::any_of(files.begin(), files.end(), [](const File& f) { return f.name == "index.html"; });
@@ -83,8 +78,7 @@ struct PagesApp {
       a.status = 304;
       a.extra = "ETag: " + f.etag + "\r\n";
     } else {
-      a.prebuilt = f.response;
-      a.prebuilt_head = f.head_len;
+      a = prebuilt_answer(f.response);
     }
     if (f.is_page && !valid_user(req.uid()))
       a.extra += "Set-Cookie: uid=" + random_hex(16) + "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n";

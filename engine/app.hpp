@@ -59,6 +59,14 @@ struct Answer {
   Wait wait = Wait::None;      // not the answer yet (see Wait)
 };
 
+// An answer made at start-up (http_prebuilt): sent without a copy but the write.
+inline Answer prebuilt_answer(const PrebuiltResponse& r) {
+  Answer a;
+  a.prebuilt = r.bytes;
+  a.prebuilt_head = r.head_len;
+  return a;
+}
+
 inline Answer json_answer(int status, std::string body, std::string extra = {}) {
   Answer a;
   a.status = status;
