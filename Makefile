@@ -23,8 +23,11 @@ REL_OPT      := -O2
 # _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
 HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp)
-TESTS        := $(wildcard test/*.cpp) $(wildcard test/*.hpp)
+TEST_SRCS    := $(wildcard test/*.cpp)
+TEST_HDRS    := $(wildcard test/*.hpp)
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
+test_o        = $(patsubst test/%.cpp,build/$(1)/test/%.o,$(TEST_SRCS))
+JOBS         ?= $(shell nproc)
 
 ifeq ($(SAN),1)
   TEST_SERVER := build/san/sse-server
@@ -46,11 +49,21 @@ sse-server: server.cpp $(HEADERS) $(call llhttp_o,rel)
 build/san/sse-server: server.cpp $(HEADERS) $(call llhttp_o,san)
 	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ server.cpp $(call llhttp_o,san) -lsqlite3 -lhiredis -pthread
 
-build/rel/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,rel)
-	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $(filter %.cpp,$^) $(call llhttp_o,rel) -lsqlite3 -lhiredis -pthread
+# The tests: one object per file, so they compile in parallel (make test
+# runs its sub-make with -j$(JOBS)); each depends on every header.
+build/rel/test/%.o: test/%.cpp $(TEST_HDRS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -O1 -g -c -o $@ $<
 
-build/san/run_tests: $(TESTS) $(HEADERS) $(call llhttp_o,san)
-	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $(filter %.cpp,$^) $(call llhttp_o,san) -lsqlite3 -lhiredis -pthread
+build/san/test/%.o: test/%.cpp $(TEST_HDRS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -c -o $@ $<
+
+build/rel/run_tests: $(call test_o,rel) $(call llhttp_o,rel)
+	$(CXX) $(CXXFLAGS) -O1 -g -o $@ $^ -lsqlite3 -lhiredis -pthread
+
+build/san/run_tests: $(call test_o,san) $(call llhttp_o,san)
+	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $^ -lsqlite3 -lhiredis -pthread
 
 # Preloaded into a test's redis-server whose clock must disagree with ours,
 # and into a test's server whose disk fails at a commit.
@@ -106,7 +119,7 @@ run: deps
 	./sse-server
 
 test: deps
-	$(MAKE) $(TEST_SERVER) $(TEST_BIN) build/clock_ahead.so build/fail_fsync.so
+	$(MAKE) -j$(JOBS) $(TEST_SERVER) $(TEST_BIN) build/clock_ahead.so build/fail_fsync.so
 	SSE_SERVER=./$(TEST_SERVER) ./$(TEST_BIN)
 
 # One sse-server per core on :8080 (SO_REUSEPORT), all in front of one
