@@ -95,9 +95,9 @@ static AppSpec (*const APP_LIST[])() = {clock_app, redpacket_app, poll_app, cine
 
 // ---- Limits and state --------------------------------------------------------
 //
-// What a connection costs: one Conn slot (648 bytes with g++ 12 on x86-64, in a table
-// reserved at start and touched up to the highest fd in use; it never
-// moves), plus its output queue while the kernel refuses bytes, plus while
+// What a connection costs: one Conn slot (648 bytes with g++ 12 on
+// x86-64, in a table reserved at start and touched up to the highest fd
+// in use; it never moves), plus its output queue while the kernel refuses bytes, plus while
 // a request is arriving its URL, a few header values and the body (bounded
 // by the HTTP limits). A subscriber holds no input buffer at all and no
 // output buffer while it keeps up; a closed connection holds only its slot.
@@ -176,7 +176,6 @@ struct DeadlineList {
   int64_t timeout_ms = 0;
 };
 
-
 // A stream: the SSE plumbing (sse.hpp) and the app's description of it.
 // Snapshots are rendered when a push is due, never for one subscriber: a
 // newcomer is sent the snapshot everyone has, and a change on its way
@@ -207,7 +206,6 @@ struct Metrics {
   uint64_t refused_past_table = 0;  // accepted on an fd past the connection table, closed at once
   double last_broadcast_seconds = 0;
 };
-
 
 struct Server {
   Config cfg;
@@ -501,11 +499,10 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
 
-
-// The request's answer cannot be given yet (see Wait in engine/app.hpp). Nothing
-// is answered; the connection reads no further, so the requests its client
-// sent after this one wait their turn and answers keep their order; and its
-// timeout stops: a request that arrived whole is never told 408 while it
+// The request's answer cannot be given yet (see Wait in engine/app.hpp).
+// Nothing is answered; the connection reads no further, so the requests its
+// client sent after this one wait their turn and answers keep their order;
+// and its timeout stops: a request that arrived whole is never told 408 while it
 // waits. Commit and Lock put it on a list that is handled again after each
 // commit (answer_parked), by ticket — the fd and its generation — so a
 // connection that closed meanwhile, or another one the kernel gave the
@@ -851,17 +848,17 @@ static void close_marked() {
 // ---- One turn: the commit ------------------------------------------------------
 
 // Rebuilds one connection's output after a failed commit: each reply in
-// `changes` (this connection's, in order) becomes a 503 saying `what`;
-// every other reply stands, so a pipelining client still gets one answer
-// per request, in order.
-static void replace_with_503(int fd, const Provisional* changes, size_t count, std::string_view what) {
+// `changes` (this connection's, in order) becomes a 503 saying `what`,
+// with `extra` headers; every other reply stands, so a pipelining client
+// still gets one answer per request, in order.
+static void replace_with_503(int fd, const Provisional* changes, size_t count, std::string_view what, std::string_view extra) {
   Conn& c = srv.conns[fd];
   std::string out;
   size_t at = c.out.sent;  // nothing of this turn's replies has been sent
   for (size_t i = 0; i < count; i++) {
     const Provisional& p = changes[i];
     out.append(c.out.bytes, at, p.begin - at);
-    http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json", what, "Retry-After: 1\r\n");
+    http_respond(out, 503, date_line(), p.keep_alive, p.http10, "application/json", what, extra);
     srv.metrics.requests_by_status[503]++;
     at = p.end;
   }
@@ -893,15 +890,19 @@ static void turn_commit() {
            unknown ? "; they may be stored all the same: no more writes until a restart" : "");
   for (auto it = srv.provisional.rbegin(); it != srv.provisional.rend(); ++it)
     if (it->undo) it->undo();
-  std::string what = unknown ? "{\"ok\":false,\"message\":\"the database had an I/O error while committing: the change may or may not have been made\"}\n"
-                             : "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n";
+  // After an unknown outcome the store takes no more writes: no Retry-After, a retry would only be refused.
+  std::string_view what = unknown ? "{\"ok\":false,\"message\":\"the database had an I/O error while committing: "
+                                    "the change may or may not have been made\"}\n"
+                                  : "{\"ok\":false,\"message\":\"the database cannot take writes right now; nothing was changed\"}\n";
+  std::string_view extra = unknown ? "" : "Retry-After: 1\r\n";
   // Each connection's replies, together and in order: one rebuild per connection.
   std::stable_sort(srv.provisional.begin(), srv.provisional.end(), [](const Provisional& a, const Provisional& b) { return a.fd < b.fd; });
   for (size_t i = 0, j; i < srv.provisional.size(); i = j) {
     for (j = i + 1; j < srv.provisional.size() && srv.provisional[j].fd == srv.provisional[i].fd; j++) {
     }
     ConnState state = srv.conns[srv.provisional[i].fd].state;  // a stream may follow the reply: it stays
-    if (state == ConnState::Http || state == ConnState::Stream) replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i, what);
+    if (state == ConnState::Http || state == ConnState::Stream)
+      replace_with_503(srv.provisional[i].fd, &srv.provisional[i], j - i, what, extra);
   }
   srv.provisional.clear();
 }
@@ -1019,8 +1020,8 @@ static void streams_push() {
 
 // ---- One turn: Redis (--redis) ---------------------------------------------------
 //
-// Two connections, both fds in our epoll like any other (engine/redis.hpp): one for
-// the apps' commands, one subscribed to "sse:changed", where every write
+// Two connections, both fds in our epoll like any other (engine/redis.hpp):
+// one for the apps' commands, one subscribed to "sse:changed", where every write
 // script publishes "<stream> <version>". Hearing of a version it does not
 // have marks the stream dirty: the usual push rules then read it once and
 // push it to this process's subscribers. Pub/sub may lose a message (on a
@@ -1335,7 +1336,6 @@ static Answer on_metrics() {
 }
 
 // ---- Start-up --------------------------------------------------------------------
-
 
 static void setup_routes() {
   auto builtin = [](Answer (*answer)()) { return Route::Entry{HTTP_GET, [answer](const Request&) { return answer(); }}; };

@@ -387,15 +387,17 @@ class CinemaStorage {
     if (!q || sqlite3_step(q.get()) != SQLITE_ROW) return schema_failed("reading the schema");
     bool rebuild = sqlite3_column_int(q.get(), 0) == 0;
     q.reset();
-    std::string sql = "BEGIN IMMEDIATE; CREATE TABLE showtimes_rebuilt " + std::string(SHOWTIMES_COLUMNS) + ";" + REBUILD_SHOWTIMES + "COMMIT;";
-    if (rebuild && !store_->exec(sql.c_str())) return schema_failed("rebuilding showtimes with AUTOINCREMENT ids");
+    if (rebuild) {
+      std::string sql = "BEGIN IMMEDIATE; CREATE TABLE showtimes_rebuilt " + std::string(SHOWTIMES_COLUMNS) + ";" + REBUILD_SHOWTIMES + "COMMIT;";
+      if (!store_->exec(sql.c_str())) return schema_failed("rebuilding showtimes with AUTOINCREMENT ids");
+    }
     q = store_->query("SELECT (SELECT coalesce(max(showtime), 0) FROM bookings), (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'showtimes')");
     if (!q || sqlite3_step(q.get()) != SQLITE_ROW) return schema_failed("reading the next showtime id");
     int64_t booked = sqlite3_column_int64(q.get(), 0), given = sqlite3_column_int64(q.get(), 1);
     q.reset();
     if (booked <= given) return true;
-    sql = "DELETE FROM sqlite_sequence WHERE name = 'showtimes'; INSERT INTO sqlite_sequence (name, seq) VALUES ('showtimes', " +
-          std::to_string(booked) + ")";
+    std::string sql = "DELETE FROM sqlite_sequence WHERE name = 'showtimes'; INSERT INTO sqlite_sequence (name, seq) VALUES ('showtimes', " +
+                      std::to_string(booked) + ")";
     return store_->exec(sql.c_str()) || schema_failed("keeping showtime ids past the bookings'");
   }
 

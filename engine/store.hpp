@@ -346,7 +346,7 @@ class Store {
     for (const auto& b : batches_) b->clear();
     if (ok && in_txn_) ok = finish(pending);
     else if (!ok) fail_turn();  // rolls back what is left of the transaction
-    in_txn_ = wrote_ = turn_failed_ = locked_elsewhere_ = false;
+    in_txn_ = wrote_ = turn_failed_ = locked_elsewhere_ = false;  // also what flush_batches found
     return ok;
   }
 

@@ -252,7 +252,7 @@ TEST_CASE("a full database: writes answer 503, nothing unstored is acknowledged,
   MESSAGE("full database: " << acked.size() << " grabs stored, then 503");
 }
 
-TEST_CASE("a database locked by another process: writes answer 503 until it is free, reads go on") {
+TEST_CASE("a database locked by another process for long: writes answer 503 once the wait is over, until it is free; reads go on") {
   TempDir dir;
   std::string db = dir.file("locked.db");
   ServerProcess srv({"--quiet", "--db", db});
@@ -517,6 +517,7 @@ TEST_CASE("--fsync: an I/O error at a commit is answered as what it is, and no w
     unsure = http_post(srv.port, "/redpacket/grab", "user=unsure");
     CHECK(unsure.status == 503);
     CHECK(unsure.body.find("may or may not have been made") != std::string::npos);
+    CHECK_FALSE(unsure.header("retry-after").has_value());  // writes have stopped: a retry would only be refused
     refused = http_post(srv.port, "/vote", "voter=refused&option=Auction");
     CHECK(refused.status == 503);
     CHECK(refused.body.find("writes are stopped until the server restarts; nothing was changed") != std::string::npos);
