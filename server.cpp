@@ -91,7 +91,7 @@
 #include "apps/pages.hpp"
 #include "apps/poll.hpp"
 #include "apps/redpacket.hpp"
-static AppSpec (*const APP_LIST[])() = {clock_app, redpacket_app, poll_app, cinema_app, pages_app};
+static App* const APP_LIST[] = {&clock_app(), &redpacket_app(), &poll_app(), &cinema_app(), &pages_app()};
 
 // ---- Limits and state --------------------------------------------------------
 //
@@ -209,7 +209,8 @@ struct Metrics {
 
 struct Server {
   Config cfg;
-  std::vector<AppSpec> apps;
+  std::vector<App*> apps;
+  std::vector<MetricSpec> app_metrics;  // every app's, asked once at start-up
   int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
   std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
   int conns_open = 0;       // connections served, at most --max-conns
@@ -879,8 +880,7 @@ static void replace_with_503(int fd, const Provisional* changes, size_t count, s
 // each app learns that what it holds is stored.
 static void turn_commit() {
   if (srv.store.commit()) {
-    for (const AppSpec& app : srv.apps)
-      if (app.committed) app.committed();
+    for (App* app : srv.apps) app->committed();
     srv.provisional.clear();
     return;
   }
@@ -1321,8 +1321,7 @@ static Answer on_metrics() {
       for (const Live& l : srv.lives) add("%s{stream=\"%s\"} %.15g\n", row.name, l.spec.name, row.per_stream(l));
   }
   const char* last = "";
-  for (const AppSpec& app : srv.apps)
-    for (const MetricSpec& m : app.metrics) {
+  for (const MetricSpec& m : srv.app_metrics) {
       if (strcmp(m.name, last) != 0) add("# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.type);
       last = m.name;
       m.labels ? add("%s{%s} %.15g\n", m.name, m.labels, m.value()) : add("%s %.15g\n", m.name, m.value());
@@ -1343,14 +1342,14 @@ static void setup_routes() {
   srv.router.add("/metrics", "GET, HEAD", builtin(on_metrics));
   srv.router.add(std::string(HTTP_ASTERISK), "OPTIONS", builtin(on_options));
   for (size_t app = 0; app < srv.apps.size(); app++) {
-    for (const StreamSpec& s : srv.apps[app].streams) {
+    for (const StreamSpec& s : srv.apps[app]->streams()) {
       srv.lives.push_back({SseStream{}, s, int(app)});
       srv.lives.back().stream.name = s.name;
-      srv.lives.back().stream.period_ms = *s.period_ms;
+      srv.lives.back().stream.period_ms = s.period_ms;
       for (const char* path : s.paths) srv.router.add(path, "GET", {HTTP_GET, {}, int(app), int(srv.lives.size()) - 1});
     }
-    if (!srv.apps[app].routes) continue;
-    for (RouteSpec& r : srv.apps[app].routes()) srv.router.add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
+    for (RouteSpec& r : srv.apps[app]->routes()) srv.router.add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
+    for (MetricSpec& m : srv.apps[app]->metrics()) srv.app_metrics.push_back(std::move(m));
   }
 }
 
@@ -1394,11 +1393,10 @@ static void setup_store() {
   int status = srv.store.open(srv.cfg.db_path, srv.cfg.fsync, srv.cfg.db_max_mb) ? 0 : 1;
   if (status) why = "cannot use database " + srv.cfg.db_path + ": " + srv.store.error();
   for (size_t i = 0; status == 0 && i < srv.apps.size(); i++) {
-    const AppSpec& app = srv.apps[i];
-    bool in_redis = !srv.cfg.redis.empty() && app.open_redis;
-    if (in_redis) status = app.open_redis(srv.redis, &why);
-    else if (app.open) status = app.open(srv.store, srv.wall_ms, &why);
-    if (status != 0) why = std::string(app.name) + ": " + why;
+    App* app = srv.apps[i];
+    bool in_redis = !srv.cfg.redis.empty() && app->has_redis_mode();
+    status = in_redis ? app->open_redis(srv.redis, &why) : app->open(srv.store, srv.wall_ms, &why);
+    if (status != 0) why = std::string(app->name()) + ": " + why;
   }
   int64_t run = 0;
   if (status == 0 && (!srv.store.start_run(srv.wall_ms, &run) || !srv.store.commit()))
@@ -1485,9 +1483,6 @@ static void setup_redis() {
     fprintf(stderr, "sse-server: %s\n", why.c_str());
     exit(2);
   }
-  for (const AppSpec& app : srv.apps)  // apps with state of their own (not the clock, not the pages)
-    if (!app.open_redis && app.open && !app.streams.empty())
-      log_line("redis: the %s app keeps its state in %s, not in Redis (not shared yet)", app.name, srv.cfg.db_path.c_str());
   for (Redis* r : {&srv.redis, &srv.redis_sub}) {
     r->timeout_ms = srv.cfg.redis_timeout_ms;
     r->clock_ms = &srv.now_ms;
@@ -1496,8 +1491,7 @@ static void setup_redis() {
   }
   srv.redis.on_connect = [] {
     log_line("redis: connected to %s", srv.cfg.redis.c_str());
-    for (const AppSpec& app : srv.apps)
-      if (app.redis_connected) app.redis_connected();
+    for (App* app : srv.apps) app->redis_connected();
     // Replies come in order: when this one comes, the apps' scripts are loaded. Then every stream is read afresh.
     srv.redis.command({"PING"}, [](const redisReply* r) { if (r) redis_streams_dirty(); });
   };
@@ -1533,15 +1527,15 @@ static std::vector<FlagGroup> flag_table() {
       {"--redis", FlagKind::Text, &c.redis, 0, 0, "host:port or unix socket of the Redis that keeps the apps' state (several processes share it)"},
       {"--redis-timeout", FlagKind::Seconds, &c.redis_timeout_ms, 0.001, 60, "seconds Redis has to answer a command before the connection is reset"},
       {"--reuse-port", FlagKind::Switch, &c.reuse_port, 0, 0, "SO_REUSEPORT: several processes share --port"}}}};
-  for (const AppSpec& app : srv.apps)
-    if (!app.flags.rows.empty()) groups.push_back(app.flags);
+  for (App* app : srv.apps)
+    if (FlagGroup g = app->flags(); !g.rows.empty()) groups.push_back(std::move(g));
   return groups;
 }
 
 // Describes the apps and reads the command line into the server's and the
 // apps' settings; --help and bad flags exit here.
 static void setup_apps(int argc, char** argv) {
-  for (AppSpec (*describe)() : APP_LIST) srv.apps.push_back(describe());
+  srv.apps.assign(std::begin(APP_LIST), std::end(APP_LIST));
   flags_parse(argc, argv, flag_table());
   app_log = [](const std::string& line) { log_line("%s", line.c_str()); };
   later_answer_hook = on_later_answer;

@@ -672,7 +672,8 @@ inline std::vector<Showtime> showtimes_from_reply(const redisReply* r, int* inva
 // SQLite mode) or runs one script (--redis, the section after these); both
 // make their answer with the same helpers, so a client cannot tell them apart.
 
-struct CinemaApp {
+class CinemaApp : public App {
+ public:
   int64_t reread_ms = 5000;  // flag
   CinemaStorage storage;
   Store* store = nullptr;
@@ -1027,7 +1028,7 @@ struct CinemaApp {
   }
 
   // On every connect: the scripts, then the sample schedule if Redis has none.
-  void redis_connected() {
+  void redis_connected() override {
     scripts.load(*redis);
     auto now = std::chrono::system_clock::now().time_since_epoch();
     std::vector<std::string> args = {"EVAL", CINEMA_ADD_LUA, "0", "first"};
@@ -1038,53 +1039,54 @@ struct CinemaApp {
 
   // ---- Descriptor ---------------------------------------------------------------------
 
-  int open(Store& s, int64_t wall_ms, std::string* why) {
+  int open(Store& s, int64_t wall_ms, std::string* why) override {
     store = &s;
     bool is_new = false;
     if (!storage.open(s, &is_new) || (is_new && (!seed(wall_ms) || !s.commit()))) return *why = storage.error(), 1;
     return 0;
   }
 
-  AppSpec spec() {
-    AppSpec app;
-    app.name = "cinema";
-    app.flags = {"the cinema board",
-                 {{"--schedule-interval", FlagKind::Seconds, &reread_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"}}};
-    app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
-    // Not repeated: a re-read that finds the board unchanged sends nothing.
-    app.streams = {{.paths = {"/events", "/cinema/events"},
-                    .name = "cinema",
-                    .period_ms = &reread_ms,
-                    .render = [this](int64_t wall_ms) { return render(wall_ms); },
-                    .repeat = false,  // a re-read that finds the board unchanged sends nothing
-                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
-    app.open_redis = [this](Redis& r, std::string*) {
-      redis = &r;
-      return 0;
-    };
-    app.redis_connected = [this] { redis_connected(); };
-    app.routes = [this] {
-      return std::vector<RouteSpec>{
-          {.path = "/cinema/showtimes", .methods = "GET, HEAD", .handler = [this](const Request& r) { return list(r); }},
-          {.path = "/cinema/showtimes", .methods = "POST", .handler = [this](const Request& r) { return add(r); }, .admin = true},
-          // A prefix: /{id} and /{id}/book.
-          {.path = "/cinema/showtimes/", .methods = "POST", .handler = [this](const Request& r) { return book(r); }},
-          {.path = "/cinema/showtimes/", .methods = "PATCH", .handler = [this](const Request& r) { return edit(r); }, .admin = true},
-          {.path = "/cinema/showtimes/", .methods = "DELETE", .handler = [this](const Request& r) { return erase(r); }, .admin = true},
-          {.path = "/cinema/bookings/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return mine(r); }}};
-    };
+  const char* name() const override { return "cinema"; }
+  FlagGroup flags() override {
+    return {"the cinema board",
+            {{"--schedule-interval", FlagKind::Seconds, &reread_ms, 0.001, 86400, "seconds between re-reads of the cinema schedule"}}};
+  }
+  std::vector<StreamSpec> streams() override {
+    return {{.paths = {"/events", "/cinema/events"},
+             .name = "cinema",
+             .period_ms = reread_ms,
+             .render = std::bind_front(&CinemaApp::render, this),
+             .repeat = false,  // a re-read that finds the board unchanged sends nothing
+             .fetch = std::bind_front(&CinemaApp::fetch, this)}};
+  }
+  bool has_redis_mode() const override { return true; }
+  int open_redis(Redis& r, std::string*) override {
+    redis = &r;
+    return 0;
+  }
+  std::vector<RouteSpec> routes() override {
+    return {{.path = "/cinema/showtimes", .methods = "GET, HEAD", .handler = std::bind_front(&CinemaApp::list, this)},
+            {.path = "/cinema/showtimes", .methods = "POST", .handler = std::bind_front(&CinemaApp::add, this), .admin = true},
+            // A prefix: /{id} and /{id}/book.
+            {.path = "/cinema/showtimes/", .methods = "POST", .handler = std::bind_front(&CinemaApp::book, this)},
+            {.path = "/cinema/showtimes/", .methods = "PATCH", .handler = std::bind_front(&CinemaApp::edit, this), .admin = true},
+            {.path = "/cinema/showtimes/", .methods = "DELETE", .handler = std::bind_front(&CinemaApp::erase, this), .admin = true},
+            {.path = "/cinema/bookings/me", .methods = "GET, HEAD", .handler = std::bind_front(&CinemaApp::mine, this)}};
+  }
+  std::vector<MetricSpec> metrics() override {
     const char* refused_help = "Bookings refused, by reason.";
-    app.metrics = {{"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table (or hashes in Redis) the last re-read left off the board.",
-                    [this] { return double(rows_invalid); }},
-                   {"sse_cinema_bookings_total", "counter", "Bookings made (seats taken and stored).", [this] { return double(booked); }}};
+    std::vector<MetricSpec> out = {
+        {"sse_showtime_rows_invalid", "gauge", "Rows of the showtimes table (or hashes in Redis) the last re-read left off the board.",
+         [this] { return double(rows_invalid); }},
+        {"sse_cinema_bookings_total", "counter", "Bookings made (seats taken and stored).", [this] { return double(booked); }}};
     for (auto [reason, label] : {std::pair{NO_SHOWTIME, "reason=\"no_showtime\""}, {STARTED, "reason=\"started\""},
                                  {PER_PERSON, "reason=\"per_person_limit\""}, {SOLD_OUT, "reason=\"seats\""}}) {
       Refused kind = reason;  // a copy to capture (clang 14 cannot capture a structured binding)
-      app.metrics.push_back({"sse_cinema_bookings_refused_total", "counter", refused_help, [this, kind] { return double(refused[kind]); }, label});
+      out.push_back({"sse_cinema_bookings_refused_total", "counter", refused_help, [this, kind] { return double(refused[kind]); }, label});
     }
-    return app;
+    return out;
   }
 };
 
 // The server's one instance (tests make their own).
-inline AppSpec cinema_app() { static CinemaApp app; return app.spec(); }
+inline App& cinema_app() { static CinemaApp app; return app; }

@@ -5,7 +5,8 @@
 #pragma once
 #include "../engine/app.hpp"
 
-struct ClockApp {
+class ClockApp : public App {
+ public:
   int64_t interval_ms = 3000;
 
   // {"time":"2026-11-22T02:31:45.617Z","epoch_ms":1795314705617}
@@ -15,19 +16,19 @@ struct ClockApp {
     return json + "}";
   }
 
-  AppSpec spec() {
-    AppSpec app;
-    app.name = "clock";
-    app.flags = {"the clock", {{"--clock-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between clock events on /sse"}}};
-    app.streams = {{.paths = {"/sse"},
-                    .name = "clock",
-                    .period_ms = &interval_ms,
-                    .render = render,
-                    .repeat = true,
-                    .is_time = true}};  // the state is the time itself: each newcomer gets it fresh
-    return app;
+  const char* name() const override { return "clock"; }
+  FlagGroup flags() override {
+    return {"the clock", {{"--clock-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between clock events on /sse"}}};
+  }
+  std::vector<StreamSpec> streams() override {
+    return {{.paths = {"/sse"},
+             .name = "clock",
+             .period_ms = interval_ms,
+             .render = render,
+             .repeat = true,
+             .is_time = true}};  // the state is the time itself: each newcomer gets it fresh
   }
 };
 
 // The server's one instance (tests make their own).
-inline AppSpec clock_app() { static ClockApp app; return app.spec(); }
+inline App& clock_app() { static ClockApp app; return app; }

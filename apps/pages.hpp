@@ -24,7 +24,8 @@
 
 #include "../engine/app.hpp"
 
-struct PagesApp {
+class PagesApp : public App {
+ public:
   std::string dir = "public";
 
   struct File {
@@ -47,7 +48,7 @@ struct PagesApp {
   }
 
   // Reads every regular file in `dir` into a ready response. 0, or 1 with *why.
-  int open(std::string* why) {
+  int open(Store&, int64_t, std::string* why) override {
     DIR* d = opendir(dir.c_str());
     if (!d) return *why = "cannot open the public directory " + dir + ": " + strerror(errno), 1;
     while (dirent* e = readdir(d)) {
@@ -85,7 +86,7 @@ struct PagesApp {
     return a;
   }
 
-  std::vector<RouteSpec> routes() {
+  std::vector<RouteSpec> routes() override {
     std::vector<RouteSpec> out;
     for (const File& f : files) {
       auto handler = [&f](const Request& req) { return serve(f, req); };
@@ -96,15 +97,9 @@ struct PagesApp {
     return out;
   }
 
-  AppSpec spec() {
-    AppSpec app;
-    app.name = "pages";
-    app.flags = {"pages", {{"--public", FlagKind::Text, &dir, 0, 0, "directory of pages, read once at start"}}};
-    app.open = [this](Store&, int64_t, std::string* why) { return open(why); };
-    app.routes = [this] { return routes(); };
-    return app;
-  }
+  const char* name() const override { return "pages"; }
+  FlagGroup flags() override { return {"pages", {{"--public", FlagKind::Text, &dir, 0, 0, "directory of pages, read once at start"}}}; }
 };
 
 // The server's one instance (tests make their own).
-inline AppSpec pages_app() { static PagesApp app; return app.spec(); }
+inline App& pages_app() { static PagesApp app; return app; }

@@ -412,7 +412,8 @@ inline Poll poll_from_reply(const redisReply* r, size_t id_at, std::string quest
 
 // ---- Routes ---------------------------------------------------------------------------
 
-struct PollApp {
+class PollApp : public App {
+ public:
   int64_t interval_ms = 5000;  // flags
   size_t max_voters = 1'000'000;
   std::string first_question = "Which live demo should we build next?";
@@ -559,7 +560,7 @@ struct PollApp {
   }
 
   // On every connect: the scripts, then the first poll if Redis has none.
-  void redis_connected() {
+  void redis_connected() override {
     scripts.load(*redis);
     std::string lines = options_to_lines(split_options(first_options));
     redis->command({"EVAL", POLL_NEW_LUA, "0", first_question, lines, "first"}, nullptr);
@@ -567,7 +568,7 @@ struct PollApp {
 
   // ---- Descriptor ---------------------------------------------------------------------
 
-  int open(Store& store, int64_t wall_ms, std::string* why) {
+  int open(Store& store, int64_t wall_ms, std::string* why) override {
     std::optional<Poll> loaded;
     if (!storage.open(store) || !storage.load(&loaded)) return *why = storage.error(), 1;
     if (loaded) {
@@ -580,42 +581,39 @@ struct PollApp {
     committed();
     return 0;
   }
-  void committed() {
+  void committed() override {
     stored_poll = poll.id;
     stored_ballots = poll.ballots.size();
   }
 
-  AppSpec spec() {
-    AppSpec app;
-    app.name = "poll";
-    app.flags = {"the poll", {
+  const char* name() const override { return "poll"; }
+  FlagGroup flags() override {
+    return {"the poll", {
         {"--vote-interval", FlagKind::Seconds, &interval_ms, 0.001, 86400, "seconds between tally pushes on /vote/result-sse"},
         {"--max-voters", FlagKind::Size, &max_voters, 1, 1e9, "voters one poll counts; past it a new voter gets 503"},  // ≤ 10^9: the version's 10 digits
         {"--poll-question", FlagKind::Text, &first_question, 0, 0, "question of the poll made on first start"},
         {"--poll-options", FlagKind::Text, &first_options, 0, 0, "its options, comma-separated"}}};
-    app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
-    app.streams = {{.paths = {"/vote/result-sse"},
-                    .name = "poll",
-                    .period_ms = &interval_ms,
-                    .render = [this](int64_t) { return poll_json(poll); },
-                    .repeat = true,
-                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
-    app.routes = [this] {
-      return std::vector<RouteSpec>{
-          {.path = "/vote", .methods = "POST", .handler = [this](const Request& r) { return vote(r); }},
-          {.path = "/vote/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return me(r); }},
-          {.path = "/vote/polls", .methods = "POST", .handler = [this](const Request& r) { return new_poll(r); }, .admin = true}};
-    };
-    app.committed = [this] { committed(); };
-    app.open_redis = [this](Redis& r, std::string* why) {
-      redis = &r;
-      if (auto no = poll_refusal(first_question, split_options(first_options))) return *why = "--poll-question/--poll-options: " + *no, 2;
-      return 0;
-    };
-    app.redis_connected = [this] { redis_connected(); };
-    return app;
+  }
+  std::vector<StreamSpec> streams() override {
+    return {{.paths = {"/vote/result-sse"},
+             .name = "poll",
+             .period_ms = interval_ms,
+             .render = [this](int64_t) { return poll_json(poll); },
+             .repeat = true,
+             .fetch = std::bind_front(&PollApp::fetch, this)}};
+  }
+  std::vector<RouteSpec> routes() override {
+    return {{.path = "/vote", .methods = "POST", .handler = std::bind_front(&PollApp::vote, this)},
+            {.path = "/vote/me", .methods = "GET, HEAD", .handler = std::bind_front(&PollApp::me, this)},
+            {.path = "/vote/polls", .methods = "POST", .handler = std::bind_front(&PollApp::new_poll, this), .admin = true}};
+  }
+  bool has_redis_mode() const override { return true; }
+  int open_redis(Redis& r, std::string* why) override {
+    redis = &r;
+    if (auto no = poll_refusal(first_question, split_options(first_options))) return *why = "--poll-question/--poll-options: " + *no, 2;
+    return 0;
   }
 };
 
 // The server's one instance (tests make their own).
-inline AppSpec poll_app() { static PollApp app; return app.spec(); }
+inline App& poll_app() { static PollApp app; return app; }

@@ -494,7 +494,8 @@ inline bool winner_from_text(std::string_view text, Winner* w) {
 
 // ---- Routes ---------------------------------------------------------------------------
 
-struct RedpacketApp {
+class RedpacketApp : public App {
+ public:
   int64_t first_total_cents = 10000, first_count = 100;  // the round a first start makes (flags)
   Round round;
   RedpacketStorage storage;
@@ -636,7 +637,7 @@ struct RedpacketApp {
   // Asking first spares every reconnect a split of up to a million packets;
   // two processes that both hear "none" both send it, and the script's
   // "first" makes only one of them a round.
-  void redis_connected() {
+  void redis_connected() override {
     scripts.load(*redis);
     redis->command({"EXISTS", "sse:redpacket:current"}, [this](const redisReply* r) {
       if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
@@ -646,7 +647,7 @@ struct RedpacketApp {
     });
   }
 
-  int open_redis(Redis& r, std::string* why) {
+  int open_redis(Redis& r, std::string* why) override {
     redis = &r;
     if (getrandom(&rng.state, sizeof rng.state, 0) != sizeof rng.state) return *why = "getrandom failed", 1;
     if (auto no = round_refusal(first_total_cents, first_count)) return *why = "--redpacket-total/--redpacket-count: " + *no, 2;
@@ -655,7 +656,7 @@ struct RedpacketApp {
 
   // ---- Descriptor ---------------------------------------------------------------------
 
-  int open(Store& store, int64_t wall_ms, std::string* why) {
+  int open(Store& store, int64_t wall_ms, std::string* why) override {
     if (getrandom(&rng.state, sizeof rng.state, 0) != sizeof rng.state) return *why = "getrandom failed", 1;
     std::optional<Round> loaded;
     if (!storage.open(store) || !storage.load(&loaded)) return *why = storage.error(), 1;
@@ -668,34 +669,29 @@ struct RedpacketApp {
     committed();
     return 0;
   }
-  void committed() { stored_round = round.id, stored_grants = round.grants.size(); }
+  void committed() override { stored_round = round.id, stored_grants = round.grants.size(); }
 
-  AppSpec spec() {
-    AppSpec app;
-    app.name = "redpacket";
-    app.flags = {"red packets", {
+  const char* name() const override { return "redpacket"; }
+  FlagGroup flags() override {
+    return {"red packets", {
         {"--redpacket-total", FlagKind::Int64, &first_total_cents, 1, 1e11, "cents in the round made on first start"},
         {"--redpacket-count", FlagKind::Int64, &first_count, 1, 1e6, "packets in the round made on first start"}}};
-    app.open = [this](Store& s, int64_t wall_ms, std::string* why) { return open(s, wall_ms, why); };
-    static const int64_t every_second = 1000;
-    app.streams = {{.paths = {"/redpacket/events"},
-                    .name = "redpacket",
-                    .period_ms = &every_second,
-                    .render = [this](int64_t) { return round_json(round); },
-                    .repeat = true,
-                    .fetch = [this](SnapshotDone done) { fetch(std::move(done)); }}};
-    app.routes = [this] {
-      return std::vector<RouteSpec>{
-          {.path = "/redpacket/grab", .methods = "POST", .handler = [this](const Request& r) { return grab(r); }},
-          {.path = "/redpacket/me", .methods = "GET, HEAD", .handler = [this](const Request& r) { return me(r); }},
-          {.path = "/redpacket/rounds", .methods = "POST", .handler = [this](const Request& r) { return new_round(r); }, .admin = true}};
-    };
-    app.committed = [this] { committed(); };
-    app.open_redis = [this](Redis& r, std::string* why) { return open_redis(r, why); };
-    app.redis_connected = [this] { redis_connected(); };
-    return app;
   }
+  std::vector<StreamSpec> streams() override {
+    return {{.paths = {"/redpacket/events"},
+             .name = "redpacket",
+             .period_ms = 1000,
+             .render = [this](int64_t) { return round_json(round); },
+             .repeat = true,
+             .fetch = std::bind_front(&RedpacketApp::fetch, this)}};
+  }
+  std::vector<RouteSpec> routes() override {
+    return {{.path = "/redpacket/grab", .methods = "POST", .handler = std::bind_front(&RedpacketApp::grab, this)},
+            {.path = "/redpacket/me", .methods = "GET, HEAD", .handler = std::bind_front(&RedpacketApp::me, this)},
+            {.path = "/redpacket/rounds", .methods = "POST", .handler = std::bind_front(&RedpacketApp::new_round, this), .admin = true}};
+  }
+  bool has_redis_mode() const override { return true; }
 };
 
 // The server's one instance (tests make their own).
-inline AppSpec redpacket_app() { static RedpacketApp app; return app.spec(); }
+inline App& redpacket_app() { static RedpacketApp app; return app; }

@@ -1,10 +1,10 @@
 // engine/app.hpp — the app contract: what an app gives the server, and
 // what its handlers get and return.
 //
-// An app (a file or a folder in apps/) describes itself with an AppSpec: its flags,
-// how it opens its storage, its streams (what a snapshot is and how often it
-// is pushed), its routes (a path, methods, a handler, whether the admin
-// token is needed), its metrics. The server (server.cpp) knows nothing more
+// An app (a file or a folder in apps/) is an App: its flags, how it opens
+// its storage, its streams (what a snapshot is and how often it is
+// pushed), its routes (a path, methods, a handler, whether the admin token
+// is needed), its metrics. The server (server.cpp) knows nothing more
 // of it. A handler gets a Request — the parsed request, the time of this
 // loop turn, helpers that read form fields and identities — and returns an
 // Answer: a status and a JSON body, plus what the loop must do around it:
@@ -178,7 +178,8 @@ struct Request {
 // ---- What an app gives the server --------------------------------------------------------
 //
 // Its streams, routes and metrics are declared by name (designated
-// initializers: {.path = "/vote", .methods = "POST", .handler = ...}).
+// initializers: {.path = "/vote", .methods = "POST", .handler =
+// std::bind_front(&PollApp::vote, this)}).
 
 // With --redis, a stream's state as read from Redis, under the version
 // Redis gave it (the event id: the same on every process).
@@ -191,7 +192,7 @@ using SnapshotDone = std::function<void(const Snapshot*)>;  // nullptr: it could
 struct StreamSpec {
   std::vector<const char*> paths;  // where it is subscribed to (GET)
   const char* name;                // in /metrics and the log
-  const int64_t* period_ms;        // a push this often even without a change (a flag: read once the flags are parsed)
+  int64_t period_ms;               // a push this often even without a change
   std::function<std::string(int64_t wall_ms)> render;  // the state now, as JSON
   bool repeat;                     // the periodic push resends an unchanged snapshot
   bool is_time = false;            // the state is the time: each newcomer gets it fresh
@@ -215,23 +216,34 @@ struct MetricSpec {
   const char* labels = nullptr;  // 'reason="seats"': one sample of several under one name (listed together)
 };
 
-struct AppSpec {
-  const char* name;
-  FlagGroup flags;  // its rows of the flag table; the targets are the app's own fields
-  // After the flags: makes its tables and statements and loads its state
-  // (on a first start, what the flags describe). 0, or the exit status with
-  // *why: 1 for the database, 2 for flags that describe nothing valid.
-  std::function<int(Store& store, int64_t wall_ms, std::string* why)> open;
-  std::vector<StreamSpec> streams;
-  std::function<std::vector<RouteSpec>()> routes;  // asked once, after open (a route may depend on what it found)
-  std::vector<MetricSpec> metrics;
-  std::function<void()> committed;  // after every turn whose commit succeeded (one that wrote nothing too)
-  // With --redis, instead of open: the app keeps its state in Redis. Called
-  // once at start-up, before the connection is made; redis_connected runs
-  // on every (re)connect, before any other command on it (load the
-  // scripts, make the first state if Redis has none).
-  std::function<int(Redis& redis, std::string* why)> open_redis;
-  std::function<void()> redis_connected;
+// An app: the server asks these, in this order, and nothing else. Every
+// hook has a default, so an app says only what it has (the clock: a name,
+// a flag, a stream).
+class App {
+ public:
+  virtual ~App() = default;
+  virtual const char* name() const = 0;
+  // Its rows of the flag table; the targets are the app's own fields.
+  virtual FlagGroup flags() { return {}; }
+  // After the flags, without --redis (or for an app with no Redis mode):
+  // makes its tables and statements and loads its state (on a first start,
+  // what the flags describe). 0, or the exit status with *why: 1 for the
+  // database, 2 for flags that describe nothing valid.
+  virtual int open(Store&, int64_t /*wall_ms*/, std::string* /*why*/) { return 0; }
+  // With --redis, instead of open, for an app that keeps its state there:
+  // called once at start-up, before the connection is made.
+  virtual bool has_redis_mode() const { return false; }
+  virtual int open_redis(Redis&, std::string* /*why*/) { return 0; }
+  // On every (re)connect to Redis, before any other command on it: load
+  // the scripts, make the first state if Redis has none.
+  virtual void redis_connected() {}
+  // Asked once, after open: a stream or route may depend on the flags and
+  // on what open found.
+  virtual std::vector<StreamSpec> streams() { return {}; }
+  virtual std::vector<RouteSpec> routes() { return {}; }
+  virtual std::vector<MetricSpec> metrics() { return {}; }
+  // After every turn whose commit succeeded (one that wrote nothing too).
+  virtual void committed() {}
 };
 
 // ---- With --redis: an answer from a script -------------------------------------------------
