@@ -18,11 +18,12 @@ CC  ?= gcc
 DEB_PACKAGES := g++ make node-llhttp doctest-dev libsqlite3-dev sqlite3 curl wrk strace libhiredis-dev redis-server
 LLHTTP_SRC   := /usr/share/llhttp
 LLHTTP_INC   := /usr/share/include/llhttp
-CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC)
+CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC) -Ibuild/lua
 REL_OPT      := -O2
 # _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
-HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp)
+LUA_INCS     := $(patsubst apps/%.lua,build/lua/%.lua.inc,$(wildcard apps/*/*.lua))
+HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp) $(wildcard apps/*/*.hpp) $(LUA_INCS)
 TEST_SRCS    := $(wildcard test/*.cpp)
 TEST_HDRS    := $(wildcard test/*.hpp)
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
@@ -64,6 +65,14 @@ build/rel/run_tests: $(call test_o,rel) $(call llhttp_o,rel)
 
 build/san/run_tests: $(call test_o,san) $(call llhttp_o,san)
 	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $^ -lsqlite3 -lhiredis -pthread
+
+# The apps' Redis scripts are .lua files (apps/<app>/*.lua); each becomes a
+# C++ raw string the app #includes (g++ 12 has no #embed). A script that
+# holds the raw string's end marker is refused.
+build/lua/%.lua.inc: apps/%.lua
+	@mkdir -p $(dir $@)
+	@if grep -qF ')lua"' $<; then echo "$<: a script may not contain )lua\"" >&2; exit 1; fi
+	{ echo 'R"lua('; cat $<; echo ')lua"'; } >$@
 
 # Preloaded into a test's redis-server whose clock must disagree with ours,
 # and into a test's server whose disk fails at a commit.
@@ -167,7 +176,7 @@ build/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	clang $(FUZZ_OPT) -fsanitize=fuzzer-no-link -I$(LLHTTP_INC) -c -o $@ $<
 
 build/fuzz/fuzz_request: test/fuzz/fuzz_request.cpp server.cpp $(HEADERS) $(call llhttp_o,fuzz)
-	clang++ -std=c++20 -Wall -Wextra $(FUZZ_OPT) -fsanitize=fuzzer -I$(LLHTTP_INC) -o $@ test/fuzz/fuzz_request.cpp \
+	clang++ -std=c++20 -Wall -Wextra $(FUZZ_OPT) -fsanitize=fuzzer -I$(LLHTTP_INC) -Ibuild/lua -o $@ test/fuzz/fuzz_request.cpp \
 	  $(call llhttp_o,fuzz) -lsqlite3 -lhiredis -pthread
 
 # Replays every input that ever crashed it (test/fuzz/regressions), then

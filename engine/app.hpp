@@ -193,7 +193,7 @@ struct StreamSpec {
   std::vector<const char*> paths;  // where it is subscribed to (GET)
   const char* name;                // in /metrics and the log
   int64_t period_ms;               // a push this often even without a change
-  std::function<std::string(int64_t wall_ms)> render;  // the state now, as JSON
+  std::function<std::string(int64_t wall_ms)> render = {};  // the state now, as JSON
   bool repeat;                     // the periodic push resends an unchanged snapshot
   bool is_time = false;            // the state is the time: each newcomer gets it fresh
   // With --redis, instead of render: asks Redis for the state and its

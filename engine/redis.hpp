@@ -294,6 +294,16 @@ inline int64_t reply_number(const redisReply* r, size_t i) {
   return e && e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
 }
 
+// Element `i` as a whole number, whether Redis sent it as an integer or as
+// text (a key's value comes as text: ids read with GET).
+inline int64_t reply_int(const redisReply* r, size_t i) {
+  std::string_view text = reply_text(r, i);
+  int64_t v = 0;
+  if (text.empty()) return reply_number(r, i);
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v;
+}
+
 // Element `i` as a stream's version, which scripts send as decimal text (1
 // to 19 digits: past 2^53 a Lua number is no longer exact); nothing if it
 // is not one.

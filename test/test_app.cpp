@@ -8,7 +8,7 @@
 
 #include "../apps/cinema.hpp"
 #include "../apps/poll.hpp"
-#include "../apps/redpacket.hpp"
+#include "../apps/redpacket/redpacket.hpp"
 #include "../engine/name_index.hpp"
 
 struct Named {

@@ -10,7 +10,7 @@
 #include <map>
 #include <set>
 
-#include "../apps/redpacket.hpp"
+#include "../apps/redpacket/redpacket.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -378,7 +378,7 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Answer bob = app.grab(req);
   REQUIRE(bob.undo);
   bob.undo();  // what a failed commit does
-  CHECK(app.round.remaining() == 2);
+  CHECK(dynamic_cast<RedpacketInSqlite&>(*app.mode).round.remaining() == 2);
   HttpRequest me;
   me.fields[COOKIE] = "theme=dark; uid=alice";
   CHECK(app.me(Request{me, 2000}).body.find("\"grabbed\":true,\"packet\":0,") != std::string::npos);

@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "../apps/poll.hpp"
-#include "../apps/redpacket.hpp"
+#include "../apps/redpacket/redpacket.hpp"
 #include "../engine/store.hpp"
 #include "harness.hpp"
 
