@@ -53,16 +53,11 @@
 // must not be compressed anyway), more than one thread serving connections
 // (one core serves tens of thousands of streams). The only other thread is
 // engine/store.hpp's WAL checkpointer, which never touches a connection.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -78,6 +73,7 @@
 #include "engine/redis.hpp"
 #include "engine/store.hpp"
 #include "http_parse.hpp"
+#include "net.hpp"
 #include "out_queue.hpp"
 #include "router.hpp"
 #include "sse.hpp"
@@ -246,12 +242,6 @@ struct Server {
 
 static Server srv;
 
-static int64_t clock_ms(clockid_t id) {
-  timespec ts;
-  clock_gettime(id, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
-
 static void refresh_date() {
   time_t t = time(nullptr);
   if (t == srv.date_sec) return;
@@ -279,17 +269,6 @@ static void log_line(const char* fmt, ...) {
   (void)!write(STDERR_FILENO, line, size_t(n) + 1);  // one write per line: lines never interleave
 }
 
-// "127.0.0.1:50312": a getpeername() and a string, so callers ask for it
-// only when a log line will really be written (not under --quiet).
-static std::string peer_name(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  char host[INET_ADDRSTRLEN] = "?";
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 && a.sin_family == AF_INET)
-    inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(a.sin_port));
-}
-
 // ---- One connection: accept ----------------------------------------------------
 //
 // From here to "close", one connection's life in the order it happens.
@@ -303,10 +282,7 @@ static void conn_set_interest(int fd) {
   if (!c.reading_paused && c.wait == Wait::None && !c.close_after_write) want |= EPOLLIN;
   if (c.out.pending() > 0) want |= EPOLLOUT;
   if (want == c.events) return;
-  epoll_event ev{};
-  ev.events = want;
-  ev.data.fd = fd;
-  epoll_ctl(srv.epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+  epoll_set(srv.epoll_fd, EPOLL_CTL_MOD, fd, want);
   c.events = want;
 }
 
@@ -364,19 +340,13 @@ static void conn_open(int fd) {
   c.stash.clear();
   c.stream = -1;
   c.events = EPOLLIN;
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = fd;
-  epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+  epoll_set(srv.epoll_fd, EPOLL_CTL_ADD, fd, EPOLLIN);
   deadline_set(fd, HEADER_DEADLINE);  // the first request must arrive in time too
   srv.metrics.accepted++;
 }
 
 static void accept_pause(bool pause) {
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = srv.listen_fd;
-  epoll_ctl(srv.epoll_fd, pause ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, srv.listen_fd, pause ? nullptr : &ev);
+  epoll_set(srv.epoll_fd, pause ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, srv.listen_fd, EPOLLIN);
   srv.accept_paused_until_ms = pause ? srv.now_ms + ACCEPT_RETRY_MS : -1;
 }
 
@@ -1043,10 +1013,7 @@ static void on_redis_message(const redisReply* r) {
 
 // Registers a Redis connection's socket with epoll, or changes or ends that.
 static void redis_watch(int fd, uint32_t before, uint32_t after) {
-  epoll_event ev{};
-  ev.events = after;
-  ev.data.fd = fd;
-  epoll_ctl(srv.epoll_fd, before == 0 ? EPOLL_CTL_ADD : after == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD, fd, after ? &ev : nullptr);
+  epoll_set(srv.epoll_fd, before == 0 ? EPOLL_CTL_ADD : after == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD, fd, after);
 }
 
 // Once a turn: what the turn's handlers asked of Redis goes out in one
@@ -1118,10 +1085,7 @@ static void timer_arm() {
   int64_t t = next_deadline_ms();
   if (srv.timer_armed_ms >= 0 && t >= srv.timer_armed_ms) return;
   srv.timer_armed_ms = t;
-  itimerspec its{};
-  its.it_value.tv_sec = t / 1000;
-  its.it_value.tv_nsec = (t % 1000) * 1'000'000;
-  timerfd_settime(srv.timer_fd, TFD_TIMER_ABSTIME, &its, nullptr);
+  timer_fire_at(srv.timer_fd, t);
 }
 
 static void on_timer() {
@@ -1142,7 +1106,7 @@ static void on_signal() {
   srv.stop_deadline_ms = srv.now_ms + STOP_GRACE_MS;
   // Out of epoll now; closed at the end of the turn (close_marked), so no
   // later event of this batch can meet its fd number reused or unknown.
-  if (srv.accept_paused_until_ms < 0) epoll_ctl(srv.epoll_fd, EPOLL_CTL_DEL, srv.listen_fd, nullptr);
+  if (srv.accept_paused_until_ms < 0) epoll_set(srv.epoll_fd, EPOLL_CTL_DEL, srv.listen_fd, 0);
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
@@ -1356,15 +1320,8 @@ static void setup_routes() {
 // Sizes the connection table from the fd limit, raising the soft limit to
 // the hard one (capped at FD_CEILING) first.
 static void setup_fd_table() {
-  rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) die("getrlimit");
-  rlim_t want = std::min<rlim_t>(rl.rlim_max, FD_CEILING);
-  if (rl.rlim_cur < want) {
-    rl.rlim_cur = want;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  int fds = int(std::min<rlim_t>(rl.rlim_cur, FD_CEILING));
+  int fds = fd_limit_raised(FD_CEILING);
+  if (fds < 0) die("getrlimit");
   if (fds <= FD_RESERVE + 8) {
     fprintf(stderr, "sse-server: the fd limit (%d) is too low\n", fds);
     exit(1);
@@ -1413,47 +1370,13 @@ static void setup_store() {
 }
 
 static void setup_listener() {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(srv.cfg.port));
-  if (inet_pton(AF_INET, srv.cfg.bind.c_str(), &addr.sin_addr) != 1) {
-    fprintf(stderr, "sse-server: --bind needs an IPv4 address, got '%s'\n", srv.cfg.bind.c_str());
-    exit(2);
+  std::string why;
+  bool bad_address = false;
+  srv.listen_fd = listen_tcp(srv.cfg.bind, &srv.cfg.port, srv.cfg.reuse_port, &why, &bad_address);
+  if (srv.listen_fd < 0) {
+    fprintf(stderr, "sse-server: %s\n", why.c_str());
+    exit(bad_address ? 2 : 1);
   }
-  srv.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (srv.listen_fd < 0) die("socket");
-  int one = 1;
-  setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old sockets linger in TIME_WAIT
-  // --reuse-port: several processes bind the same port, and the kernel
-  // spreads new connections over them (by a hash of the client's address).
-  if (srv.cfg.reuse_port) setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  // We always write a whole response at once, so Nagle's algorithm would only
-  // delay it; accepted sockets inherit this option from the listener.
-  setsockopt(srv.listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (bind(srv.listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    fprintf(stderr, "sse-server: cannot listen on %s:%d: %s\n", srv.cfg.bind.c_str(), srv.cfg.port, strerror(errno));
-    exit(1);
-  }
-  if (listen(srv.listen_fd, SOMAXCONN) != 0) die("listen");
-  socklen_t len = sizeof addr;
-  getsockname(srv.listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);  // --port 0: learn which one
-  srv.cfg.port = ntohs(addr.sin_port);
-}
-
-// SIGINT and SIGTERM: blocked from the start, then read from a signalfd
-// like any other event, so no handler runs in the middle of the loop. They
-// must be blocked before the store starts its checkpoint thread, which
-// inherits the mask: a thread that left them unblocked would take the
-// signal and die of it.
-static const sigset_t& stop_signals() {
-  static sigset_t mask = [] {
-    sigset_t m;
-    sigemptyset(&m);
-    sigaddset(&m, SIGINT);
-    sigaddset(&m, SIGTERM);
-    return m;
-  }();
-  return mask;
 }
 
 static void setup_loop() {
@@ -1461,12 +1384,7 @@ static void setup_loop() {
   srv.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   srv.signal_fd = signalfd(-1, &stop_signals(), SFD_NONBLOCK | SFD_CLOEXEC);
   if (srv.epoll_fd < 0 || srv.timer_fd < 0 || srv.signal_fd < 0) die("epoll, timerfd or signalfd");
-  for (int fd : {srv.listen_fd, srv.timer_fd, srv.signal_fd}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    epoll_ctl(srv.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-  }
+  for (int fd : {srv.listen_fd, srv.timer_fd, srv.signal_fd}) epoll_set(srv.epoll_fd, EPOLL_CTL_ADD, fd, EPOLLIN);
   srv.deadlines[HEADER_DEADLINE].timeout_ms = srv.cfg.header_timeout_ms;
   srv.deadlines[IDLE_DEADLINE].timeout_ms = srv.cfg.idle_timeout_ms;
   srv.now_ms = clock_ms(CLOCK_MONOTONIC);

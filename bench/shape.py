@@ -18,7 +18,10 @@ For a git revision (default: the working tree), prints:
     five longest by name). A function is a definition whose signature line
     ends with "{" and whose body closes with a "}" at the same indent; its
     length runs from the signature line to that brace, both included.
-    Lambdas and one-line functions are not counted.
+    Lambdas and one-line functions are not counted;
+  - forwarding lambdas: a lambda whose body only calls one function with
+    its own arguments (an App's hooks need none: std::bind_front names a
+    member function).
 
 Usage: bench/shape.py [REV]        e.g. bench/shape.py 20734f8
 """
@@ -51,6 +54,20 @@ def comment_ratio(lines):
 
 SIGNATURE = re.compile(r"^(\s*)(?!(?:if|for|while|switch|else|do|return|struct|class|enum|union|namespace|extern)\b)"
                        r"[A-Za-z_~][^;=]*\)\s*(?:const\s*)?(?:noexcept\s*)?(?:->\s*[^{]+)?\{\s*$")
+
+
+# A lambda whose whole body hands its arguments on to one named function:
+# [this](const Request& r) { return grab(r); }
+FORWARDING = re.compile(r"\[[^\]]*\]\s*\(([^)]*)\)\s*\{\s*(?:return\s+)?[\w.:>-]+\(([^()]*)\);\s*\}")
+
+
+def forwards(line):
+    m = FORWARDING.search(line)
+    if not m:
+        return False
+    params = [p.split()[-1].lstrip("&*") for p in m.group(1).split(",") if p.strip() and len(p.split()) > 1]
+    args = [a.strip() for a in m.group(2).split(",") if a.strip()]
+    return params == args and (params or "[this]" in line)
 
 
 def functions(name, lines):
@@ -88,8 +105,10 @@ def main():
     for app in sorted({n.split("/")[1] for n in files if n.count("/") == 2 and n.startswith("apps/")}):
         one_mode = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", "in_sqlite.hpp")]
         lua = [n for n in files if n.startswith(f"apps/{app}/") and n.endswith(".lua")]
+        in_redis = one_mode[:2] + [f"apps/{app}/in_redis.hpp"]
         print(f"app apps/{app}/ in the SQLite mode ({' + '.join(f.split('/')[-1] for f in one_mode)}): "
-              f"{sum(size(n) for n in one_mode)} lines; its Lua: {sum(size(n) for n in lua)} lines")
+              f"{sum(size(n) for n in one_mode)} lines; in the Redis mode (with in_redis.hpp instead): "
+              f"{sum(size(n) for n in in_redis)} lines, and its Lua: {sum(size(n) for n in lua)} lines")
     app_files = [n for n in files if n.startswith("apps/")]
     biggest = max(app_files, key=size)
     print(f"largest file in apps/: {biggest}, {size(biggest)} lines")
@@ -100,6 +119,8 @@ def main():
     print(f"functions: {len(fns)}, median {statistics.median(lens):g} lines, longest {max(lens)}")
     for n, sig in sorted(fns, reverse=True)[:5]:
         print(f"  {n:>4}  {sig}")
+    forwarding = [f"{n}:{i + 1}" for n, lines in files.items() for i, l in enumerate(lines) if forwards(l)]
+    print(f"forwarding lambdas: {len(forwarding)}" + (f" ({', '.join(forwarding[:5])})" if forwarding else ""))
 
 
 if __name__ == "__main__":

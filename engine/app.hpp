@@ -19,8 +19,8 @@
 //     the connection waits, every other one goes on, and pipelined answers
 //     keep their order.
 //
-// What every app does with text (UTF-8 checks, a JSON writer, times) is in
-// text.hpp; the cookie, ETag and form readers in http_parse.hpp.
+// What every app does with text (UTF-8 checks, a JSON writer, times, the
+// cookie and ETag values) is in text.hpp; the form reader in http_parse.hpp.
 #pragma once
 #include <cstdint>
 #include <functional>

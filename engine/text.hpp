@@ -1,7 +1,7 @@
 // engine/text.hpp — what every app does with text: checks that a string a
 // client sent is UTF-8 (and text a page can show) before it is echoed, a
 // small JSON writer (strings escaped, numbers without printf), times as
-// ISO 8601, and random identities.
+// ISO 8601, random identities, and the Cookie and If-None-Match values.
 //
 // Left out on purpose: a JSON parser (the server only writes JSON; what it
 // reads is form-encoded) and Unicode normalization (names are compared as
@@ -92,4 +92,35 @@ inline void json_string(std::string& out, std::string_view s) {
 inline void json_number(std::string& out, int64_t v) {
   char buf[24];
   out.append(buf, size_t(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
+}
+
+// ---- Header values a handler reads ------------------------------------------------
+
+// True when an If-None-Match value ("*", or a list of possibly weak tags)
+// names `etag`. RFC 9110 13.1.2 compares weakly: W/"x" matches "x".
+inline bool http_etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (if_none_match == "*") return true;
+  while (!if_none_match.empty()) {
+    size_t comma = if_none_match.find(',');
+    std::string_view tag = if_none_match.substr(0, comma);
+    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
+    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.remove_suffix(1);
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == etag) return true;
+    if (comma == if_none_match.npos) break;
+    if_none_match.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The value of cookie `name` in a Cookie header ("a=1; uid=f00"), or empty.
+inline std::string_view http_cookie(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    size_t semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    header.remove_prefix(semi == header.npos ? header.size() : semi + 1);
+    while (pair.starts_with(' ')) pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') return pair.substr(name.size() + 1);
+  }
+  return {};
 }
