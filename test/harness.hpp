@@ -537,3 +537,27 @@ inline std::vector<std::unique_ptr<Client>> send_in_one_turn(ServerProcess& srv,
   srv.resume();
   return clients;
 }
+
+// ---- Both storage modes ---------------------------------------------------------------
+
+// The same situations in both modes: starts one server on SQLite and one on
+// a Redis of its own, both with `args` (plus --quiet), waits with `ready`
+// until the Redis one can answer, runs `steps` (what clients do, one line
+// per thing they were told) against each, and checks that every line is
+// the same bytes. Returns the lines, for checks of what they say.
+inline std::vector<std::string> same_in_both_modes(std::vector<std::string> args, const std::function<void(int port)>& ready,
+                                                   const std::function<std::vector<std::string>(int port)>& steps) {
+  args.push_back("--quiet");
+  RedisProcess redis;
+  std::vector<std::string> in_redis = args;
+  in_redis.insert(in_redis.end(), {"--redis", redis.socket});
+  ServerProcess sqlite(args), shared(in_redis);
+  ready(shared.port);
+  std::vector<std::string> without = steps(sqlite.port), with = steps(shared.port);
+  REQUIRE(without.size() == with.size());
+  for (size_t i = 0; i < with.size(); i++) {
+    CAPTURE(i);
+    CHECK(with[i] == without[i]);
+  }
+  return with;
+}

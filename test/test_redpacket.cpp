@@ -482,13 +482,8 @@ TEST_CASE("with --redis: one turn's grabs go as one script call, each answered a
 
 TEST_CASE("with and without --redis, the same situations answer the same bytes") {
   // count = total: every packet is 1 cent, so both splits are the same.
-  std::vector<std::string> round = {"--redpacket-total", "3", "--redpacket-count", "3"};
-  std::vector<std::string> plain = {"--quiet", "--admin-token", TOKEN};
-  plain.insert(plain.end(), round.begin(), round.end());
-  RedisProcess redis;
-  ServerProcess sqlite(plain), shared(with_redis(redis, round));
-  wait_ready(shared.port);
-  auto steps = [](int port) {
+  std::vector<std::string> round = {"--admin-token", TOKEN, "--redpacket-total", "3", "--redpacket-count", "3"};
+  std::vector<std::string> with = same_in_both_modes(round, wait_ready, [](int port) {
     std::vector<std::string> said;
     auto note = [&](const Response& r) { said.push_back(std::to_string(r.status) + " " + r.body); };
     note(http_get(port, "/redpacket/me", "Cookie: uid=bob\r\n"));
@@ -510,13 +505,7 @@ TEST_CASE("with and without --redis, the same situations answer the same bytes")
     CHECK(sse_next(sub, round_2, 3000, &next));
     said.push_back(without_times(next.data));
     return said;
-  };
-  std::vector<std::string> without = steps(sqlite.port), with = steps(shared.port);
-  REQUIRE(without.size() == with.size());
-  for (size_t i = 0; i < with.size(); i++) {
-    CAPTURE(i);
-    CHECK(with[i] == without[i]);
-  }
+  });
   CHECK(with[5] == "410 {\"ok\":false,\"message\":\"all red packets have been taken\"}");
   CHECK(with[6] == "410 {\"ok\":false,\"message\":\"all red packets have been taken\"}");  // a uid, after the round emptied
 }
