@@ -85,7 +85,7 @@
 #include "apps/cinema.hpp"
 #include "apps/clock.hpp"
 #include "apps/pages.hpp"
-#include "apps/poll.hpp"
+#include "apps/poll/poll.hpp"
 #include "apps/redpacket/redpacket.hpp"
 static App* const APP_LIST[] = {&clock_app(), &redpacket_app(), &poll_app(), &cinema_app(), &pages_app()};
 

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "../apps/cinema.hpp"
-#include "../apps/poll.hpp"
+#include "../apps/poll/poll.hpp"
 #include "../apps/redpacket/redpacket.hpp"
 #include "../engine/name_index.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "../apps/poll.hpp"
+#include "../apps/poll/poll.hpp"
 #include "harness.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <numeric>
 
-#include "../apps/poll.hpp"
+#include "../apps/poll/poll.hpp"
 #include "../apps/redpacket/redpacket.hpp"
 #include "../engine/store.hpp"
 #include "harness.hpp"

@@ -1,0 +1,13 @@
+-- new_poll.lua: a new poll replaces the current one.
+--
+-- KEYS: none.
+-- ARGV: the question, the options (one per line), and "first" to make it
+-- only if there is no poll yet (every process starting up asks; only one
+-- makes it).
+-- Reply: {poll id}, or {0} when "first" found a poll.
+if ARGV[3] == 'first' and redis.call('EXISTS', 'sse:poll:current') == 1 then return {0} end
+local id = redis.call('INCR', 'sse:poll:ids')
+redis.call('HSET', 'sse:poll:' .. id, 'question', ARGV[1], 'options', ARGV[2])
+redis.call('SET', 'sse:poll:current', id)
+redis.call('PUBLISH', 'sse:changed', string.format('poll %d0000000000', id))
+return {id}

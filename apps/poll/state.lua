@@ -1,0 +1,17 @@
+-- state.lua: the stream's state (what /vote/result-sse shows).
+--
+-- KEYS, ARGV: none.
+-- Reply: {version (text), poll id, question, options (one per line),
+-- total, counts...}, the counts in option order; {0} when no poll has been
+-- made yet.
+local id = redis.call('GET', 'sse:poll:current')
+if not id then return {0} end
+local p = 'sse:poll:' .. id
+local q = redis.call('HMGET', p, 'question', 'options')
+local total = redis.call('HLEN', p .. ':voters')
+local out, fields = {string.format('%s%010d', id, total), id, q[1], q[2], total}, {}
+for _ in string.gmatch(q[2], '[^\n]+') do fields[#fields + 1] = #fields end
+if #fields > 0 then
+  for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do out[5 + i] = tonumber(c or '0') end
+end
+return out
