@@ -225,6 +225,42 @@ TEST_CASE("first start makes the poll the flags describe; refuses one they canno
   CHECK(std::string(buf, n).find("2 to 20 options") != std::string::npos);
 }
 
+TEST_CASE("with and without --redis, the same votes answer the same bytes") {
+  auto ready = [](int port) {
+    REQUIRE(wait_for([&] { return http_get(port, "/vote/me", "Cookie: uid=ready-check\r\n").status == 200; }, 5000));
+  };
+  std::vector<std::string> args = {"--admin-token", TOKEN, "--poll-question", "Best colour?", "--poll-options", "Red,Blue"};
+  std::vector<std::string> said = same_in_both_modes(args, ready, [](int port) {
+    std::vector<std::string> lines;
+    auto note = [&](const Response& r) { lines.push_back(std::to_string(r.status) + " " + r.body); };
+    for (const char* form : {"voter=alice&option=Red", "voter=alice&option=Blue", "voter=bob&option=Green", "voter=carol&option=Blue&poll=1",
+                             "voter=dave&option=Blue&poll=", "voter=erin&option=Blue&poll=01", "voter=erin&option=Blue&poll=x"})
+      note(http_post(port, "/vote", form));
+    note(http_get(port, "/vote/me", "Cookie: uid=alice\r\n"));
+    Client sub(port);
+    sub.send(get_request("/vote/result-sse"));
+    SseEvent first;
+    CHECK(sse_next(sub, [](const SseEvent& e) { return json_int(e.data, "total") == 2; }, 3000, &first));  // alice's and carol's
+    lines.push_back(first.data);
+    note(http_post(port, "/vote/polls", "question=Q&options=X,Y&token=" + TOKEN));
+    note(http_post(port, "/vote", "voter=gus&option=X&poll=1"));
+    note(http_post(port, "/vote", "voter=gus&option=X&poll=2"));
+    note(http_get(port, "/vote/me", "Cookie: uid=alice\r\n"));
+    return lines;
+  });
+  REQUIRE(said.size() == 13);
+  CHECK(said[1].starts_with("409 "));
+  CHECK(said[2].starts_with("400 "));
+  CHECK(said[3].starts_with("200 "));
+  for (size_t i : {4, 5, 6}) {  // a poll field that names no poll: refused alike, never counted in either mode
+    CAPTURE(i);
+    CHECK(said[i] == "400 {\"ok\":false,\"message\":\"'poll' must be the number of the poll the page shows\"}");
+  }
+  CHECK(option_count(said[8], "Blue") == 1);
+  CHECK(said[10].starts_with("410 "));
+  CHECK(said[11].starts_with("200 "));
+}
+
 TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket") {
   Store store;
   REQUIRE(store.open(":memory:", false));

@@ -73,6 +73,10 @@ class PollApp : public App {
     if (auto no = req.identity("voter", &f.voter)) return *no;
     if (auto no = req.form("option", &f.option, &f.has_option)) return *no;
     if (auto no = req.form("poll", &f.shown, &f.has_poll)) return *no;  // the poll the page shows
+    // A poll's number as both modes write it (no sign, no leading zero), so
+    // both compare it with the current poll's alike.
+    bool number = !f.shown.empty() && f.shown.size() <= 18 && f.shown[0] != '0' && f.shown.find_first_not_of("0123456789") == f.shown.npos;
+    if (f.has_poll && !number) return refusal(400, "'poll' must be the number of the poll the page shows");
     return mode->vote(req, f);
   }
 
