@@ -9,13 +9,13 @@
 
 // ---- The keys -------------------------------------------------------------------------
 //
-// Keys: sse:poll:current (the poll's id), sse:poll:<id> (a hash: question,
-// options one per line), sse:poll:<id>:voters (voter → option index),
-// sse:poll:<id>:counts (option index → votes). Each write is one Lua
-// script, so it decides and applies atomically however many processes send
-// votes; it publishes "poll <version>" on sse:changed. Shortcut: the scripts
-// name keys they build themselves, as a single Redis allows (a Redis Cluster
-// would not).
+// Keys: sse:poll:current (the poll's id), sse:poll:ids (the last id
+// given), sse:poll:<id> (a hash: question, options one per line),
+// sse:poll:<id>:voters (voter → option index), sse:poll:<id>:counts
+// (option index → votes). Each write is one Lua script, so it decides and
+// applies atomically however many processes send votes; it publishes
+// "poll <version>" on sse:changed. Shortcut: the scripts name keys they
+// build themselves, as a single Redis allows (a Redis Cluster would not).
 //
 // The stream's version (the event id on every process) is not stored: it is
 // the poll's id followed by its voters in 10 digits (--max-voters is at most
