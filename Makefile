@@ -24,7 +24,7 @@ REL_OPT      := -O2
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
 LUA_INCS     := $(patsubst apps/%.lua,build/lua/%.lua.inc,$(wildcard apps/*/*.lua))
 HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp) $(wildcard apps/*/*.hpp) $(LUA_INCS)
-TEST_SRCS    := $(wildcard test/*.cpp)
+TEST_SRCS    := $(wildcard test/*.cpp test/loop/*.cpp test/engine/*.cpp test/apps/*.cpp)
 TEST_HDRS    := $(wildcard test/*.hpp)
 llhttp_o      = $(patsubst %,build/$(1)/llhttp/%.o,api http llhttp)
 test_o        = $(patsubst test/%.cpp,build/$(1)/test/%.o,$(TEST_SRCS))

@@ -14,7 +14,7 @@
 #include <set>
 #include <thread>
 
-#include "harness.hpp"
+#include "../harness.hpp"
 
 namespace {
 

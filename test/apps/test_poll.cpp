@@ -4,8 +4,8 @@
 
 #include <map>
 
-#include "../apps/poll/poll.hpp"
-#include "harness.hpp"
+#include "../../apps/poll/poll.hpp"
+#include "../harness.hpp"
 
 namespace {
 

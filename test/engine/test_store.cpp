@@ -6,10 +6,10 @@
 #include <fstream>
 #include <numeric>
 
-#include "../apps/poll/poll.hpp"
-#include "../apps/redpacket/redpacket.hpp"
-#include "../engine/store.hpp"
-#include "harness.hpp"
+#include "../../apps/poll/poll.hpp"
+#include "../../apps/redpacket/redpacket.hpp"
+#include "../../engine/store.hpp"
+#include "../harness.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // slow subscriber is left with.
 #include <doctest/doctest.h>
 
-#include "../out_queue.hpp"
+#include "../../out_queue.hpp"
 
 TEST_SUITE("out_queue") {
 

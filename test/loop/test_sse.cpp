@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "../sse.hpp"
+#include "../../sse.hpp"
 
 namespace {
 std::string event(std::string_view id, std::string_view name, std::string_view data) {

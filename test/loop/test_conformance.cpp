@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "harness.hpp"
-#include "parse_feed.hpp"
+#include "../harness.hpp"
+#include "../parse_feed.hpp"
 
 namespace {
 

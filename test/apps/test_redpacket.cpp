@@ -10,8 +10,8 @@
 #include <map>
 #include <set>
 
-#include "../apps/redpacket/redpacket.hpp"
-#include "harness.hpp"
+#include "../../apps/redpacket/redpacket.hpp"
+#include "../harness.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // and the admin token's two forms.
 #include <doctest/doctest.h>
 
-#include "../router.hpp"
+#include "../../router.hpp"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "parse_feed.hpp"
+#include "../parse_feed.hpp"
 
 TEST_CASE("a simple GET, whole and split at every byte") {
   Outcome o = feed_every_way("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -10,7 +10,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-#include "harness.hpp"
+#include "../harness.hpp"
 
 namespace {
 

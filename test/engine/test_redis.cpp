@@ -12,7 +12,7 @@
 #include <memory>
 #include <set>
 
-#include "harness.hpp"
+#include "../harness.hpp"
 
 namespace {
 
