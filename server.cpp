@@ -82,7 +82,7 @@
 // entry here and one page in public/. Their flags are listed in this order,
 // their routes added in this order (the pages last, so an app's path wins
 // over a file of the same name).
-#include "apps/cinema.hpp"
+#include "apps/cinema/cinema.hpp"
 #include "apps/clock.hpp"
 #include "apps/pages.hpp"
 #include "apps/poll/poll.hpp"

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <set>
 
-#include "../apps/cinema.hpp"
+#include "../apps/cinema/cinema.hpp"
 #include "../apps/poll/poll.hpp"
 #include "../apps/redpacket/redpacket.hpp"
 #include "../engine/name_index.hpp"

@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "../apps/cinema.hpp"
+#include "../apps/cinema/cinema.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -362,10 +362,10 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Answer made = app.add(req);
   CHECK(made.status == 201);
   CHECK(made.changed);
-  CHECK(app.list(req).wait == Wait::Commit);  // a read now would see the uncommitted row
+  CHECK(app.mode->list(req).wait == Wait::Commit);  // a read now would see the uncommitted row
   REQUIRE(store.commit());
   long long id = json_int(made.body, "id");
-  CHECK(app.list(req).body.find("\"movie\":\"M\"") != std::string::npos);
+  CHECK(app.mode->list(req).body.find("\"movie\":\"M\"") != std::string::npos);
   std::string path = "/cinema/showtimes/000" + std::to_string(id);
   http.path = path;
   CHECK(app.erase(req).body == "{\"ok\":true,\"deleted\":" + std::to_string(id) + "}");
@@ -738,9 +738,9 @@ TEST_CASE("booking alone: a fabricated request, a :memory: store, no socket") {
   Answer second = app.book(req);
   CHECK(second.status == 409);
   CHECK(json_int(second.body, "seats_left") == 1);
-  CHECK(app.booked == 1);
+  CHECK(app.counts.booked == 1);
   first.undo();
-  CHECK(app.booked == 0);
+  CHECK(app.counts.booked == 0);
 }
 
 
