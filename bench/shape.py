@@ -10,7 +10,8 @@ For a git revision (default: the working tree), prints:
   - the loop reader's path: server.cpp up to the Appendix, then
     http_parse.hpp, sse.hpp, out_queue.hpp and router.hpp (those there are);
   - each app: a file in apps/, or a folder apps/<app>/, where one app in
-    one mode is <app>.hpp + rules.hpp + in_sqlite.hpp, and its Lua apart;
+    one mode is <app>.hpp + rules.hpp + in_sqlite.hpp (or in_redis.hpp)
+    with the folder's files they include, and its Lua apart;
     and the largest file in apps/;
   - the shared engine: engine/*.hpp (before the engine/ folder: every
     top-level .hpp but the loop's), together and its largest file;
@@ -43,6 +44,20 @@ def files_at(rev):
         read = lambda n: open(n, encoding="utf-8").read()
     keep = [n for n in names if re.fullmatch(r"[^/]+\.(cpp|hpp)|(engine|apps)/[^/]+\.hpp|apps/[^/]+/[^/]+\.(hpp|lua)", n)]
     return {n: read(n).split("\n") for n in sorted(keep)}
+
+
+def mode_files(files, app, mode):
+    """<app>.hpp, rules.hpp and one mode's file, with every file of the
+    folder those include (tables.hpp, say) but the other mode's."""
+    other = "in_redis.hpp" if mode == "in_sqlite.hpp" else "in_sqlite.hpp"
+    todo, seen = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", mode)], []
+    while todo:
+        n = todo.pop(0)
+        if n in seen or n not in files or n.endswith(other):
+            continue
+        seen.append(n)
+        todo += [f"apps/{app}/{m}" for m in re.findall(r'^#include "([a-z_]+\.hpp)"', "\n".join(files[n]), re.M)]
+    return seen
 
 
 def comment_ratio(lines):
@@ -103,9 +118,9 @@ def main():
         if re.fullmatch(r"apps/[^/]+\.hpp", n):
             print(f"app {n}: {size(n)} lines")
     for app in sorted({n.split("/")[1] for n in files if n.count("/") == 2 and n.startswith("apps/")}):
-        one_mode = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", "in_sqlite.hpp")]
+        one_mode = mode_files(files, app, "in_sqlite.hpp")
         lua = [n for n in files if n.startswith(f"apps/{app}/") and n.endswith(".lua")]
-        in_redis = one_mode[:2] + [f"apps/{app}/in_redis.hpp"]
+        in_redis = mode_files(files, app, "in_redis.hpp")
         print(f"app apps/{app}/ in the SQLite mode ({' + '.join(f.split('/')[-1] for f in one_mode)}): "
               f"{sum(size(n) for n in one_mode)} lines; in the Redis mode (with in_redis.hpp instead): "
               f"{sum(size(n) for n in in_redis)} lines, and its Lua: {sum(size(n) for n in lua)} lines")
