@@ -32,7 +32,7 @@ class CinemaInSqlite : public CinemaMode {
     if (store_->turn_wrote()) return wait_for_commit();  // a read now would see this turn's changes
     std::vector<Showtime> rows;
     int invalid = 0;
-    if (!storage.load(&rows, &invalid)) return refusal(503, "the schedule cannot be read right now");
+    if (!storage.load(&rows, &invalid)) return read_refused();
     return board_answer(std::move(rows), req.wall_ms);
   }
 

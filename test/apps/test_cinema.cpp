@@ -166,6 +166,19 @@ TEST_CASE("JSON stays valid: an id is answered as a number, rows that are not te
   CHECK(valid_utf8(board));
 }
 
+TEST_CASE("a schedule that cannot be read: GET is 503 with Retry-After, as every read refusal is") {
+  TempDir dir;
+  std::string db = dir.file("gone.db");
+  ServerProcess srv({"--quiet", "--db", db, "--admin-token", TOKEN});
+  REQUIRE(http_get(srv.port, "/cinema/showtimes").status == 200);
+  REQUIRE(sqlite3_tool(db, "DROP TABLE showtimes") == 0);  // by hand, under the running server
+  Response r = http_get(srv.port, "/cinema/showtimes");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("cannot be read") != std::string::npos);
+  CHECK(r.header("retry-after") == "1");
+  CHECK(http_get(srv.port, "/healthz").status == 200);  // the server goes on
+}
+
 TEST_CASE("past showtimes drop off the board on their own") {
   TempDir dir;
   std::string db = dir.file("past.db");
