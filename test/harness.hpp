@@ -561,3 +561,25 @@ inline std::vector<std::string> same_in_both_modes(std::vector<std::string> args
   }
   return with;
 }
+
+// ---- Streams ---------------------------------------------------------------------------
+
+// The ids of the events in an SSE body, in order.
+inline std::vector<uint64_t> event_ids(const std::string& stream) {
+  std::vector<uint64_t> ids;
+  for (size_t at = stream.find("\nid: "); at != std::string::npos; at = stream.find("\nid: ", at + 1))
+    ids.push_back(std::stoull(stream.substr(at + 5)));
+  return ids;
+}
+
+// Opens /sse and reads its response head; the body so far stays in c.buf.
+inline Response open_stream(Client& c, std::string_view path = "/sse", std::string_view extra = "") {
+  c.send(get_request(path, extra));
+  REQUIRE(c.read_until("\r\n\r\n"));
+  size_t end = c.buf.find("\r\n\r\n");
+  Response r;
+  r.head = c.buf.substr(0, end);
+  r.status = std::atoi(r.head.c_str() + 9);
+  c.buf.erase(0, end + 4);
+  return r;
+}
