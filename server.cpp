@@ -143,7 +143,7 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
-  Wait wait = Wait::None;         // its request is not answered yet (see Wait, in engine/app.hpp, and park)
+  Then waits = Then::Send;        // what its request waits for (AfterCommit, AfterLock, FromRedis: see park); Send: nothing
   uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
   HttpParser http;
@@ -153,7 +153,7 @@ struct Conn {
   DeadlineKind deadline = NO_DEADLINE;
   int deadline_prev = -1, deadline_next = -1;
   int64_t deadline_ms = 0;
-  int64_t lock_wait_since_ms = -1;  // its request first found the database locked elsewhere (Wait::Lock)
+  int64_t lock_wait_since_ms = -1;  // its request first found the database locked elsewhere (Then::AfterLock)
   // A subscriber: which stream, and where in its subscriber list.
   int stream = -1;
   size_t sub_pos = 0;
@@ -279,7 +279,7 @@ static void log_line(const char* fmt, ...) {
 static void conn_set_interest(int fd) {
   Conn& c = srv.conns[fd];
   uint32_t want = 0;
-  if (!c.reading_paused && c.wait == Wait::None && !c.close_after_write) want |= EPOLLIN;
+  if (!c.reading_paused && c.waits == Then::Send && !c.close_after_write) want |= EPOLLIN;
   if (c.out.pending() > 0) want |= EPOLLOUT;
   if (want == c.events) return;
   epoll_set(srv.epoll_fd, EPOLL_CTL_MOD, fd, want);
@@ -332,7 +332,7 @@ static void conn_open(int fd) {
   c.over_capacity = srv.conns_open >= srv.cfg.max_conns;
   ++(c.over_capacity ? srv.conns_over : srv.conns_open);
   c.close_after_write = c.reading_paused = c.in_flush_list = false;
-  c.wait = Wait::None;
+  c.waits = Then::Send;
   c.lock_wait_since_ms = -1;
   c.generation++;
   c.http.reset();
@@ -411,7 +411,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
       continue;
     }
     on_request(fd, c.http.request());
-    if (c.wait != Wait::None) {  // the request stays in the parser; what came after it waits in the stash
+    if (c.waits != Then::Send) {  // the request stays in the parser; what came after it waits in the stash
       c.stash.assign(data + off, len - off);
       return;  // still reading: see on_readable
     }
@@ -429,7 +429,7 @@ static void conn_parse(int fd, const char* data, size_t len) {
 // Parses what a paused connection left stashed, now that its output drained.
 static void on_resume(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.state != ConnState::Http || c.wait != Wait::None) return;
+  if (c.state != ConnState::Http || c.waits != Then::Send) return;
   std::string input;
   input.swap(c.stash);
   conn_parse(fd, input.data(), input.size());
@@ -445,7 +445,7 @@ static void on_resume(int fd) {
 // no epoll_ctl to stop reading and another to start again.
 static void on_readable(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.wait != Wait::None) return conn_set_interest(fd);
+  if (c.waits != Then::Send) return conn_set_interest(fd);
   if (c.reading_paused) return;
   if (!c.stash.empty()) return on_resume(fd);  // older bytes first; the socket keeps the newer ones
   ssize_t n = read(fd, srv.read_buf, sizeof srv.read_buf);
@@ -470,23 +470,23 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
 
-// The request's answer cannot be given yet (see Wait in engine/app.hpp).
+// The request's answer cannot be given yet (see Then in engine/app.hpp).
 // Nothing is answered; the connection reads no further, so the requests its
 // client sent after this one wait their turn and answers keep their order;
 // and its timeout stops: a request that arrived whole is never told 408 while it
-// waits. Commit and Lock put it on a list that is handled again after each
+// waits. AfterCommit and AfterLock put it on a list handled again after each
 // commit (answer_parked), by ticket — the fd and its generation — so a
 // connection that closed meanwhile, or another one the kernel gave the
-// same fd, is never answered for it. Reply waits for Redis's reply
+// same fd, is never answered for it. FromRedis waits for Redis's reply
 // (on_later_answer, which checks the same ticket), within --redis-timeout.
-static void park(int fd, Wait wait) {
+static void park(int fd, Then then) {
   Conn& c = srv.conns[fd];
-  c.wait = wait;
+  c.waits = then;
   deadline_clear(fd);
-  if (wait == Wait::Commit) {
+  if (then == Then::AfterCommit) {
     srv.parked.push_back({fd, c.generation});
     srv.metrics.requests_parked++;
-  } else if (wait == Wait::Lock) {
+  } else if (then == Then::AfterLock) {
     if (c.lock_wait_since_ms < 0) c.lock_wait_since_ms = srv.now_ms, srv.metrics.requests_lock_waited++;
     srv.lock_waiting.push_back({fd, c.generation});
   }
@@ -557,12 +557,12 @@ static void route_request(int fd, const HttpRequest& req) {
   if (entry->stream >= 0) return on_subscribe(fd, req, entry->stream);
   Conn& c = srv.conns[fd];
   Answer a = entry->handler(Request{req, srv.wall_ms, uint64_t(fd) << 32 | c.generation});
-  if (a.wait == Wait::Lock && (c.lock_wait_since_ms < 0 || srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS)) return park(fd, a.wait);
-  if (a.wait == Wait::Lock)
+  if (a.then == Then::AfterLock && (c.lock_wait_since_ms < 0 || srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS)) return park(fd, a.then);
+  if (a.then == Then::AfterLock)
     a = refusal(503, "the database is locked by another process; nothing was changed", "Retry-After: 1\r\n");
-  if (a.wait != Wait::None) return park(fd, a.wait);
+  if (a.then != Then::Send && a.then != Then::SendChange) return park(fd, a.then);
   c.lock_wait_since_ms = -1;
-  if (a.changed) {
+  if (a.then == Then::SendChange) {
     size_t at = c.out.bytes.size();  // on_request notes where the reply ends
     srv.provisional.push_back({fd, at, at, req.keep_alive && !req.upgrade, req.http10, std::move(a.undo)});
     for (Live& l : srv.lives) l.stream.dirty = l.stream.dirty || l.app == entry->app;
@@ -578,7 +578,7 @@ static void on_request(int fd, const HttpRequest& req) {
   size_t changes = srv.provisional.size();
   route_request(fd, req);
   if (srv.provisional.size() > changes) srv.provisional.back().end = c.out.bytes.size();
-  if (c.wait != Wait::None) return;  // not answered yet
+  if (c.waits != Then::Send) return;  // not answered yet
   if (c.state == ConnState::Http && (req.upgrade || !req.keep_alive)) c.close_after_write = true;
 }
 
@@ -615,8 +615,8 @@ static void on_later_answer(uint64_t ticket, const Answer& a) {
   size_t fd = size_t(ticket >> 32);
   if (fd >= srv.conns.size()) return;
   Conn& c = srv.conns[fd];
-  if (c.state != ConnState::Http || c.wait != Wait::Reply || c.generation != uint32_t(ticket)) return;
-  c.wait = Wait::None;
+  if (c.state != ConnState::Http || c.waits != Then::FromRedis || c.generation != uint32_t(ticket)) return;
+  c.waits = Then::Send;
   const HttpRequest& req = c.http.request();
   respond_answer(int(fd), req, a);
   if (req.upgrade || !req.keep_alive) c.close_after_write = true;
@@ -904,14 +904,14 @@ static bool answer_parked() {
     for (Server::Parked p : srv.unparking) {
       Conn& c = srv.conns[size_t(p.fd)];
       // Closed while it waited (its fd perhaps given to a new connection): nothing to answer.
-      if (c.state != ConnState::Http || c.generation != p.generation || (c.wait != Wait::Commit && c.wait != Wait::Lock)) continue;
-      if (c.wait == Wait::Lock && still_locked && srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS) {
+      if (c.state != ConnState::Http || c.generation != p.generation || (c.waits != Then::AfterCommit && c.waits != Then::AfterLock)) continue;
+      if (c.waits == Then::AfterLock && still_locked && srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS) {
         srv.lock_waiting.push_back(p);
         continue;
       }
-      c.wait = Wait::None;
+      c.waits = Then::Send;
       on_request(p.fd, c.http.request());
-      if (c.wait == Wait::None) conn_next_request(p.fd);
+      if (c.waits == Then::Send) conn_next_request(p.fd);
     }
     srv.unparking.clear();
   }
@@ -1110,7 +1110,7 @@ static void on_signal() {
   for (size_t fd = 0; fd < srv.conns.size(); fd++) {
     Conn& c = srv.conns[fd];
     if (c.state != ConnState::Http && c.state != ConnState::Stream) continue;
-    if (c.out.pending() == 0 && c.wait == Wait::None) {  // a waiting request is answered first, then closed
+    if (c.out.pending() == 0 && c.waits == Then::Send) {  // a waiting request is answered first, then closed
       conn_close_later(int(fd));
     } else {
       c.close_after_write = true;

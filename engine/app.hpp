@@ -7,17 +7,19 @@
 // is needed), its metrics. The server (server.cpp) knows nothing more
 // of it. A handler gets a Request — the parsed request, the time of this
 // loop turn, helpers that read form fields and identities — and returns an
-// Answer: a status and a JSON body, plus what the loop must do around it:
+// Answer: a status and a JSON body, and one word (Then) for what the loop
+// does with it:
 //
-//   - changed: the answer reports a change this turn made. It leaves only
-//     after the turn's commit; if the commit fails, undo() runs (the newest
-//     change first) and the answer becomes a 503. The app's stream is due.
-//   - wait: the answer cannot be given yet (see Wait). Nothing is sent;
-//     the connection reads no further, and the same request is handled
-//     again after the commit (or once the database's lock is free), or its
-//     answer comes with Redis's reply. This is how an answer comes later:
-//     the connection waits, every other one goes on, and pipelined answers
-//     keep their order.
+//   - Send: it is the answer, sent after the turn's commit.
+//   - SendChange: the same, and it reports a change this turn made: if the
+//     commit fails, undo() runs (the newest change first) and the answer
+//     becomes a 503. The app's stream is due.
+//   - AfterCommit, AfterLock, FromRedis: not the answer yet. Nothing is
+//     sent; the connection reads no further, and the same request is
+//     handled again after the commit (or once the database's lock is
+//     free), or its answer comes with Redis's reply. This is how an answer
+//     comes later: the connection waits, every other one goes on, and
+//     pipelined answers keep their order.
 //
 // What every app does with text (UTF-8 checks, a JSON writer, times, the
 // cookie and ETag values) is in text.hpp; the form reader in http_parse.hpp.
@@ -37,14 +39,16 @@
 
 // ---- What a handler returns ------------------------------------------------------------
 
-// Why an answer is not given now, and what the loop does about it. The
-// loop's connection keeps the same word while its request waits.
-enum class Wait : uint8_t {
-  None,    // it is the answer: sent after the turn's commit
-  Commit,  // it would read a change this turn has not stored: handled again after the commit
-  Lock,    // its write found the database locked by another process: handled again a few
-           // milliseconds later, for at most LOCK_WAIT_MS (server.cpp), then 503
-  Reply,   // it comes from Redis: the reply's callback brings it (Request::reply_later)
+// What the loop does with an answer: one word, so that nothing that makes
+// no sense (a change that waits, say) can be written. A connection whose
+// request is not answered yet keeps the word it waits on.
+enum class Then : uint8_t {
+  Send,         // it is the answer: sent after the turn's commit
+  SendChange,   // the same, reporting a change this turn made (undo() if the commit fails)
+  AfterCommit,  // not yet: it would read a change this turn has not stored; handled again after the commit
+  AfterLock,    // not yet: its write found the database locked by another process; handled again a few
+                // milliseconds later, for at most LOCK_WAIT_MS (server.cpp), then 503
+  FromRedis,    // not yet: Redis's reply brings it (Request::reply_later)
 };
 
 struct Answer {
@@ -54,9 +58,8 @@ struct Answer {
   std::string extra;           // header lines, each "Name: value\r\n"
   std::string_view prebuilt;   // instead of type and body: a response made at start-up
   size_t prebuilt_head = 0;    // (its header lines, a blank line, the body); HEAD sends prebuilt[0..prebuilt_head)
-  bool changed = false;        // reports a change of this turn (see the top of this file)
-  std::function<void()> undo;  // takes it back; empty when the database's rollback is undo enough
-  Wait wait = Wait::None;      // not the answer yet (see Wait)
+  Then then = Then::Send;      // what the loop does with it
+  std::function<void()> undo;  // SendChange: takes it back; empty when the database's rollback is undo enough
 };
 
 // An answer made at start-up (http_prebuilt): sent without a copy but the write.
@@ -82,21 +85,28 @@ inline Answer refusal(int status, std::string_view message, std::string extra = 
   return json_answer(status, j + "}", std::move(extra));
 }
 
-inline Answer answer_after(Wait wait) {
+// `a`, reporting a change this turn made; `undo` takes it back.
+inline Answer as_change(Answer a, std::function<void()> undo = {}) {
+  a.then = Then::SendChange;
+  a.undo = std::move(undo);
+  return a;
+}
+
+inline Answer answer_after(Then then) {
   Answer a;
-  a.wait = wait;
+  a.then = then;
   return a;
 }
 // The answer will come from a reply (Redis): the handler hands
 // req.reply_later() to the command's callback and returns this.
-inline Answer answer_later() { return answer_after(Wait::Reply); }
-inline Answer wait_for_commit() { return answer_after(Wait::Commit); }
+inline Answer answer_later() { return answer_after(Then::FromRedis); }
+inline Answer wait_for_commit() { return answer_after(Then::AfterCommit); }
 
 // The database did not take a write of this turn, and nothing changed:
 // another process holds its lock (ask again soon), writes are stopped
 // after an I/O error at a commit, or it is full, over --db-max-mb...
 inline Answer store_refused(const Store& store) {
-  if (store.locked_elsewhere()) return answer_after(Wait::Lock);
+  if (store.locked_elsewhere()) return answer_after(Then::AfterLock);
   if (store.stopped())
     return refusal(503, "the database had an I/O error at a commit: writes are stopped until the server restarts; nothing was changed");
   return refusal(503, "the database cannot take writes right now; nothing was changed", "Retry-After: 1\r\n");

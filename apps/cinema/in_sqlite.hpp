@@ -38,7 +38,7 @@ class CinemaInSqlite : public CinemaMode {
 
   Answer add(const Request&, Showtime st) override {
     if (!storage.insert(st, &st.id)) return write_refused();
-    return change(added(st));  // undone by the database's rollback, should the commit fail
+    return as_change(added(st));  // undone by the database's rollback, should the commit fail
   }
 
   // A row whose seat counts are not whole numbers (typed by hand) is not
@@ -49,7 +49,7 @@ class CinemaInSqlite : public CinemaMode {
     CinemaStorage::Row row;
     if (!storage.edit(e.id, e.text, e.seats, &changed)) return write_refused();
     if (!storage.find(e.id, &st, &row)) return read_refused();
-    if (changed) return change(edit_answer(e.id, {EditOutcome::Edited, row == CinemaStorage::Row::Valid ? std::optional(st) : std::nullopt}));
+    if (changed) return as_change(edit_answer(e.id, {EditOutcome::Edited, row == CinemaStorage::Row::Valid ? std::optional(st) : std::nullopt}));
     if (!fresh) return wait_for_commit();  // what was read may be this turn's, not stored yet
     if (row == CinemaStorage::Row::Missing) return edit_answer(e.id, {EditOutcome::Missing});
     if (st.seats_total < 0 || st.seats_left < 0) return edit_answer(e.id, {EditOutcome::SeatsNotWhole});
@@ -60,7 +60,7 @@ class CinemaInSqlite : public CinemaMode {
     bool fresh = !store_->turn_wrote(), found = false;
     if (!storage.erase(id, &found)) return write_refused();
     if (!found) return fresh ? erase_answer(id, false) : wait_for_commit();  // it may be this turn's delete, not stored yet
-    return change(erase_answer(id, true));
+    return as_change(erase_answer(id, true));
   }
 
   // A refusal changes nothing, so it takes no lock: read from what is
@@ -87,7 +87,7 @@ class CinemaInSqlite : public CinemaMode {
     if (!taken)  // not after that read, under the lock
       return fresh ? booking_answer({NoBooking{SOLD_OUT, left}}, id, seats, *counts_) : wait_for_commit();
     // The rows go with the rollback; the count with undo.
-    return change(booking_answer({std::nullopt, booking, left - seats}, id, seats, *counts_), [this] { counts_->booked--; });
+    return as_change(booking_answer({std::nullopt, booking, left - seats}, id, seats, *counts_), [this] { counts_->booked--; });
   }
 
   Answer mine(const Request& req, std::string_view user) override {
@@ -114,12 +114,6 @@ class CinemaInSqlite : public CinemaMode {
     return board_;
   }
 
-  // An answer that reports a change of this turn (see Answer::changed).
-  static Answer change(Answer a, std::function<void()> undo = {}) {
-    a.changed = true;
-    a.undo = std::move(undo);
-    return a;
-  }
   Answer write_refused() { return ::write_refused(*store_, storage.error()); }
   static Answer read_refused() { return refusal(503, "the schedule cannot be read right now", "Retry-After: 1\r\n"); }
 

@@ -138,12 +138,9 @@ class PollInSqlite : public PollMode {
       return write_refused(storage.store(), storage.error());
     }
     Answer a = vote_answer({v.outcome, v.option}, poll, f.option, f.has_option, max_voters_);
-    if (v.outcome == VoteOutcome::Counted) {
-      storage.insert_vote(poll.id, int64_t(v.row), f.voter, v.option, req.wall_ms);  // written by this turn's commit
-      a.changed = true;
-      a.undo = [this] { poll_undo_last_vote(poll); };  // undone newest first: this vote is the last
-    }
-    return a;
+    if (v.outcome != VoteOutcome::Counted) return a;
+    storage.insert_vote(poll.id, int64_t(v.row), f.voter, v.option, req.wall_ms);  // written by this turn's commit
+    return as_change(std::move(a), [this] { poll_undo_last_vote(poll); });  // undone newest first: this vote is the last
   }
 
   Answer me(const Request&, std::string_view voter) override {
@@ -155,10 +152,7 @@ class PollInSqlite : public PollMode {
   Answer new_poll(const Request& req, std::string question, std::vector<std::string> options) override {
     std::shared_ptr<Poll> previous = start_poll(std::move(question), std::move(options), req.wall_ms);
     if (!previous) return write_refused(storage.store(), storage.error());
-    Answer a = poll_made_answer(poll);
-    a.changed = true;
-    a.undo = [this, previous] { poll = std::move(*previous); };
-    return a;
+    return as_change(poll_made_answer(poll), [this, previous] { poll = std::move(*previous); });
   }
 
   void snapshot(StreamSpec* s) override {

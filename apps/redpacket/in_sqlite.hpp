@@ -156,12 +156,9 @@ class RedpacketInSqlite : public RedpacketMode {
       return write_refused(storage.store(), storage.error());
     }
     Answer a = grab_answer({g.outcome, round.id, int64_t(g.packet), g.amount_cents, round.remaining()}, user);
-    if (g.outcome == GrabOutcome::Granted) {
-      storage.insert_grant(round.id, g.packet, round.grants[g.packet]);  // written by this turn's commit
-      a.changed = true;
-      a.undo = [this] { round_undo_last_grant(round); };  // undone newest first: this grant is the last
-    }
-    return a;
+    if (g.outcome != GrabOutcome::Granted) return a;
+    storage.insert_grant(round.id, g.packet, round.grants[g.packet]);  // written by this turn's commit
+    return as_change(std::move(a), [this] { round_undo_last_grant(round); });  // undone newest first: this grant is the last
   }
 
   Answer me(const Request&, std::string_view user) override {
@@ -173,10 +170,7 @@ class RedpacketInSqlite : public RedpacketMode {
   Answer new_round(const Request& req, int64_t total_cents, int64_t count) override {
     std::shared_ptr<Round> previous = start_round(total_cents, count, req.wall_ms);
     if (!previous) return write_refused(storage.store(), storage.error());
-    Answer a = round_made_answer(round.id, total_cents, count);
-    a.changed = true;
-    a.undo = [this, previous] { round = std::move(*previous); };
-    return a;
+    return as_change(round_made_answer(round.id, total_cents, count), [this, previous] { round = std::move(*previous); });
   }
 
   void snapshot(StreamSpec* s) override {

@@ -246,8 +246,8 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Request req{http, 2000};
   Answer made = app.add(req);
   CHECK(made.status == 201);
-  CHECK(made.changed);
-  CHECK(app.mode->list(req).wait == Wait::Commit);  // a read now would see the uncommitted row
+  CHECK(made.then == Then::SendChange);
+  CHECK(app.mode->list(req).then == Then::AfterCommit);  // a read now would see the uncommitted row
   REQUIRE(store.commit());
   long long id = json_int(made.body, "id");
   CHECK(app.mode->list(req).body.find("\"movie\":\"M\"") != std::string::npos);

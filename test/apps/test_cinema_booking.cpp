@@ -367,10 +367,10 @@ TEST_CASE("booking alone: a fabricated request, a :memory: store, no socket") {
   http.body = form;
   Answer first = app.book(req);
   CHECK(first.status == 200);
-  CHECK(first.changed);
+  CHECK(first.then == Then::SendChange);
   form = "user=u2&seats=2";
   http.body = form;
-  CHECK(app.book(req).wait == Wait::Commit);  // "1 left" read this turn's uncommitted booking: it waits
+  CHECK(app.book(req).then == Then::AfterCommit);  // "1 left" read this turn's uncommitted booking: it waits
   REQUIRE(store.commit());
   Answer second = app.book(req);
   CHECK(second.status == 409);

@@ -275,8 +275,8 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   http.body = "voter=a&option=Red";
   Answer a = app.vote(req);
   CHECK(a.status == 200);
-  CHECK(a.changed);
-  CHECK(app.vote(req).wait == Wait::Commit);  // its tallies would include a vote not stored yet
+  CHECK(a.then == Then::SendChange);
+  CHECK(app.vote(req).then == Then::AfterCommit);  // its tallies would include a vote not stored yet
   REQUIRE(store.commit());
   app.committed();
   CHECK(app.vote(req).status == 409);

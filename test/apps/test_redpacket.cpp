@@ -344,9 +344,9 @@ TEST_CASE("the handlers alone: a fabricated request, a :memory: store, no socket
   Request req{http, 2000};
   Answer first = app.grab(req);
   CHECK(first.status == 200);
-  CHECK(first.changed);
+  CHECK(first.then == Then::SendChange);
   CHECK(json_int(first.body, "packet") == 0);
-  CHECK(app.grab(req).wait == Wait::Commit);  // "already", but of a grant not stored yet: ask again after the commit
+  CHECK(app.grab(req).then == Then::AfterCommit);  // "already", but of a grant not stored yet: ask again after the commit
   REQUIRE(store.commit());
   app.committed();
   CHECK(app.grab(req).body.find("\"already\":true") != std::string::npos);
