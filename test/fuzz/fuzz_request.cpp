@@ -49,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size_t cut = k < header ? data[k] : 0;  // an input shorter than its piece count cuts at 0
     size_t len = k + 1 == pieces ? left - at : std::min(left - at, cut * 7 % (left + 1));
     Conn& c = srv.conns[size_t(pair[0])];
-    if (c.state == ConnState::Http && !c.reading_paused && c.wait == Wait::None) {  // as on_readable: a waiting connection reads nothing
+    if (c.state == ConnState::Http && !c.reading_paused && c.waits == Then::Send) {  // as on_readable: a waiting connection reads nothing
       if (!c.stash.empty()) on_resume(pair[0]);
       conn_parse(pair[0], body + at, len);
     }
