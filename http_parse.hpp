@@ -86,12 +86,6 @@ struct HttpRequest {
 
 enum class HttpParse { NeedMore, Request, Continue, Error };
 
-inline bool http_iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);  // ASCII letters only; token characters elsewhere match exactly
-         });
-}
-
 class HttpParser {
  public:
   explicit HttpParser(const HttpLimits* limits = &default_limits) : limits_(limits) { reset(); }
@@ -179,8 +173,6 @@ class HttpParser {
   static int on_value(llhttp_t* p, const char* at, size_t n);
   static int on_value_done(llhttp_t* p);
   static int on_headers_done(llhttp_t* p);
-  int target_refusal();
-  int transfer_coding_refusal(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t n);
   static int on_chunk_header(llhttp_t* p);
   static int on_message_done(llhttp_t* p);
@@ -321,10 +313,15 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
   h.r_.headers_done = true;
   if (p->http_major != 1) return h.refuse(505, "only HTTP/1.0 and HTTP/1.1 are served");
   if (p->http_minor == 1 && !h.r_.host_seen) return h.refuse(400, "HTTP/1.1 needs a Host header");
-  if (int status = h.transfer_coding_refusal(p)) return h.refuse(status, h.reason_);
+  bool has_te = (p->flags & F_TRANSFER_ENCODING) || h.r_.te_seen;
+  std::string_view te(h.buf_.data() + h.r_.off[TRANSFER_ENCODING], h.r_.len[TRANSFER_ENCODING]);
+  if (int status = has_te ? transfer_coding_refusal(te, p->flags & F_CONTENT_LENGTH, p->http_minor == 0, &h.reason_) : 0)
+    return h.refuse(status, h.reason_);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h.limits_->max_body_bytes)
     return h.refuse(413, "request body too large");
-  if (int status = h.target_refusal()) return h.refuse(status, h.reason_);
+  std::string_view url(h.buf_.data(), h.r_.url_len);  // on_url put it at the start of buf_
+  if (const char* why = target_refusal(url, p->method == HTTP_CONNECT, p->method == HTTP_OPTIONS, &h.r_.path, &h.r_.query))
+    return h.refuse(400, why);
   h.point_views();
   r.method = llhttp_method_t(p->method);
   r.http10 = p->http_minor == 0;
@@ -334,65 +331,6 @@ inline int HttpParser::on_headers_done(llhttp_t* p) {
   bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   h.r_.expect_continue = has_body && !r.http10 && http_iequals(r.fields[EXPECT], "100-continue");
   return HPE_PAUSED;  // lets feed() count the head's bytes exactly
-}
-
-// The request target (RFC 9112 3.2), which on_url put at the start of
-// buf_, into the path and query: origin-form "/vote?x", absolute-form
-// "http://host/vote" (the scheme in any case: schemes are
-// case-insensitive) cut to its path, asterisk-form "*" for OPTIONS only
-// (the path is "*"), authority-form "host:port" for CONNECT only (the
-// path is that, never routed: the server answers CONNECT 501). Returns
-// 400 (and sets the reason) for anything else, or 0.
-inline int HttpParser::target_refusal() {
-  std::string_view url(buf_.data(), r_.url_len);
-  auto bad = [this](const char* why) {
-    reason_ = why;
-    return 400;
-  };
-  if (!url.starts_with('/') || p_.method == HTTP_CONNECT) {  // not origin-form: the rare ones first
-    if (p_.method == HTTP_CONNECT) {
-      size_t colon = url.rfind(':');
-      bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
-                       url.find_first_not_of("0123456789", colon + 1) == url.npos;
-      if (!authority) return bad("CONNECT's target must be host:port");
-      r_.path = {0, url.size()};
-      return 0;
-    }
-    if (url == "*") {
-      if (p_.method != HTTP_OPTIONS) return bad("the target '*' is for OPTIONS only");
-      r_.path = {0, 1};
-      return 0;
-    }
-    auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
-    if (has_scheme("http://") || has_scheme("https://")) {  // absolute-form: keep the path
-      size_t slash = url.find('/', url.find("//") + 2);
-      url = slash == url.npos ? HTTP_ROOT : url.substr(slash);
-    }
-    if (!url.starts_with('/')) return bad("request target must start with '/'");
-  }
-  size_t q = std::min(url.find('?'), url.find('#'));
-  if (url.data() != HTTP_ROOT.data()) r_.path = {size_t(url.data() - buf_.data()), std::min(q, url.size())};
-  if (q < url.size() && url[q] == '?') r_.query = {r_.path.first + q + 1, url.substr(q + 1).find('#')};
-  return 0;
-}
-
-// RFC 9112 6: the only transfer coding served is chunked, alone, from
-// HTTP/1.1 on. Returns the status to refuse with (and sets the reason), or 0.
-inline int HttpParser::transfer_coding_refusal(llhttp_t* p) {
-  if (!(p->flags & F_TRANSFER_ENCODING) && !r_.te_seen) return 0;
-  auto refusal = [this](int status, const char* why) {
-    reason_ = why;
-    return status;
-  };
-  if (p->flags & F_CONTENT_LENGTH) return refusal(400, "Content-Length with Transfer-Encoding");
-  if (p->http_minor == 0) return refusal(400, "Transfer-Encoding in an HTTP/1.0 request");  // 6.1: framing is faulty
-  std::string_view te(buf_.data() + r_.off[TRANSFER_ENCODING], r_.len[TRANSFER_ENCODING]);
-  size_t comma = te.rfind(',');
-  std::string_view last = comma == te.npos ? te : te.substr(comma + 1);
-  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
-  if (!http_iequals(last, "chunked")) return refusal(400, "Transfer-Encoding must end with chunked");  // 6.3
-  if (comma != te.npos) return refusal(501, "only the chunked transfer coding is understood");
-  return 0;
 }
 
 inline int HttpParser::on_body(llhttp_t* p, const char* at, size_t n) {

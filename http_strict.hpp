@@ -11,16 +11,26 @@
 //     5.2), and a field line with no name (5.1);
 //   - two spaces in the request line, and a target with raw bytes >= 0x80,
 //     controls or TAB (3.2: UTF-8 must come percent-encoded).
-// The rules that need a whole field (whitespace before a colon, Host,
-// Transfer-Encoding, the target's form) are checked by HttpParser's
-// callbacks (http_parse.hpp). HeadScan keeps its place across reads, so
+// The rules that need a whole field — the target's form and the
+// transfer coding, at the end of this file; whitespace before a colon and
+// Host — are checked from HttpParser's callbacks (http_parse.hpp). HeadScan keeps its place across reads, so
 // the first offending byte wins and an answer never depends on where the
 // reads happened to split the request. The parser runs it over the head
 // and over the trailers after a chunked body, the same lines.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string_view>
+#include <utility>
+
+// Field names, schemes and codings are case-insensitive.
+inline bool http_iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);  // ASCII letters only; token characters elsewhere match exactly
+         });
+}
 
 // run() goes over bytes as they arrive and returns how many pass; a byte
 // it refuses is at that index, and `reason` says why.
@@ -122,3 +132,61 @@ struct HeadScan {
     line_start = true;
   }
 };
+
+// ---- The request target and the transfer coding ------------------------------
+
+// The request target (RFC 9112 3.2) into where its path and query are in
+// `url` (offset, length; no path: it is "/"): origin-form "/vote?x",
+// absolute-form "http://host/vote" (the scheme in any case) cut to its
+// path, asterisk-form "*" for OPTIONS only (the path is "*"),
+// authority-form "host:port" for CONNECT only (the path is that, never
+// routed: the server answers CONNECT 501). Returns why anything else is
+// refused with 400, or nullptr.
+inline const char* target_refusal(std::string_view url, bool connect, bool options, std::pair<size_t, size_t>* path,
+                                  std::pair<size_t, size_t>* query) {
+  const char* start = url.data();
+  if (!url.starts_with('/') || connect) {  // not origin-form: the rare ones first
+    if (connect) {
+      size_t colon = url.rfind(':');
+      bool authority = colon != url.npos && colon > 0 && colon + 1 < url.size() && url.find('/') == url.npos &&
+                       url.find_first_not_of("0123456789", colon + 1) == url.npos;
+      if (!authority) return "CONNECT's target must be host:port";
+      *path = {0, url.size()};
+      return nullptr;
+    }
+    if (url == "*") {
+      if (!options) return "the target '*' is for OPTIONS only";
+      *path = {0, 1};
+      return nullptr;
+    }
+    auto has_scheme = [&](std::string_view scheme) { return url.size() >= scheme.size() && http_iequals(url.substr(0, scheme.size()), scheme); };
+    if (has_scheme("http://") || has_scheme("https://")) {  // absolute-form: keep the path
+      size_t slash = url.find('/', url.find("//") + 2);
+      if (slash == url.npos) return nullptr;  // "http://host": the path is "/"
+      url = url.substr(slash);
+    }
+    if (!url.starts_with('/')) return "request target must start with '/'";
+  }
+  size_t q = std::min(url.find('?'), url.find('#'));
+  *path = {size_t(url.data() - start), std::min(q, url.size())};
+  if (q < url.size() && url[q] == '?') *query = {path->first + q + 1, url.substr(q + 1).find('#')};
+  return nullptr;
+}
+
+// RFC 9112 6: the only transfer coding served is chunked, alone, from
+// HTTP/1.1 on. `te`: the Transfer-Encoding value. Returns the status to
+// refuse with (and *reason), or 0.
+inline int transfer_coding_refusal(std::string_view te, bool content_length, bool http10, const char** reason) {
+  auto refusal = [reason](int status, const char* why) {
+    *reason = why;
+    return status;
+  };
+  if (content_length) return refusal(400, "Content-Length with Transfer-Encoding");
+  if (http10) return refusal(400, "Transfer-Encoding in an HTTP/1.0 request");  // 6.1: framing is faulty
+  size_t comma = te.rfind(',');
+  std::string_view last = comma == te.npos ? te : te.substr(comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  if (!http_iequals(last, "chunked")) return refusal(400, "Transfer-Encoding must end with chunked");  // 6.3
+  if (comma != te.npos) return refusal(501, "only the chunked transfer coding is understood");
+  return 0;
+}
