@@ -5,9 +5,10 @@
 // names no app: the apps (apps/) describe themselves through the contract
 // in engine/app.hpp, and the only line here that names them is their list.
 // Read it top to bottom and you follow a connection the way the kernel
-// hands it to us; http_parse.hpp (bytes to requests) and sse.hpp (the
-// event format and when a stream is due) are the rest of the loop
-// reader's path.
+// hands it to us; http_parse.hpp (bytes to requests), out_queue.hpp (what
+// waits to be written), router.hpp (path to route) and sse.hpp (the event
+// format and when a stream is due) are the rest of the loop reader's path;
+// http_strict.hpp and net.hpp are side files it may skip.
 //
 // The loop. Everything the server waits on is a file descriptor registered
 // with one epoll instance: the listening socket, each client socket, one
@@ -78,8 +79,9 @@
 #include "router.hpp"
 #include "sse.hpp"
 
-// The apps: the only lines that name them. An app is one file in apps/, one
-// entry here and one page in public/. Their flags are listed in this order,
+// The apps: the only lines that name them. An app is a file or a folder in
+// apps/ (see the README's "a fifth app"), one entry here and one page in
+// public/. Their flags are listed in this order,
 // their routes added in this order (the pages last, so an app's path wins
 // over a file of the same name).
 #include "apps/cinema/cinema.hpp"
