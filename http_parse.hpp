@@ -88,9 +88,11 @@ enum class HttpParse { NeedMore, Request, Continue, Error };
 
 class HttpParser {
  public:
-  explicit HttpParser(const HttpLimits* limits = &default_limits) : limits_(limits) { reset(); }
-  // A fresh parser for a new connection; keeps the buffer's capacity.
-  void reset() {
+  explicit HttpParser(const HttpLimits* limits = &default_limits) : limits_(limits) { reset(limits); }
+  // A fresh parser for a new connection, under `limits` (which must outlive
+  // it); keeps the buffer's capacity.
+  void reset(const HttpLimits* limits) {
+    limits_ = limits;
     llhttp_init(&p_, HTTP_REQUEST, &settings);
     status_ = 0;
     reason_ = nullptr;

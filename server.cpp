@@ -337,7 +337,7 @@ static void conn_open(int fd) {
   c.waits = Then::Send;
   c.lock_wait_since_ms = -1;
   c.generation++;
-  c.http.reset();
+  c.http.reset(&srv.cfg.limits);  // the flags' limits
   c.out.clear(false);
   c.stash.clear();
   c.stream = -1;

@@ -164,12 +164,16 @@ TEST_CASE("Upgrade and CONNECT requests are flagged, to be answered and closed")
   CHECK(p.request().upgrade);
 }
 
-TEST_CASE("a parser is reusable across connections after reset()") {
+TEST_CASE("a parser is reusable across connections after reset(), under the limits it is given") {
   HttpParser p;
   Outcome bad = feed_pieces(p, "BAD\r\n\r\n", {});
   CHECK(bad.error == 400);
-  p.reset();
+  p.reset(&HttpParser::default_limits);
   CHECK(feed_pieces(p, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n", {}).requests == std::vector<std::string>{"GET /ok"});
+  HttpLimits small;
+  small.max_url_bytes = 16;
+  p.reset(&small);
+  CHECK(feed_pieces(p, "GET /" + std::string(40, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", {}).error == 414);
 }
 
 TEST_CASE("mid_request tells a started request from an idle connection") {

@@ -77,6 +77,26 @@ TEST_CASE("healthz and metrics") {
   CHECK(metric(srv.port, "sse_bytes_written_total") > 0);
 }
 
+TEST_CASE("the limit flags are the parser's: --max-body-bytes, --max-url-bytes and --max-header-bytes refuse past them, and only past them") {
+  ServerProcess srv({"--quiet", "--max-body-bytes", "100", "--max-url-bytes", "64", "--max-header-bytes", "400"});
+  auto one = [&](const std::string& wire) {
+    Client c(srv.port);
+    c.send(wire);
+    return c.response(3000).status;
+  };
+  std::string body = "user=" + std::string(95, 'u');  // 100 bytes: at the limit
+  CHECK(one(post_request("/redpacket/grab", body)) != 413);
+  CHECK(one(post_request("/redpacket/grab", body + "u")) == 413);
+  std::string chunked = "POST /redpacket/grab HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + std::string(101, 'u') +
+                        "\r\n0\r\n\r\n";
+  CHECK(one(chunked) == 413);  // 0x65 = 101 bytes, learnt only as they come
+  CHECK(one(get_request("/healthz?" + std::string(40, 'q'))) == 200);
+  CHECK(one(get_request("/healthz?" + std::string(80, 'q'))) == 414);
+  CHECK(one(get_request("/healthz", "X-Pad: " + std::string(200, 'p') + "\r\n")) == 200);
+  CHECK(one(get_request("/healthz", "X-Pad: " + std::string(500, 'p') + "\r\n")) == 431);
+  CHECK(http_get(srv.port, "/healthz").status == 200);  // and it serves on
+}
+
 TEST_CASE("errors: each status with a message; the connection closed only when the framing cannot be trusted") {
   ServerProcess srv({"--quiet"});
   struct Case {
