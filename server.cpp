@@ -93,12 +93,14 @@ static App* const APP_LIST[] = {&clock_app(), &redpacket_app(), &poll_app(), &ci
 
 // ---- Limits and state --------------------------------------------------------
 //
-// What a connection costs: one Conn slot (648 bytes with g++ 12 on
+// What a connection costs: one Conn slot (152 bytes with g++ 12 on
 // x86-64, in a table reserved at start and touched up to the highest fd
-// in use; it never moves), plus its output queue while the kernel refuses bytes, plus while
-// a request is arriving its URL, a few header values and the body (bounded
-// by the HTTP limits). A subscriber holds no input buffer at all and no
-// output buffer while it keeps up; a closed connection holds only its slot.
+// in use; it never moves); while it speaks HTTP, a parser (504 bytes, from
+// a pool) and while a request is arriving its URL, a few header values and
+// the body (bounded by the HTTP limits); its output queue while the kernel
+// refuses bytes. A subscriber holds no parser and no input buffer at all,
+// and no output buffer while it keeps up; a closed connection holds only
+// its slot.
 
 constexpr size_t READ_CHUNK_BYTES = 64 * 1024;        // one read(), into a buffer all connections share
 constexpr int ACCEPTS_PER_WAKEUP = 256;               // then let the other connections have a turn
@@ -106,6 +108,7 @@ constexpr size_t WRITE_BUDGET_BYTES = 1024 * 1024;    // per connection per turn
 constexpr size_t OUT_HIGH_WATER_BYTES = 256 * 1024;   // stop reading a client that does not read its answers
 constexpr size_t KEEP_CAPACITY_BYTES = 64 * 1024;     // larger output buffers are freed once drained
 constexpr size_t TRIM_AFTER_BYTES = 1024 * 1024;      // closed connections' buffers freed before memory goes back to the kernel
+constexpr size_t SPARE_PARSERS = 1024;               // parsers kept for new connections; the rest are freed
 constexpr int EPOLL_BATCH = 512;                      // events taken per epoll_wait
 constexpr int64_t HEARTBEAT_MS = 15'000;              // a comment line on any stream quiet this long
 constexpr unsigned SSE_RETRY_MS = 3000;               // the reconnect delay we ask browsers for
@@ -148,7 +151,7 @@ struct Conn {
   Then waits = Then::Send;        // what its request waits for (AfterCommit, AfterLock, FromRedis: see park); Send: nothing
   uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
-  HttpParser http;
+  std::unique_ptr<HttpParser> http;  // while it speaks HTTP: one from the pool (take_parser); a subscriber has none
   OutQueue out;
   std::string stash;              // input not parsed yet while reading is paused
   // Its deadline: which timeout runs, where in that list, when it runs out.
@@ -211,6 +214,7 @@ struct Server {
   std::vector<MetricSpec> app_metrics;  // every app's, asked once at start-up
   int epoll_fd = -1, listen_fd = -1, timer_fd = -1, signal_fd = -1;
   std::vector<Conn> conns;  // indexed by fd; reserved up front, so never moved
+  std::vector<std::unique_ptr<HttpParser>> spare_parsers;  // given back by closed connections and new subscribers
   int conns_open = 0;       // connections served, at most --max-conns
   int conns_over = 0;       // connections accepted past it, waiting to be told 503 and closed
   DeadlineList deadlines[DEADLINE_KINDS];
@@ -327,6 +331,24 @@ static void deadline_set(int fd, DeadlineKind kind) {
   l.tail = fd;
 }
 
+// A connection speaking HTTP holds a parser (about 500 bytes); a
+// subscriber sends no more requests and holds none, so its slot costs a
+// fraction of that. Parsers are kept for the next connection rather than
+// freed: a connection per request costs no allocation.
+static std::unique_ptr<HttpParser> take_parser() {
+  if (srv.spare_parsers.empty()) return std::make_unique<HttpParser>(&srv.cfg.limits);
+  std::unique_ptr<HttpParser> p = std::move(srv.spare_parsers.back());
+  srv.spare_parsers.pop_back();
+  p->reset(&srv.cfg.limits);
+  return p;
+}
+static void give_back_parser(Conn& c) {
+  if (!c.http) return;
+  c.http->release();  // its buffer is freed: a spare parser holds no request's bytes
+  if (srv.spare_parsers.size() < SPARE_PARSERS) srv.spare_parsers.push_back(std::move(c.http));
+  c.http.reset();
+}
+
 static void conn_open(int fd) {
   while (srv.conns.size() <= size_t(fd)) srv.conns.emplace_back();  // within the reserve (see on_accept): no move
   Conn& c = srv.conns[fd];
@@ -337,7 +359,7 @@ static void conn_open(int fd) {
   c.waits = Then::Send;
   c.lock_wait_since_ms = -1;
   c.generation++;
-  c.http.reset(&srv.cfg.limits);  // the flags' limits
+  c.http = take_parser();
   c.out.clear(false);
   c.stash.clear();
   c.stream = -1;
@@ -404,28 +426,28 @@ static void conn_parse(int fd, const char* data, size_t len) {
       break;
     }
     size_t used = 0;
-    HttpParse r = c.http.feed(data + off, len - off, &used);
+    HttpParse r = c.http->feed(data + off, len - off, &used);
     off += used;
     if (r == HttpParse::NeedMore) break;
-    if (r == HttpParse::Error) return respond_error(fd, c.http.error_status(), c.http.error_reason(), {}, c.http.is_head());
+    if (r == HttpParse::Error) return respond_error(fd, c.http->error_status(), c.http->error_reason(), {}, c.http->is_head());
     if (r == HttpParse::Continue) {
-      on_expect_continue(fd, c.http.request());
+      on_expect_continue(fd, c.http->request());
       continue;
     }
-    on_request(fd, c.http.request());
+    on_request(fd, c.http->request());
     if (c.waits != Then::Send) {  // the request stays in the parser; what came after it waits in the stash
       c.stash.assign(data + off, len - off);
       return;  // still reading: see on_readable
     }
-    c.http.next();
+    c.http->next();
     completed = true;
   }
-  if (c.state == ConnState::Stream) c.http.release();  // a subscriber sends no more requests
+  if (c.state == ConnState::Stream) give_back_parser(c);  // a subscriber sends no more requests
   if (c.state != ConnState::Http || c.close_after_write) return;
   // A request that has begun must be whole within the header timeout; a
   // connection between requests may idle for the idle timeout.
-  if (completed) deadline_set(fd, c.http.mid_request() ? HEADER_DEADLINE : IDLE_DEADLINE);
-  else if (c.http.mid_request() && c.deadline != HEADER_DEADLINE) deadline_set(fd, HEADER_DEADLINE);
+  if (completed) deadline_set(fd, c.http->mid_request() ? HEADER_DEADLINE : IDLE_DEADLINE);
+  else if (c.http->mid_request() && c.deadline != HEADER_DEADLINE) deadline_set(fd, HEADER_DEADLINE);
 }
 
 // Parses what a paused connection left stashed, now that its output drained.
@@ -599,7 +621,7 @@ static void on_expect_continue(int fd, const HttpRequest& req) {
 // client may have sent already (stashed: parsed at the end of the turn).
 static void conn_next_request(int fd) {
   Conn& c = srv.conns[fd];
-  c.http.next();
+  c.http->next();
   // The answer's write sets the interest once it is done (conn_flush): set
   // now, it would ask for EPOLLOUT only to take it back within the turn.
   if (c.out.pending() > 0) flush_later(fd);
@@ -619,7 +641,7 @@ static void on_later_answer(uint64_t ticket, const Answer& a) {
   Conn& c = srv.conns[fd];
   if (c.state != ConnState::Http || c.waits != Then::FromRedis || c.generation != uint32_t(ticket)) return;
   c.waits = Then::Send;
-  const HttpRequest& req = c.http.request();
+  const HttpRequest& req = c.http->request();
   respond_answer(int(fd), req, a);
   if (req.upgrade || !req.keep_alive) c.close_after_write = true;
   conn_next_request(int(fd));
@@ -792,10 +814,10 @@ static void conn_close(int fd) {
   c.in_flush_list = false;
   // A closed connection holds its Conn slot and nothing else: with its
   // buffers kept, every fd that once carried a 64 KiB body would pin one.
-  srv.freed_bytes += c.out.bytes.capacity() + c.stash.capacity() + c.http.capacity();
+  srv.freed_bytes += c.out.bytes.capacity() + c.stash.capacity() + (c.http ? c.http->capacity() : 0);
   c.out.clear(true);
   std::string().swap(c.stash);
-  c.http.release();
+  give_back_parser(c);
   --(c.over_capacity ? srv.conns_over : srv.conns_open);
   if (srv.accept_paused_until_ms >= 0 && srv.stop_deadline_ms < 0) accept_pause(false);  // an fd is free again
 }
@@ -912,7 +934,7 @@ static bool answer_parked() {
         continue;
       }
       c.waits = Then::Send;
-      on_request(p.fd, c.http.request());
+      on_request(p.fd, c.http->request());
       if (c.waits == Then::Send) conn_next_request(p.fd);
     }
     srv.unparking.clear();
@@ -1054,7 +1076,7 @@ static void deadlines_expire() {
       deadline_clear(fd);
       if (c.state != ConnState::Http) continue;  // closing already
       srv.metrics.timeouts++;
-      if (c.http.mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
+      if (c.http->mid_request() && !c.close_after_write) respond_error(fd, 408, "the request did not arrive in time");
       else conn_close_later(fd);
     }
   }
@@ -1268,7 +1290,7 @@ static const MetricRow METRICS[] = {
 static Answer on_metrics() {
   conn_totals = {};
   for (const Conn& c : srv.conns) {
-    conn_totals.buffers += c.out.bytes.capacity() + c.stash.capacity() + c.http.capacity();
+    conn_totals.buffers += c.out.bytes.capacity() + c.stash.capacity() + (c.http ? c.http->capacity() : 0);
     if (c.state == ConnState::Free) continue;
     conn_totals.queued += c.out.pending();
     conn_totals.stashed += c.stash.size();
