@@ -203,9 +203,10 @@ aof_rewrites() {
 
 new_round() { curl -sf -o /dev/null -d "total_cents=100000000&count=1000000&token=$TOKEN" "127.0.0.1:$1/redpacket/rounds"; }
 
-# new_poll PORT: a fresh poll with vote.lua's options before each vote run. A
-# poll holds at most --max-voters (1,000,000) voters: runs that piled onto one
-# poll would, past that, measure 503s answered without a write.
+# new_poll PORT: a fresh poll with vote.lua's options before each vote run.
+# A poll holds at most --max-voters voters, and past that a vote is a 503
+# answered without a write: the servers are started with 10^9 of them (at
+# 170,000 votes a second, a 10 s run passed the default million).
 new_poll() { curl -sf -o /dev/null -d "question=Bench&options=Stock+ticker,Chat+room,Live+scores,Auction&token=$TOKEN" "127.0.0.1:$1/vote/polls"; }
 
 # new_showtimes PORT: fresh showtimes of 10,000 seats (the most one may have),
@@ -304,12 +305,12 @@ make -s sse-server bench/ssefan bench/floor
 [ -d bench/node-reference/node_modules ] || (cd bench/node-reference && npm ci --no-audit --no-fund >/dev/null)
 echo "sse-server bench: commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ)"
 
-start_sse sse-file "$dir/file.db"; SSE_FILE_PORT=$PORT; SSE_FILE_PID=$PID
-start_sse sse-mem ":memory:"; SSE_MEM_PORT=$PORT; SSE_MEM_PID=$PID
+start_sse sse-file "$dir/file.db" --max-voters 1000000000; SSE_FILE_PORT=$PORT; SSE_FILE_PID=$PID
+start_sse sse-mem ":memory:" --max-voters 1000000000; SSE_MEM_PORT=$PORT; SSE_MEM_PID=$PID
 start_node node; NODE_PORT=$PORT; NODE_PID=$PID
 start_nginx nginx "location = /healthz { return 200 \"ok\n\"; } location / { root $PWD/public; index index.html; }"
 NGINX_PORT=$PORT; NGINX_PID=$PID
-start_redis redis; start_sse sse-redis "$dir/redis-mode.db" --redis "$REDIS_SOCK"; SSE_REDIS_PORT=$PORT; SSE_REDIS_PID=$PID
+start_redis redis; start_sse sse-redis "$dir/redis-mode.db" --redis "$REDIS_SOCK" --max-voters 1000000000; SSE_REDIS_PORT=$PORT; SSE_REDIS_PID=$PID
 
 for run in $(seq "$RUNS"); do
   echo "http run $run of $RUNS"
@@ -321,13 +322,13 @@ for run in $(seq "$RUNS"); do
       wrk_run node "$target" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT$path"
     done
     new_round "$SSE_FILE_PORT"
-    wrk_run sse-server "grab" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    wrk_run sse-server "grab" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/redpacket/grab" -s bench/wrk/grab.lua -- "$TOKEN"
     new_round "$SSE_MEM_PORT"
-    wrk_run sse-memory "grab" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    wrk_run sse-memory "grab" "$conc" "$run" "$SSE_MEM_PID" "http://127.0.0.1:$SSE_MEM_PORT/redpacket/grab" -s bench/wrk/grab.lua -- "$TOKEN"
     new_round "$SSE_REDIS_PORT"
-    wrk_run sse-redis "grab" "$conc" "$run" "$SSE_REDIS_PID" "http://127.0.0.1:$SSE_REDIS_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    wrk_run sse-redis "grab" "$conc" "$run" "$SSE_REDIS_PID" "http://127.0.0.1:$SSE_REDIS_PORT/redpacket/grab" -s bench/wrk/grab.lua -- "$TOKEN"
     curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000' "127.0.0.1:$NODE_PORT/redpacket/rounds"
-    wrk_run node "grab" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/redpacket/grab" -s bench/wrk/grab.lua
+    wrk_run node "grab" "$conc" "$run" "$NODE_PID" "http://127.0.0.1:$NODE_PORT/redpacket/grab" -s bench/wrk/grab.lua -- "$TOKEN"
     new_poll "$SSE_FILE_PORT"
     wrk_run sse-server "vote" "$conc" "$run" "$SSE_FILE_PID" "http://127.0.0.1:$SSE_FILE_PORT/vote" -s bench/wrk/vote.lua
     new_poll "$SSE_MEM_PORT"
