@@ -50,13 +50,13 @@ def mode_files(files, app, mode):
     """<app>.hpp, rules.hpp and one mode's file, with every file of the
     folder those include (tables.hpp, say) but the other mode's."""
     other = "in_redis.hpp" if mode == "in_sqlite.hpp" else "in_sqlite.hpp"
-    todo, seen = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", mode)], []
-    while todo:
-        n = todo.pop(0)
+    to_read, seen = [f"apps/{app}/{f}" for f in (f"{app}.hpp", "rules.hpp", mode)], []
+    while to_read:
+        n = to_read.pop(0)
         if n in seen or n not in files or n.endswith(other):
             continue
         seen.append(n)
-        todo += [f"apps/{app}/{m}" for m in re.findall(r'^#include "([a-z_]+\.hpp)"', "\n".join(files[n]), re.M)]
+        to_read += [f"apps/{app}/{m}" for m in re.findall(r'^#include "([a-z_]+\.hpp)"', "\n".join(files[n]), re.M)]
     return seen
 
 
