@@ -169,7 +169,8 @@ inline const char* target_refusal(std::string_view url, bool connect, bool optio
   }
   size_t q = std::min(url.find('?'), url.find('#'));
   *path = {size_t(url.data() - start), std::min(q, url.size())};
-  if (q < url.size() && url[q] == '?') *query = {path->first + q + 1, url.substr(q + 1).find('#')};
+  std::string_view after = q < url.size() ? url.substr(q + 1) : std::string_view();  // the query, then perhaps a fragment
+  if (q < url.size() && url[q] == '?') *query = {path->first + q + 1, std::min(after.find('#'), after.size())};
   return nullptr;
 }
 

@@ -62,6 +62,13 @@ TEST_CASE("a client that has the current snapshot is not sent it again") {
   open_stream(by_query, "/vote/result-sse?lastEventId=" + id);
   CHECK_FALSE(by_query.read_until("data:", 300));
 
+  // A browser sends its cookie too: the query ends where the target does,
+  // not at the end of the header values kept after it.
+  Client with_cookie(srv.port);
+  open_stream(with_cookie, "/vote/result-sse?lastEventId=" + id, "Cookie: uid=abc\r\n");
+  CHECK(with_cookie.read_until("retry: 3000\n\n"));
+  CHECK_FALSE(with_cookie.read_until("data:", 300));
+
   for (const std::string& bad : std::vector<std::string>{"x" + id, id + "0", "-1", std::string(40, '9'), "1"}) {
     CAPTURE(bad);
     Client other(srv.port);
