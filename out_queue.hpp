@@ -25,11 +25,15 @@
 // has left. A snapshot is the whole state, so a newer one replaces them
 // instead of queueing behind: a slow subscriber gets the latest state, not
 // a backlog of old ones. Once a byte of them is written they are ordinary
-// pending bytes (npos: no replaceable snapshots).
+// pending bytes (npos: no replaceable snapshots). On /live, where one
+// connection follows several streams, the snapshots replaced are those of
+// every stream they hold, so the queue also says which (`snapshot_streams`,
+// bit i: the server's stream i; the caller rebuilds them, see sse_set_latest).
 struct OutQueue {
   std::string bytes;
   size_t sent = 0;
   size_t snapshots_at = std::string::npos;
+  uint32_t snapshot_streams = 0;
 
   size_t pending() const { return bytes.size() - sent; }
   size_t pending_before_snapshots() const { return std::min(snapshots_at, bytes.size()) - sent; }
@@ -46,7 +50,10 @@ struct OutQueue {
   void written(size_t n) {
     assert(n <= pending());
     sent += n;
-    if (sent > snapshots_at) snapshots_at = std::string::npos;  // a snapshot began to leave
+    if (sent > snapshots_at) {  // a snapshot began to leave
+      snapshots_at = std::string::npos;
+      snapshot_streams = 0;
+    }
   }
   // After writing: cut the sent front, or empty the queue when all has left
   // (freeing a buffer larger than `keep`, or any buffer when `free_all`).
@@ -61,5 +68,6 @@ struct OutQueue {
     free_memory ? std::string().swap(bytes) : bytes.clear();
     sent = 0;
     snapshots_at = std::string::npos;
+    snapshot_streams = 0;
   }
 };

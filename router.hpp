@@ -37,6 +37,7 @@ struct Route {
     int app = -1;     // whose handler: its streams are due when the answer changed something
     int stream = -1;  // a subscription to this stream
     bool admin = false;
+    bool streams_in_query = false;  // GET /live: a subscription to the streams its query names
   };
   std::vector<Entry> entries;
   std::string allow;  // the methods, as the Allow header lists them
@@ -88,7 +89,7 @@ class Router {
   }
 
   static bool is_stream(const Route& r) {
-    return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.stream >= 0; });
+    return std::any_of(r.entries.begin(), r.entries.end(), [](const Route::Entry& e) { return e.stream >= 0 || e.streams_in_query; });
   }
 
   // The admin token as "Authorization: Bearer <token>", or (admin_ok only)

@@ -39,7 +39,8 @@
 // Reading map — one connection's path, in the order below: on_accept,
 // conn_open, on_readable, conn_parse (HttpParser::feed), on_request,
 // route_request (the app's handler), respond_answer, conn_flush, and for a
-// stream on_subscribe, streams_push, sse_send; finally conn_close. A turn:
+// stream on_subscribe (or on_follow, for a set of them on /live),
+// streams_push, sse_send; finally conn_close. A turn:
 // run, on_event, turn_finish, deadlines_expire, turn_commit,
 // answer_parked, timer_arm.
 // With --redis: on_later_answer, live_fetch, redis_turn.
@@ -68,6 +69,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <unordered_map>
 
 #include "engine/app.hpp"
@@ -111,6 +113,7 @@ constexpr size_t TRIM_AFTER_BYTES = 1024 * 1024;      // closed connections' buf
 constexpr size_t SPARE_PARSERS = 1024;               // parsers kept for new connections; the rest are freed
 constexpr int EPOLL_BATCH = 512;                      // events taken per epoll_wait
 constexpr int64_t HEARTBEAT_MS = 15'000;              // a comment line on any stream quiet this long
+constexpr size_t MAX_STREAMS = 8;                     // /live may follow any set of them: at most 255 sets
 constexpr unsigned SSE_RETRY_MS = 3000;               // the reconnect delay we ask browsers for
 constexpr int64_t STOP_GRACE_MS = 800;                // SIGTERM: time left to flush before exit
 constexpr int64_t ACCEPT_RETRY_MS = 100;              // out of fds: try accept() again after this
@@ -159,9 +162,10 @@ struct Conn {
   int deadline_prev = -1, deadline_next = -1;
   int64_t deadline_ms = 0;
   int64_t lock_wait_since_ms = -1;  // its request first found the database locked elsewhere (Then::AfterLock)
-  // A subscriber: which stream, and where in its subscriber list.
-  int stream = -1;
-  size_t sub_pos = 0;
+  // A subscriber: which stream (or on /live, which set of streams), and
+  // where in its subscriber list.
+  int16_t stream = -1, set = -1;
+  uint32_t sub_pos = 0;
 };
 
 // Two words for time, kept apart: a connection's *deadline* is when its
@@ -221,6 +225,7 @@ struct Server {
   std::vector<int> flush_list, close_list, resume_list;
   Router router;                     // the routes, and the admin token
   std::vector<Live> lives;
+  std::vector<SseSet> sets;          // the sets of streams followed on /live, each made for its first subscriber
   Metrics metrics;
   Store store;
   Redis redis, redis_sub{true};  // --redis: commands, and the subscription that hears of changes
@@ -236,7 +241,7 @@ struct Server {
   SseIds event_ids;                      // every snapshot's id: unique for the life of the database
   int64_t now_ms = 0;          // monotonic, read once per turn
   int64_t wall_ms = 0;         // epoch ms, read once per turn
-  size_t freed_bytes = 0;      // buffers of closed connections freed since the last malloc_trim
+  size_t freed_bytes = 0;      // buffers of closed connections and subscribers freed since the last malloc_trim
   int64_t timer_armed_ms = -1;
   int64_t accept_paused_until_ms = -1;  // -1: accepting
   int64_t stop_deadline_ms = -1;        // -1: running
@@ -362,7 +367,7 @@ static void conn_open(int fd) {
   c.http = take_parser();
   c.out.clear(false);
   c.stash.clear();
-  c.stream = -1;
+  c.stream = c.set = -1;
   c.events = EPOLLIN;
   epoll_set(srv.epoll_fd, EPOLL_CTL_ADD, fd, EPOLLIN);
   deadline_set(fd, HEADER_DEADLINE);  // the first request must arrive in time too
@@ -493,6 +498,7 @@ static void on_readable(int fd) {
 static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
+static void on_follow(int fd, const HttpRequest& req);
 
 // The request's answer cannot be given yet (see Then in engine/app.hpp).
 // Nothing is answered; the connection reads no further, so the requests its
@@ -579,6 +585,7 @@ static void route_request(int fd, const HttpRequest& req) {
   const Route::Entry* entry = admit(fd, req, false);
   if (!entry) return;
   if (entry->stream >= 0) return on_subscribe(fd, req, entry->stream);
+  if (entry->streams_in_query) return on_follow(fd, req);
   Conn& c = srv.conns[fd];
   Answer a = entry->handler(Request{req, srv.wall_ms, uint64_t(fd) << 32 | c.generation});
   if (a.then == Then::AfterLock && (c.lock_wait_since_ms < 0 || srv.now_ms - c.lock_wait_since_ms < LOCK_WAIT_MS)) return park(fd, a.then);
@@ -698,14 +705,9 @@ static void respond_refusal(int fd, const HttpRequest& req, int status, std::str
   respond_answer(fd, req, a);
 }
 
-// Turns the connection into a subscriber of stream `stream`: the SSE
-// headers, the reconnect delay and the snapshot every subscriber has go out
-// at once (or, for a stream of the time, the time now). The browser sends
-// Last-Event-ID when it reconnects (a page may pass ?lastEventId= on its
-// first connect): if it names the current snapshot, that is not resent.
-static void on_subscribe(int fd, const HttpRequest& req, int stream) {
+// The head of every stream's response; and a subscriber's socket buffer.
+static void stream_begin(int fd, const HttpRequest& req) {
   Conn& c = srv.conns[fd];
-  Live& l = srv.lives[size_t(stream)];
   http_begin(c.out.bytes, 200, date_line(), req.keep_alive, req.http10);
   if (req.keep_alive && !req.http10) c.out.bytes += "Connection: keep-alive\r\n";  // implied by HTTP/1.1, said for proxies and readers
   c.out.bytes += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
@@ -716,23 +718,113 @@ static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   // hold megabytes for a client that stopped reading before we noticed.
   int sndbuf = int(std::min<size_t>(srv.cfg.sse_max_pending, INT32_MAX / 2));
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+}
+
+// The browser sends Last-Event-ID when it reconnects; a page may pass
+// ?lastEventId= on its first connect. Decoded into *from_query if need be.
+static std::string_view last_event_id(const HttpRequest& req, std::string* from_query) {
   std::string_view last = req.fields[LAST_EVENT_ID];
+  if (last.empty() && http_form_value(req.query, "lastEventId", from_query) == FormLookup::Found) last = *from_query;
+  return last;
+}
+
+// The connection, its first events queued, joins `subscribers`.
+static void stream_join(int fd, std::vector<int>& subscribers, const char* what) {
+  Conn& c = srv.conns[fd];
+  srv.metrics.requests_by_status[200]++;
+  c.state = ConnState::Stream;
+  c.sub_pos = uint32_t(sse_subscribe(subscribers, fd));
+  deadline_clear(fd);  // streams are exempt from the idle timeout
+  flush_later(fd);
+  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", what, peer_name(fd).c_str(), subscribers.size());
+}
+
+// Turns the connection into a subscriber of stream `stream`: the SSE
+// headers, the reconnect delay and the snapshot every subscriber has go out
+// at once (or, for a stream of the time, the time now) — unless its
+// Last-Event-ID names that snapshot.
+static void on_subscribe(int fd, const HttpRequest& req, int stream) {
+  Conn& c = srv.conns[fd];
+  Live& l = srv.lives[size_t(stream)];
+  stream_begin(fd, req);
   std::string from_query;
-  if (last.empty() && http_form_value(req.query, "lastEventId", &from_query) == FormLookup::Found) last = from_query;
   if (l.spec.is_time) {
     sse_retry(c.out.bytes, SSE_RETRY_MS);
     sse_event(c.out.bytes, {}, {}, l.spec.render(srv.wall_ms));
     l.renders++;
   } else {
-    sse_open(c.out.bytes, l.stream, sse_parse_id(last), SSE_RETRY_MS);
+    sse_open(c.out.bytes, l.stream, sse_parse_id(last_event_id(req, &from_query)), SSE_RETRY_MS);
   }
-  srv.metrics.requests_by_status[200]++;
-  c.state = ConnState::Stream;
-  c.stream = stream;
-  c.sub_pos = sse_subscribe(l.stream, fd);
-  deadline_clear(fd);  // streams are exempt from the idle timeout
-  flush_later(fd);
-  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
+  c.stream = int16_t(stream);
+  stream_join(fd, l.stream.subscribers, l.spec.paths[0]);
+}
+
+// The streams a /live request names (?stream=clock&stream=poll), as bits
+// of srv.lives; 0 with the message for a 400 when the set is empty, names
+// a stream twice or names one that does not exist.
+static uint32_t streams_named(std::string_view query, std::string* error) {
+  std::string all;  // "clock, redpacket, poll, cinema", for the messages
+  for (const Live& l : srv.lives) all.append(all.empty() ? "" : ", ").append(l.spec.name);
+  uint32_t streams = 0;
+  size_t named = 0;
+  while (!query.empty()) {
+    std::string_view pair = query.substr(0, query.find('&'));
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+    std::string name;
+    FormLookup found = http_form_value(pair, "stream", &name);
+    if (found == FormLookup::Absent) continue;
+    if (found == FormLookup::Malformed) return *error = "a stream name has a broken %-escape", 0;
+    if (++named > srv.lives.size()) return *error = "more streams named than there are (" + all + ")", 0;
+    name.resize(std::min<size_t>(name.size(), 64));
+    auto it = std::find_if(srv.lives.begin(), srv.lives.end(), [&](const Live& l) { return name == l.spec.name; });
+    if (it == srv.lives.end()) return *error = "no stream is named '" + name + "' (there are " + all + ")", 0;
+    uint32_t bit = uint32_t(1) << (it - srv.lives.begin());
+    if (streams & bit) return *error = "the stream '" + name + "' is named twice", 0;
+    streams |= bit;
+  }
+  if (streams == 0) *error = "name the streams to follow, as in /live?stream=clock&stream=poll (there are " + all + ")";
+  return streams;
+}
+
+// The set of `streams`, made for its first subscriber: every stream framed
+// from what it holds now, one after another, so each frame's id is true.
+// Sets are kept when their last subscriber leaves: there are at most
+// 2^streams - 1 of them (15 for the four apps).
+static int set_of(uint32_t streams) {
+  for (size_t i = 0; i < srv.sets.size(); i++)
+    if (srv.sets[i].streams == streams) return int(i);
+  SseSet& set = srv.sets.emplace_back();
+  set.streams = streams;
+  set.last_send_ms = srv.now_ms;
+  for (size_t i = 0; i < srv.lives.size(); i++)
+    if (streams & (uint32_t(1) << i)) set.members.push_back({.stream = &srv.lives[i].stream, .bit = int(i), .in_id = !srv.lives[i].spec.is_time});
+  for (size_t m = 0; m < set.members.size(); m++)
+    if (set.members[m].in_id && set.members[m].stream->version != 0) sse_set_frame(set, m);
+  return int(srv.sets.size()) - 1;
+}
+
+// GET /live: follows every stream the query names on this one connection
+// (sse.hpp, "Many streams on one connection"). A newcomer gets the time
+// now, then each stream its Last-Event-ID does not name at its current version.
+static void on_follow(int fd, const HttpRequest& req) {
+  std::string error;
+  uint32_t streams = streams_named(req.query, &error);
+  if (streams == 0) return respond_refusal(fd, req, 400, error);
+  Conn& c = srv.conns[fd];
+  int index = set_of(streams);
+  SseSet& set = srv.sets[size_t(index)];
+  stream_begin(fd, req);
+  sse_retry(c.out.bytes, SSE_RETRY_MS);
+  for (const SseSetMember& member : set.members) {
+    if (member.in_id) continue;
+    Live& l = srv.lives[size_t(member.bit)];
+    sse_event(c.out.bytes, {}, l.spec.name, l.spec.render(srv.wall_ms));
+    l.renders++;
+  }
+  std::string from_query;
+  sse_set_catch_up(c.out.bytes, set, last_event_id(req, &from_query));
+  c.set = int16_t(index);
+  stream_join(fd, set.subscribers, "/live");
 }
 
 // ---- One connection: write -----------------------------------------------------
@@ -758,7 +850,9 @@ static void conn_flush(int fd) {
     if (n < 0 && errno == EAGAIN) break;  // the kernel's buffer is full: EPOLLOUT will tell us
     return conn_close_later(fd);          // EPIPE, ECONNRESET: SIGPIPE is ignored, so we learn it here
   }
+  size_t held = c.out.bytes.capacity();
   c.out.settle(KEEP_CAPACITY_BYTES, c.state == ConnState::Stream);  // a subscriber keeps no buffer while it keeps up
+  if (c.state == ConnState::Stream) srv.freed_bytes += held - c.out.bytes.capacity();  // counted for malloc_trim, as a close's
   if (c.out.pending() == 0) {
     if (c.close_after_write) return conn_close_later(fd);
     if (c.reading_paused) {
@@ -773,7 +867,9 @@ static void conn_flush(int fd) {
 // queued; otherwise queue, replacing a queued snapshot nothing of which has
 // left yet (snapshots are whole state: only the newest matters). Heartbeats go
 // only to idle subscribers. Over --sse-max-pending the subscriber is dropped.
-static void sse_send(int fd, std::string_view bytes, bool snapshot) {
+// On /live the queue keeps the newest snapshot of each stream (`stream`:
+// whose this one is), in the order the set framed them.
+static void sse_send(int fd, std::string_view bytes, bool snapshot, int stream = -1) {
   Conn& c = srv.conns[fd];
   if (c.state != ConnState::Stream) return;  // closing already
   if (c.out.pending() == 0) {
@@ -786,9 +882,17 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot) {
     n = std::max<ssize_t>(n, 0);
     srv.metrics.bytes_written += uint64_t(n);
     c.out.add(bytes.substr(size_t(n)), snapshot && n == 0);
+    if (snapshot && n == 0 && c.set >= 0) c.out.snapshot_streams = uint32_t(1) << stream;
     return conn_set_interest(fd);
   }
   if (!snapshot) return;
+  static std::string latest;
+  if (c.set >= 0) {
+    c.out.snapshot_streams |= uint32_t(1) << stream;
+    latest.clear();
+    sse_set_latest(latest, srv.sets[size_t(c.set)], c.out.snapshot_streams);
+    bytes = latest;
+  }
   if (c.out.pending_before_snapshots() + bytes.size() > srv.cfg.sse_max_pending) {
     srv.metrics.slow_consumers_dropped++;
     if (!srv.cfg.quiet) log_line("sse: slow consumer %s dropped (%zu bytes pending)", peer_name(fd).c_str(), c.out.pending_before_snapshots());
@@ -801,12 +905,13 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot) {
 
 static void conn_close(int fd) {
   Conn& c = srv.conns[fd];
-  if (c.stream >= 0) {
-    Live& l = srv.lives[size_t(c.stream)];
-    int moved = sse_unsubscribe(l.stream, c.sub_pos);
+  if (c.stream >= 0 || c.set >= 0) {
+    std::vector<int>& subscribers = c.set >= 0 ? srv.sets[size_t(c.set)].subscribers : srv.lives[size_t(c.stream)].stream.subscribers;
+    int moved = sse_unsubscribe(subscribers, c.sub_pos);
     if (moved >= 0) srv.conns[moved].sub_pos = c.sub_pos;
-    if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", l.spec.paths[0], peer_name(fd).c_str(), l.stream.subscribers.size());
-    c.stream = -1;
+    const char* what = c.set >= 0 ? "/live" : srv.lives[size_t(c.stream)].spec.paths[0];
+    if (!srv.cfg.quiet) log_line("sse: - %s %s (%zu subscribers)", what, peer_name(fd).c_str(), subscribers.size());
+    c.stream = c.set = -1;
   }
   deadline_clear(fd);
   close(fd);  // also removes it from epoll: no other process shares this socket
@@ -956,13 +1061,32 @@ static bool live_refresh(Live& l) {
   return true;
 }
 
-// Sends the stream's snapshot (or a heartbeat) to every subscriber.
+// Sends a stream's new snapshot to every set that holds it, framed once
+// per set. A periodic push of an unchanged snapshot is not repeated on a
+// set: its subscribers have it, under the id they hold, and on one
+// connection the repeats of every stream would add up for nothing (the
+// heartbeat keeps the connection warm).
+static void sets_broadcast(const Live& l) {
+  int bit = int(&l - srv.lives.data());
+  for (SseSet& set : srv.sets) {
+    if (!(set.streams & (uint32_t(1) << bit))) continue;
+    size_t m = size_t(std::find_if(set.members.begin(), set.members.end(), [bit](auto& e) { return e.bit == bit; }) - set.members.begin());
+    if (set.members[m].version == l.stream.version) continue;
+    sse_set_frame(set, m);
+    set.last_send_ms = srv.now_ms;
+    sse_broadcast(set.subscribers, set.members[m].frame, [bit](int fd, std::string_view bytes) { sse_send(fd, bytes, true, bit); });
+  }
+}
+
+// Sends the stream's snapshot (or a heartbeat) to every subscriber, those
+// following it on /live too.
 static void live_broadcast(Live& l, bool snapshot) {
   SseStream& s = l.stream;
   timespec a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
-  sse_broadcast(s, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
+  sse_broadcast(s.subscribers, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
                 [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
+  if (snapshot) sets_broadcast(l);
   clock_gettime(CLOCK_MONOTONIC, &b);
   if (snapshot) {
     l.snapshots_sent++;
@@ -1009,6 +1133,11 @@ static void streams_push() {
       continue;
     }
     live_broadcast(l, snapshot);
+  }
+  for (SseSet& set : srv.sets) {  // a set's heartbeat is its own: its streams' may all be busy elsewhere
+    if (srv.now_ms < set.last_send_ms + HEARTBEAT_MS) continue;
+    sse_broadcast(set.subscribers, SSE_HEARTBEAT, [](int fd, std::string_view bytes) { sse_send(fd, bytes, false); });
+    set.last_send_ms = srv.now_ms;
   }
 }
 
@@ -1090,6 +1219,7 @@ static int64_t next_deadline_ms() {
   int64_t t = srv.now_ms + HEARTBEAT_MS;
   for (const Live& l : srv.lives)
     if (!l.fetching) t = std::min(t, sse_next_due_ms(l.stream, srv.cfg.push_gap_ms, HEARTBEAT_MS));
+  for (const SseSet& set : srv.sets) t = std::min(t, set.last_send_ms + HEARTBEAT_MS);
   for (const DeadlineList& l : srv.deadlines)
     if (l.head >= 0) t = std::min(t, srv.conns[l.head].deadline_ms);
   if (srv.accept_paused_until_ms >= 0) t = std::min(t, srv.accept_paused_until_ms);
@@ -1281,7 +1411,13 @@ static const MetricRow METRICS[] = {
      [] { return srv.redis.latency_seconds_sum; }},
     {"sse_redis_command_seconds_count", "counter", "Replies timed in sse_redis_command_seconds_sum.",
      [] { return double(srv.redis.latency_count); }},
-    {"sse_subscribers", "gauge", "SSE subscribers per stream.", nullptr, [](const Live& l) { return double(l.stream.subscribers.size()); }},
+    {"sse_live_subscribers", "gauge", "Connections following a set of streams on /live (each also counted in sse_subscribers).",
+     [] { return double(std::accumulate(srv.sets.begin(), srv.sets.end(), size_t(0), [](size_t n, const SseSet& s) { return n + s.subscribers.size(); })); }},
+    {"sse_subscribers", "gauge", "SSE subscribers per stream, on its own route or on /live.", nullptr, [](const Live& l) {
+       size_t n = l.stream.subscribers.size(), bit = size_t(&l - srv.lives.data());
+       for (const SseSet& set : srv.sets) n += set.streams & (uint32_t(1) << bit) ? set.subscribers.size() : 0;
+       return double(n);
+     }},
     {"sse_stream_snapshots_total", "counter", "Snapshots pushed, per stream.", nullptr, [](const Live& l) { return double(l.snapshots_sent); }},
     {"sse_stream_renders_total", "counter", "Times a stream's state was rendered (pushes due, and a time stream's newcomers).", nullptr,
      [](const Live& l) { return double(l.renders); }},
@@ -1339,6 +1475,13 @@ static void setup_routes() {
     for (RouteSpec& r : srv.apps[app]->routes()) srv.router.add(r.path, r.methods, {HTTP_GET, std::move(r.handler), int(app), -1, r.admin});
     for (MetricSpec& m : srv.apps[app]->metrics()) srv.app_metrics.push_back(std::move(m));
   }
+  // Any set of the streams on one connection; one SseSet per set followed
+  // (at most 2^streams - 1), so their number is bounded here.
+  if (srv.lives.size() > MAX_STREAMS) {
+    fprintf(stderr, "sse-server: %zu streams, more than /live can combine (%zu)\n", srv.lives.size(), MAX_STREAMS);
+    exit(1);
+  }
+  srv.router.add("/live", "GET", {.method = HTTP_GET, .handler = {}, .streams_in_query = true});
 }
 
 // Sizes the connection table from the fd limit, raising the soft limit to

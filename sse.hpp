@@ -133,26 +133,130 @@ inline void sse_open(std::string& out, const SseStream& s, std::optional<uint64_
   if (s.version != 0 && last_id != s.version) out.append(s.frame);
 }
 
-// Adds fd; returns its position, which the caller keeps for sse_unsubscribe.
-inline size_t sse_subscribe(SseStream& s, int fd) {
-  s.subscribers.push_back(fd);
-  return s.subscribers.size() - 1;
+// Adds fd to a stream's (or a set's) subscribers; returns its position,
+// which the caller keeps for sse_unsubscribe.
+inline size_t sse_subscribe(std::vector<int>& subscribers, int fd) {
+  subscribers.push_back(fd);
+  return subscribers.size() - 1;
 }
 
 // Removes the subscriber at `pos` in O(1) by moving the last one into its
 // place. Returns the fd that moved (its owner must update its position), or -1.
-inline int sse_unsubscribe(SseStream& s, size_t pos) {
-  int moved = s.subscribers.back();
-  s.subscribers[pos] = moved;
-  s.subscribers.pop_back();
-  return pos < s.subscribers.size() ? moved : -1;
+inline int sse_unsubscribe(std::vector<int>& subscribers, size_t pos) {
+  int moved = subscribers.back();
+  subscribers[pos] = moved;
+  subscribers.pop_back();
+  return pos < subscribers.size() ? moved : -1;
 }
 
 // Hands the same bytes to every subscriber. `send(fd, bytes)` must not
 // unsubscribe anyone during the loop: it marks a connection to be closed later.
 template <class Send>
-void sse_broadcast(const SseStream& s, std::string_view bytes, Send&& send) {
-  for (int fd : s.subscribers) send(fd, bytes);
+void sse_broadcast(const std::vector<int>& subscribers, std::string_view bytes, Send&& send) {
+  for (int fd : subscribers) send(fd, bytes);
+}
+
+// ---- Many streams on one connection ------------------------------------------
+//
+// A browser keeps at most six HTTP/1.1 connections per host: six pages of
+// one stream each hold them all, and a seventh page never loads. So one
+// response may carry several streams (GET /live?stream=poll&stream=cinema):
+// each event names its stream (`event:`) and carries that stream's snapshot
+// exactly as the stream's own route does.
+//
+// The `id:` must name a position in every stream of the set at once, so it
+// lists each stream's version, as `name=version` pairs joined by ',' in the
+// server's order: `id: redpacket=41,poll=8802`. A stream whose state is the
+// time takes no place in it (a reconnect gets the time now), and neither
+// does one that has published nothing yet. On a reconnect, every stream
+// whose current version the id does not name is sent; the rest are not.
+// A snapshot goes to a set when it changes: the periodic repeats of an
+// unchanged one that some streams' own routes send are left out.
+//
+// Everyone following the same set shares one SseSet, and its frames are
+// made once per push, as a single stream's are. What keeps each id true is
+// order: a connection is sent a set's frames in the order they were framed,
+// each frame's id lists the versions at that moment, and a newcomer's first
+// events are framed for it alone from the id it brought. So when the
+// browser has dispatched an event, the id names the current version of a
+// stream exactly when the browser holds it: nothing is lost or sent twice.
+struct SseSetMember {
+  const SseStream* stream;
+  int bit;               // the stream's place in the server's list: bit `bit` of SseSet::streams
+  bool in_id;            // false for a stream of the time
+  uint64_t version = 0;  // its version as last framed here (0: not yet)
+  std::string frame = {};  // its latest frame
+  uint64_t order = 0;    // when that frame was made (a count): frames leave in this order
+};
+
+struct SseSet {
+  uint32_t streams = 0;                // which (bit i: the server's stream i)
+  std::vector<SseSetMember> members;   // in the server's order
+  std::vector<int> subscribers;        // fds, as SseStream::subscribers
+  uint64_t frames_made = 0;
+  int64_t last_send_ms = 0;            // when anything last went out: the heartbeat is per set
+};
+
+// The id after `versions` (one per member, 0: none).
+inline std::string sse_set_id(const SseSet& set, const std::vector<uint64_t>& versions) {
+  std::string id;
+  for (size_t m = 0; m < set.members.size(); m++) {
+    if (!set.members[m].in_id || versions[m] == 0) continue;
+    id.append(id.empty() ? "" : ",").append(set.members[m].stream->name).append("=").append(std::to_string(versions[m]));
+  }
+  return id;
+}
+
+// A client's id for this set, one version per member (0: not named). The
+// id is untrusted: any piece that is not `name=version` makes it no id at
+// all; names outside the set are ignored (the set may have changed).
+inline std::vector<uint64_t> sse_set_parse_id(const SseSet& set, std::string_view id) {
+  std::vector<uint64_t> versions(set.members.size(), 0), none = versions;
+  for (size_t at = 0; !id.empty() && at <= id.size();) {
+    std::string_view piece = id.substr(at, id.find(',', at) - at);
+    at += piece.size() + 1;
+    size_t eq = piece.find('=');
+    std::optional<uint64_t> v = eq == piece.npos ? std::nullopt : sse_parse_id(piece.substr(eq + 1));
+    if (!v) return none;
+    for (size_t m = 0; m < set.members.size(); m++)
+      if (set.members[m].in_id && set.members[m].stream->name == piece.substr(0, eq)) versions[m] = *v;
+  }
+  return versions;
+}
+
+// Frames member `m`'s current snapshot for the set's subscribers.
+inline void sse_set_frame(SseSet& set, size_t m) {
+  SseSetMember& member = set.members[m];
+  member.version = member.stream->version;
+  std::vector<uint64_t> versions;
+  for (const SseSetMember& each : set.members) versions.push_back(each.version);
+  member.frame.clear();
+  sse_event(member.frame, sse_set_id(set, versions), member.stream->name, member.stream->json);
+  member.order = ++set.frames_made;
+}
+
+// What a newcomer is sent after retry (and the time, which the server
+// makes fresh): each stream its id does not name at its current version,
+// framed for it alone, so every id it is sent is true of what it holds.
+inline void sse_set_catch_up(std::string& out, const SseSet& set, std::string_view last_id) {
+  std::vector<uint64_t> held = sse_set_parse_id(set, last_id);
+  for (size_t m = 0; m < set.members.size(); m++) {
+    const SseSetMember& member = set.members[m];
+    uint64_t version = member.stream->version;
+    if (!member.in_id || version == 0 || held[m] == version) continue;
+    held[m] = version;
+    sse_event(out, sse_set_id(set, held), member.stream->name, member.stream->json);
+  }
+}
+
+// The latest frames of the streams in `streams`, in the order they were
+// made: what a slow subscriber's queue holds instead of older ones.
+inline void sse_set_latest(std::string& out, const SseSet& set, uint32_t streams) {
+  std::vector<const SseSetMember*> queued;
+  for (const SseSetMember& member : set.members)
+    if (streams & (uint32_t(1) << member.bit) && member.order != 0) queued.push_back(&member);
+  std::sort(queued.begin(), queued.end(), [](auto* a, auto* b) { return a->order < b->order; });
+  for (const SseSetMember* member : queued) out.append(member->frame);
 }
 
 // ---- When a stream is due ----------------------------------------------------

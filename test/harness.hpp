@@ -41,6 +41,16 @@ inline int64_t now_ms() {
 }
 
 // Polls `cond` every few ms until it holds or `timeout_ms` passes.
+// Raises this process's soft fd limit to at least `fds` (within the hard
+// one), for a test that opens thousands of connections; false if it cannot.
+inline bool raise_fd_limit(rlim_t fds) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
+  if (rl.rlim_cur >= fds) return true;
+  rl.rlim_cur = std::min(fds, rl.rlim_max);
+  return setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= fds;
+}
+
 inline bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
   int64_t end = now_ms() + timeout_ms;
   for (;;) {
@@ -448,9 +458,10 @@ inline long long json_int(const std::string& json, const std::string& key) {
   return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + key.size() + 3);
 }
 
-// One SSE event as a client reads it: its id (empty when it had none) and its data.
+// One SSE event as a client reads it: its id and its name (each empty when
+// it had none) and its data.
 struct SseEvent {
-  std::string id, data;
+  std::string id, event, data;
 };
 
 // Reads events from `c` (a stream whose response head was read already, or
@@ -469,6 +480,7 @@ inline bool sse_next(Client& c, const std::function<bool(const SseEvent&)>& want
       for (size_t line = 0, eol; (eol = block.find('\n', line)) != std::string::npos; line = eol + 1) {
         std::string_view l(block.data() + line, eol - line);
         if (l.starts_with("id: ")) e.id = l.substr(4);
+        if (l.starts_with("event: ")) e.event = l.substr(7);
         if (l.starts_with("data: ")) e.data += std::string(l.substr(6)), has_data = true;
       }
       if (!has_data) continue;  // retry, a heartbeat, the response head

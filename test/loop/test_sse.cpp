@@ -91,23 +91,23 @@ TEST_CASE("a new subscriber gets retry and the snapshot, unless it has it") {
 
 TEST_CASE("subscribe and unsubscribe keep positions right") {
   SseStream s;
-  CHECK(sse_subscribe(s, 10) == 0);
-  CHECK(sse_subscribe(s, 11) == 1);
-  CHECK(sse_subscribe(s, 12) == 2);
-  CHECK(sse_unsubscribe(s, 0) == 12);  // 12 moved into position 0
+  CHECK(sse_subscribe(s.subscribers, 10) == 0);
+  CHECK(sse_subscribe(s.subscribers, 11) == 1);
+  CHECK(sse_subscribe(s.subscribers, 12) == 2);
+  CHECK(sse_unsubscribe(s.subscribers, 0) == 12);  // 12 moved into position 0
   CHECK(s.subscribers == std::vector<int>{12, 11});
-  CHECK(sse_unsubscribe(s, 1) == -1);  // the last one: nothing moved
+  CHECK(sse_unsubscribe(s.subscribers, 1) == -1);  // the last one: nothing moved
   CHECK(s.subscribers == std::vector<int>{12});
-  CHECK(sse_unsubscribe(s, 0) == -1);
+  CHECK(sse_unsubscribe(s.subscribers, 0) == -1);
   CHECK(s.subscribers.empty());
 }
 
 TEST_CASE("broadcast hands the same bytes to every subscriber") {
   SseStream s;
-  for (int fd : {3, 4, 5}) sse_subscribe(s, fd);
+  for (int fd : {3, 4, 5}) sse_subscribe(s.subscribers, fd);
   std::vector<std::pair<int, const char*>> sent;
   std::string bytes = "data: x\n\n";
-  sse_broadcast(s, bytes, [&](int fd, std::string_view b) { sent.push_back({fd, b.data()}); });
+  sse_broadcast(s.subscribers, bytes, [&](int fd, std::string_view b) { sent.push_back({fd, b.data()}); });
   REQUIRE(sent.size() == 3);
   for (auto& [fd, ptr] : sent) CHECK(ptr == bytes.data());  // not a copy
 }
@@ -154,4 +154,78 @@ TEST_CASE("a skipped snapshot restarts the period and sends nothing") {
   CHECK(sse_due(s, 15000, 100, 15000) == SseDue::Snapshot);  // the period comes first...
   sse_skipped(s, 15000);
   CHECK(sse_due(s, 15000, 100, 15000) == SseDue::Heartbeat);  // ...then the quiet stream's heartbeat
+}
+
+namespace {
+// A set of three streams, as /live?stream=clock&stream=poll&stream=cinema
+// makes it: the clock (the time) takes no place in the id.
+struct ThreeStreams {
+  SseStream clock, poll, cinema;
+  SseSet set;
+  ThreeStreams() {
+    clock.name = "clock", poll.name = "poll", cinema.name = "cinema";
+    set.streams = 0b1101;
+    set.members = {{&clock, 0, false}, {&poll, 2, true}, {&cinema, 3, true}};
+  }
+};
+}  // namespace
+
+TEST_CASE("a set's id names each stream's version, in the server's order, the time left out") {
+  ThreeStreams t;
+  sse_set_snapshot(t.clock, "{\"time\":1}", 7);
+  sse_set_snapshot(t.poll, "{\"total\":3}", 41);
+  sse_set_frame(t.set, 1);
+  CHECK(t.set.members[1].frame == "id: poll=41\nevent: poll\ndata: {\"total\":3}\n\n");  // cinema: nothing yet
+  sse_set_snapshot(t.cinema, "[]", 8802);
+  sse_set_frame(t.set, 2);
+  CHECK(t.set.members[2].frame == "id: poll=41,cinema=8802\nevent: cinema\ndata: []\n\n");
+  sse_set_frame(t.set, 0);
+  CHECK(t.set.members[0].frame == "id: poll=41,cinema=8802\nevent: clock\ndata: {\"time\":1}\n\n");
+  CHECK(t.set.members[0].order == 3);
+}
+
+TEST_CASE("a set's id from a client: strict pieces, names outside the set ignored") {
+  ThreeStreams t;
+  auto parsed = [&](std::string_view id) { return sse_set_parse_id(t.set, id); };
+  CHECK(parsed("poll=41,cinema=8802") == std::vector<uint64_t>{0, 41, 8802});
+  CHECK(parsed("cinema=5") == std::vector<uint64_t>{0, 0, 5});
+  CHECK(parsed("redpacket=9,poll=4") == std::vector<uint64_t>{0, 4, 0});
+  CHECK(parsed("clock=4") == std::vector<uint64_t>{0, 0, 0});  // the time has no version
+  for (std::string_view bad : {"poll=41,", "poll", "poll=", "poll=-1", "poll=4 ", "41", "poll=41;cinema=2"}) {
+    CAPTURE(bad);
+    CHECK(parsed(bad) == std::vector<uint64_t>{0, 0, 0});  // no id at all: everything is sent
+  }
+}
+
+TEST_CASE("a newcomer is sent what its id lacks, each event's id true of what it then holds") {
+  ThreeStreams t;
+  sse_set_snapshot(t.poll, "P", 41);
+  sse_set_snapshot(t.cinema, "C", 8802);
+  std::string out;
+  sse_set_catch_up(out, t.set, "");
+  CHECK(out == "id: poll=41\nevent: poll\ndata: P\n\nid: poll=41,cinema=8802\nevent: cinema\ndata: C\n\n");
+  out.clear();
+  sse_set_catch_up(out, t.set, "poll=41,cinema=8802");
+  CHECK(out.empty());
+  sse_set_catch_up(out, t.set, "poll=40,cinema=8802");
+  CHECK(out == "id: poll=41,cinema=8802\nevent: poll\ndata: P\n\n");
+  out.clear();
+  sse_set_catch_up(out, t.set, "poll=41,redpacket=3");  // from a set that had no cinema
+  CHECK(out == "id: poll=41,cinema=8802\nevent: cinema\ndata: C\n\n");
+}
+
+TEST_CASE("a slow subscriber's queue holds the newest frame of each stream, in the order they were framed") {
+  ThreeStreams t;
+  sse_set_snapshot(t.poll, "P1", 41);
+  sse_set_frame(t.set, 1);
+  sse_set_snapshot(t.cinema, "C1", 50);
+  sse_set_frame(t.set, 2);
+  sse_set_snapshot(t.poll, "P2", 42);
+  sse_set_frame(t.set, 1);
+  std::string out;
+  sse_set_latest(out, t.set, 0b1100);
+  CHECK(out == "id: poll=41,cinema=50\nevent: cinema\ndata: C1\n\nid: poll=42,cinema=50\nevent: poll\ndata: P2\n\n");
+  out.clear();
+  sse_set_latest(out, t.set, 0b0001);  // the clock was never framed here
+  CHECK(out.empty());
 }
