@@ -147,6 +147,30 @@ TEST_CASE("/live sends a snapshot when it changes, not the repeats its own route
   CHECK(changed.data.find("\"remaining\":99") != std::string::npos);
 }
 
+TEST_CASE("/live with and without --redis: the same events, and the same resume") {
+  auto ready = [](int port) {
+    REQUIRE(wait_for([&] { return http_get(port, "/vote/me", "Cookie: uid=ready-check\r\n").status == 200; }, 5000));
+  };
+  same_in_both_modes({"--vote-interval", "60", "--poll-options", "Red,Blue", "--clock-interval", "60"}, ready, [](int port) {
+    std::vector<std::string> lines;
+    const std::string SET = "/live?stream=redpacket&stream=poll&stream=cinema";
+    Client live(port);
+    open_stream(live, SET);
+    auto first = first_of_each(live, {"redpacket", "poll", "cinema"});
+    lines.push_back("redpacket " + first["redpacket"].data);
+    lines.push_back("poll " + first["poll"].data);
+    lines.push_back(std::string("cinema ") + (first["cinema"].data.starts_with("{\"showtimes\":[") ? "a board" : first["cinema"].data));
+    REQUIRE(http_post(port, "/vote", "voter=ann&option=Red").status == 200);
+    SseEvent voted;
+    CHECK(sse_next(live, [](const SseEvent& e) { return e.event == "poll" && json_int(e.data, "total") == 1; }, 3000, &voted));
+    lines.push_back("poll " + voted.data);
+    Client again(port);  // with the id it holds: nothing to send
+    open_stream(again, "/live?stream=poll&stream=cinema", "Last-Event-ID: " + voted.id + "\r\n");
+    lines.push_back(again.read_until("data:", 300) ? "resent" : "nothing resent");
+    return lines;
+  });
+}
+
 TEST_CASE("/live refuses a set it cannot follow with 400 and says why; the server goes on") {
   ServerProcess srv(args());
   struct Bad {

@@ -19,7 +19,7 @@ TEST_CASE("pages: every file in public/, the app paths, HEAD, ETag and 304") {
   Response index = http_get(srv.port, "/");
   CHECK(index.status == 200);
   CHECK(index.header("content-type") == "text/html; charset=utf-8");
-  CHECK(index.body.find("liveStream('/sse'") != std::string::npos);  // the page follows the clock stream
+  CHECK(index.body.find("follow('clock'") != std::string::npos);  // the page follows the clock stream
   CHECK(http_get(srv.port, "/index.html").body == index.body);
   CHECK(http_get(srv.port, "/style.css").header("content-type") == "text/css; charset=utf-8");
   CHECK(http_get(srv.port, "/live.js").header("content-type") == "text/javascript; charset=utf-8");
