@@ -116,6 +116,49 @@ test('12 tabs of the four pages in one browser: all live on one connection, thro
   }
 });
 
+// Kills the tab's renderer, as a crash would: no pagehide, no goodbye.
+async function crash(context, page) {
+  const crashed = page.waitForEvent('crash', { timeout: 2000 });
+  (await context.newCDPSession(page)).send('Page.crash').catch(() => {}); // never answered: the renderer is gone
+  await crashed;
+}
+
+// Resolves once the metric reads `want`, within 6 s.
+async function metricBecomes(base, name, want) {
+  const deadline = Date.now() + 6000;
+  while ((await metric(base, name)) !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await metric(base, name), want, name);
+}
+
+test('a tab that crashes leaves the union; a leader that crashes is replaced within 2 s', async () => {
+  const server = await h.startServer();
+  const context = await browser.newContext();
+  try {
+    const clock = await openTab(context, server.base + '/');
+    const vote = await openTab(context, server.base + '/vote');
+    const cinema = await openTab(context, server.base + '/cinema');
+    assert.equal(await roleOf(clock), 'leader');
+    await metricBecomes(server.base, 'sse_subscribers{stream="cinema"}', 1);
+    // A follower's renderer dies: no goodbye, but its lock goes with it.
+    await crash(context, cinema);
+    await metricBecomes(server.base, 'sse_subscribers{stream="cinema"}', 0);
+    assert.equal(await metric(server.base, 'sse_live_subscribers'), 1);
+    // The leader's renderer dies: the vote tab takes the connection over.
+    const t0 = Date.now();
+    await crash(context, clock);
+    await vote.waitForSelector('#conn[data-role="leader"][data-state="open"]', { timeout: 2000 });
+    assert.ok(Date.now() - t0 < 2000);
+    await metricBecomes(server.base, 'sse_subscribers{stream="clock"}', 0);
+    assert.equal(await metric(server.base, 'sse_live_subscribers'), 1);
+    assert.equal((await h.post(server.base, '/vote', { voter: 'after-crash', option: 'Auction' })).status, 200);
+    await within(vote, PUSH_GAP_MS + 500, () => document.querySelector('#total').textContent === '1');
+    h.expectClean(vote);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
 test('without Web Locks or BroadcastChannel a page keeps its own connection, and is live', async () => {
   const server = await h.startServer();
   const context = await browser.newContext();
