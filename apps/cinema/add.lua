@@ -10,12 +10,12 @@ if ARGV[1] == 'first' and redis.call('EXISTS', 'sse:cinema:ids', 'sse:cinema:sho
 local id, key = 0, ''
 for i = 2, #ARGV, 5 do
   repeat  -- past an id someone took by hand with redis-cli
-    id = redis.call('INCR', 'sse:cinema:ids')
+    id = string.format('%d', redis.call('INCR', 'sse:cinema:ids'))  -- not `..` a number: that writes 1e+14
     key = 'sse:cinema:showtime:' .. id
   until redis.call('EXISTS', key) == 0 and redis.call('SISMEMBER', 'sse:cinema:showtimes', id) == 0
   redis.call('HSET', key, 'movie', ARGV[i], 'hall', ARGV[i + 1], 'starts_at', ARGV[i + 2],
              'seats_total', ARGV[i + 3], 'seats_left', ARGV[i + 4])
   redis.call('SADD', 'sse:cinema:showtimes', id)
 end
-redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version'))
-return {id}
+redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version')))
+return {tonumber(id)}

@@ -34,8 +34,9 @@ local function book(id, user, n, most)
   if left < n then return {'seats', left} end
   redis.call('HINCRBY', key, 'seats_left', -n)
   local booking = redis.call('INCR', 'sse:cinema:booking_ids')
-  redis.call('HSET', 'sse:cinema:booking:' .. booking, 'showtime', id, 'user', user, 'seats', n, 'made_at', string.format('%d', now))
-  redis.call('RPUSH', 'sse:cinema:user:' .. user, booking)
+  local b = string.format('%d', booking)  -- not `..` a number: that writes 1e+14
+  redis.call('HSET', 'sse:cinema:booking:' .. b, 'showtime', id, 'user', user, 'seats', n, 'made_at', string.format('%d', now))
+  redis.call('RPUSH', 'sse:cinema:user:' .. user, b)
   redis.call('HINCRBY', 'sse:cinema:held:' .. user, id, n)
   return {'booked', left - n, booking}
 end
@@ -45,5 +46,5 @@ for k = 1, #ARGV, 4 do
   out[#out + 1] = r
   booked = booked or r[1] == 'booked'
 end
-if booked then redis.call('PUBLISH', 'sse:changed', 'cinema ' .. redis.call('INCR', 'sse:cinema:version')) end
+if booked then redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version'))) end
 return out

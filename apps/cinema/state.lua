@@ -31,7 +31,7 @@ local version = redis.call('GET', 'sse:cinema:version') or '0'
 local stored = redis.call('GET', 'sse:cinema:digest')
 if stored ~= version .. ' ' .. digest then
   if version == '0' or (stored and string.sub(stored, 1, #version + 1) == version .. ' ') then
-    version = tostring(redis.call('INCR', 'sse:cinema:version'))
+    version = string.format('%d', redis.call('INCR', 'sse:cinema:version'))  -- tostring would write 1e+14
     redis.call('PUBLISH', 'sse:changed', 'cinema ' .. version)
   end
   redis.call('SET', 'sse:cinema:digest', version .. ' ' .. digest)

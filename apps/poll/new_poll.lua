@@ -7,7 +7,7 @@
 -- Reply: {poll id}, or {0} when "first" found a poll.
 if ARGV[3] == 'first' and redis.call('EXISTS', 'sse:poll:current') == 1 then return {0} end
 local id = redis.call('INCR', 'sse:poll:ids')
-redis.call('HSET', 'sse:poll:' .. id, 'question', ARGV[1], 'options', ARGV[2])
-redis.call('SET', 'sse:poll:current', id)
+redis.call('HSET', string.format('sse:poll:%d', id), 'question', ARGV[1], 'options', ARGV[2])
+redis.call('SET', 'sse:poll:current', string.format('%d', id))
 redis.call('PUBLISH', 'sse:changed', string.format('poll %d0000000000', id))
 return {id}

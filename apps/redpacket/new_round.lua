@@ -8,9 +8,9 @@
 if ARGV[4] == 'first' and redis.call('EXISTS', 'sse:redpacket:current') == 1 then return {0} end
 if #ARGV[3] ~= 12 * tonumber(ARGV[2]) then return redis.error_reply('the split does not have count amounts') end
 local id = redis.call('INCR', 'sse:redpacket:ids')
-local r = 'sse:redpacket:' .. id
+local r = string.format('sse:redpacket:%d', id)  -- not `..` a number: that writes 1e+14
 redis.call('HSET', r, 'total_cents', ARGV[1], 'count', ARGV[2])
 redis.call('SET', r .. ':amounts', ARGV[3])
-redis.call('SET', 'sse:redpacket:current', id)
+redis.call('SET', 'sse:redpacket:current', string.format('%d', id))
 redis.call('PUBLISH', 'sse:changed', string.format('redpacket %d0000000', id))
 return {id}
