@@ -151,6 +151,7 @@ struct Conn {
   bool close_after_write = false;
   bool reading_paused = false;    // output above the high-water mark: EPOLLIN is off
   bool in_flush_list = false;
+  bool ahead = false;             // a subscriber still waiting in its stream's `ahead` list (stream_wait)
   Then waits = Then::Send;        // what its request waits for (AfterCommit, AfterLock, FromRedis: see park); Send: nothing
   uint32_t generation = 0;        // counts the connections this fd has carried: a late answer finds the right one
   uint32_t events = 0;            // the epoll interest registered now
@@ -192,6 +193,15 @@ struct Live {
   int app;                                   // whose: due when an answer of that app changed something
   uint64_t renders = 0, snapshots_sent = 0;  // for /metrics
   bool fetching = false;                     // --redis: a read of its state is on its way
+  // --redis: newcomers whose Last-Event-ID is newer than the snapshot here
+  // (stream_wait), and the reads of the state sent and answered so far.
+  struct Ahead {
+    int fd;
+    uint64_t version;       // its Last-Event-ID
+    uint64_t read_awaited;  // the first read sent after it came (its number in reads_sent)
+  };
+  std::vector<Ahead> ahead = {};
+  uint64_t reads_sent = 0, reads_done = 0;
 };
 
 // A reply that reports a change this turn made, and how to take the change
@@ -226,6 +236,14 @@ struct Server {
   Router router;                     // the routes, and the admin token
   std::vector<Live> lives;
   std::vector<SseSet> sets;          // the sets of streams followed on /live, each made for its first subscriber
+  // --redis: /live newcomers whose Last-Event-ID is newer than a stream here
+  // (set_wait): the id, and per member of the set the read it waits for (0: none).
+  struct SetAhead {
+    int fd;
+    std::string last_id;
+    std::vector<uint64_t> read_awaited;
+  };
+  std::vector<SetAhead> set_ahead;
   Metrics metrics;
   Store store;
   Redis redis, redis_sub{true};  // --redis: commands, and the subscription that hears of changes
@@ -360,7 +378,7 @@ static void conn_open(int fd) {
   c.state = ConnState::Http;
   c.over_capacity = srv.conns_open >= srv.cfg.max_conns;
   ++(c.over_capacity ? srv.conns_over : srv.conns_open);
-  c.close_after_write = c.reading_paused = c.in_flush_list = false;
+  c.close_after_write = c.reading_paused = c.in_flush_list = c.ahead = false;
   c.waits = Then::Send;
   c.lock_wait_since_ms = -1;
   c.generation++;
@@ -499,6 +517,7 @@ static void respond_answer(int fd, const HttpRequest& req, const Answer& a);
 static void respond_refusal(int fd, const HttpRequest& req, int status, std::string_view message, std::string_view extra = {});
 static void on_subscribe(int fd, const HttpRequest& req, int stream);
 static void on_follow(int fd, const HttpRequest& req);
+static void sse_send(int fd, std::string_view bytes, bool snapshot, int stream = -1);
 
 // The request's answer cannot be given yet (see Then in engine/app.hpp).
 // Nothing is answered; the connection reads no further, so the requests its
@@ -728,15 +747,60 @@ static std::string_view last_event_id(const HttpRequest& req, std::string* from_
   return last;
 }
 
-// The connection, its first events queued, joins `subscribers`.
-static void stream_join(int fd, std::vector<int>& subscribers, const char* what) {
+// The connection, its first events queued, is a subscriber at `pos` of
+// its list (of `count`).
+static void stream_started(int fd, size_t pos, const char* what, size_t count) {
   Conn& c = srv.conns[fd];
   srv.metrics.requests_by_status[200]++;
   c.state = ConnState::Stream;
-  c.sub_pos = uint32_t(sse_subscribe(subscribers, fd));
+  c.sub_pos = uint32_t(pos);
   deadline_clear(fd);  // streams are exempt from the idle timeout
   flush_later(fd);
-  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", what, peer_name(fd).c_str(), subscribers.size());
+  if (!srv.cfg.quiet) log_line("sse: + %s %s (%zu subscribers)", what, peer_name(fd).c_str(), count);
+}
+
+static void stream_join(int fd, std::vector<int>& subscribers, const char* what) {
+  size_t pos = sse_subscribe(subscribers, fd);
+  stream_started(fd, pos, what, subscribers.size());
+}
+
+// --redis, where every process reads its versions from Redis: a newcomer
+// whose Last-Event-ID is newer than the snapshot here saw that version on
+// another process, and this one lags (its read is on the way, or it is
+// inside its push gap). Sending ours would take the browser back in time,
+// so it is sent nothing and waits, off the subscriber list, while the state
+// is read now: it joins once the stream has its version, or when that read
+// comes back whatever it says (Redis is the truth: a version newer than
+// Redis's own is from before Redis lost its data, or made up).
+static void stream_wait(int fd, Live& l, uint64_t version) {
+  sse_retry(srv.conns[fd].out.bytes, SSE_RETRY_MS);
+  srv.conns[fd].ahead = true;
+  l.ahead.push_back({fd, version, l.reads_sent + 1});  // (a read on its way was sent before it came)
+  l.stream.dirty = true;
+  stream_started(fd, l.ahead.size() - 1, l.spec.paths[0], l.stream.subscribers.size() + l.ahead.size());
+}
+
+// Takes the newcomer at `pos` out of l.ahead (the last one moves into its place).
+static void ahead_leave(Live& l, size_t pos) {
+  l.ahead[pos] = l.ahead.back();
+  l.ahead.pop_back();
+  if (pos < l.ahead.size()) srv.conns[l.ahead[pos].fd].sub_pos = uint32_t(pos);
+}
+
+// After a read of the stream's state: the newcomers it has caught up with
+// join its subscribers, sent the snapshot if it is newer than theirs.
+static void ahead_caught_up(Live& l) {
+  for (size_t i = 0; i < l.ahead.size();) {
+    Live::Ahead a = l.ahead[i];
+    if (a.version > l.stream.version && l.reads_done < a.read_awaited) {
+      i++;
+      continue;
+    }
+    ahead_leave(l, i);
+    srv.conns[a.fd].ahead = false;
+    srv.conns[a.fd].sub_pos = uint32_t(sse_subscribe(l.stream.subscribers, a.fd));
+    if (a.version != l.stream.version) sse_send(a.fd, l.stream.frame, true);
+  }
 }
 
 // Turns the connection into a subscriber of stream `stream`: the SSE
@@ -747,15 +811,17 @@ static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   Conn& c = srv.conns[fd];
   Live& l = srv.lives[size_t(stream)];
   stream_begin(fd, req);
+  c.stream = int16_t(stream);
   std::string from_query;
   if (l.spec.is_time) {
     sse_retry(c.out.bytes, SSE_RETRY_MS);
     sse_event(c.out.bytes, {}, {}, l.spec.render(srv.wall_ms));
     l.renders++;
   } else {
-    sse_open(c.out.bytes, l.stream, sse_parse_id(last_event_id(req, &from_query)), SSE_RETRY_MS);
+    std::optional<uint64_t> last = sse_parse_id(last_event_id(req, &from_query));
+    if (last > l.stream.version && l.spec.fetch && !srv.cfg.redis.empty()) return stream_wait(fd, l, *last);
+    sse_open(c.out.bytes, l.stream, last, SSE_RETRY_MS);
   }
-  c.stream = int16_t(stream);
   stream_join(fd, l.stream.subscribers, l.spec.paths[0]);
 }
 
@@ -803,6 +869,34 @@ static int set_of(uint32_t streams) {
   return int(srv.sets.size()) - 1;
 }
 
+// Takes the /live newcomer at `pos` out of srv.set_ahead (the last one moves into its place).
+static void set_ahead_leave(size_t pos) {
+  srv.set_ahead[pos] = std::move(srv.set_ahead.back());
+  srv.set_ahead.pop_back();
+  if (pos < srv.set_ahead.size()) srv.conns[srv.set_ahead[pos].fd].sub_pos = uint32_t(pos);
+}
+
+// As stream_wait, for a /live newcomer: if its id names, for any stream of
+// the set, a version newer than the one here (--redis), it is sent nothing
+// more and waits until every such stream has caught up or been read since
+// (sets_caught_up). Returns whether it waits.
+static bool set_wait(int fd, const SseSet& set, std::string_view last_id) {
+  if (srv.cfg.redis.empty()) return false;
+  std::vector<uint64_t> held = sse_set_parse_id(set, last_id), awaited(set.members.size(), 0);
+  bool ahead = false;
+  for (size_t m = 0; m < set.members.size(); m++) {
+    Live& l = srv.lives[size_t(set.members[m].bit)];
+    if (held[m] <= l.stream.version || !l.spec.fetch) continue;
+    awaited[m] = l.reads_sent + 1;  // (a read on its way was sent before it came)
+    l.stream.dirty = ahead = true;
+  }
+  if (!ahead) return false;
+  srv.conns[fd].ahead = true;
+  srv.set_ahead.push_back({fd, std::string(last_id), std::move(awaited)});
+  stream_started(fd, srv.set_ahead.size() - 1, "/live", set.subscribers.size());
+  return true;
+}
+
 // GET /live: follows every stream the query names on this one connection
 // (sse.hpp, "Many streams on one connection"). A newcomer gets the time
 // now, then each stream its Last-Event-ID does not name at its current version.
@@ -822,9 +916,39 @@ static void on_follow(int fd, const HttpRequest& req) {
     l.renders++;
   }
   std::string from_query;
-  sse_set_catch_up(c.out.bytes, set, last_event_id(req, &from_query));
+  std::string_view last = last_event_id(req, &from_query);
   c.set = int16_t(index);
+  if (set_wait(fd, set, last)) return;
+  sse_set_catch_up(c.out.bytes, set, last);
   stream_join(fd, set.subscribers, "/live");
+}
+
+// The /live newcomers a read has caught up with (as ahead_caught_up, for a
+// set): each is sent what its id lacks and joins the set's subscribers.
+static void sets_caught_up() {
+  for (size_t i = 0; i < srv.set_ahead.size();) {
+    const Server::SetAhead& a = srv.set_ahead[i];
+    int fd = a.fd;
+    Conn& c = srv.conns[fd];
+    SseSet& set = srv.sets[size_t(c.set)];
+    std::vector<uint64_t> held = sse_set_parse_id(set, a.last_id);
+    bool waits = false;
+    for (size_t m = 0; m < set.members.size(); m++) {
+      const Live& l = srv.lives[size_t(set.members[m].bit)];
+      waits = waits || (held[m] > l.stream.version && l.reads_done < a.read_awaited[m]);
+    }
+    if (waits) {
+      i++;
+      continue;
+    }
+    std::string catch_up;
+    sse_set_catch_up(catch_up, set, a.last_id);
+    set_ahead_leave(i);  // (`a` is gone)
+    c.out.add(catch_up, false);
+    flush_later(fd);
+    c.ahead = false;
+    c.sub_pos = uint32_t(sse_subscribe(set.subscribers, fd));
+  }
 }
 
 // ---- One connection: write -----------------------------------------------------
@@ -869,7 +993,7 @@ static void conn_flush(int fd) {
 // only to idle subscribers. Over --sse-max-pending the subscriber is dropped.
 // On /live the queue keeps the newest snapshot of each stream (`stream`:
 // whose this one is), in the order the set framed them.
-static void sse_send(int fd, std::string_view bytes, bool snapshot, int stream = -1) {
+static void sse_send(int fd, std::string_view bytes, bool snapshot, int stream) {
   Conn& c = srv.conns[fd];
   if (c.state != ConnState::Stream) return;  // closing already
   if (c.out.pending() == 0) {
@@ -905,6 +1029,11 @@ static void sse_send(int fd, std::string_view bytes, bool snapshot, int stream =
 
 static void conn_close(int fd) {
   Conn& c = srv.conns[fd];
+  if (c.ahead) {
+    c.set >= 0 ? set_ahead_leave(c.sub_pos) : ahead_leave(srv.lives[size_t(c.stream)], c.sub_pos);
+    c.ahead = false;
+    c.stream = c.set = -1;
+  }
   if (c.stream >= 0 || c.set >= 0) {
     std::vector<int>& subscribers = c.set >= 0 ? srv.sets[size_t(c.set)].subscribers : srv.lives[size_t(c.stream)].stream.subscribers;
     int moved = sse_unsubscribe(subscribers, c.sub_pos);
@@ -1087,6 +1216,8 @@ static void live_broadcast(Live& l, bool snapshot) {
   sse_broadcast(s.subscribers, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
                 [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
   if (snapshot) sets_broadcast(l);
+  for (const Live::Ahead& a : l.ahead)  // waiting newcomers are sent no snapshot, but the heartbeat
+    if (!snapshot) sse_send(a.fd, SSE_HEARTBEAT, false);
   clock_gettime(CLOCK_MONOTONIC, &b);
   if (snapshot) {
     l.snapshots_sent++;
@@ -1104,16 +1235,20 @@ static void live_fetch(Live& l) {
   l.fetching = true;
   sse_skipped(l.stream, srv.now_ms);  // clean until a new change; the period starts over
   size_t index = size_t(&l - srv.lives.data());
-  l.spec.fetch([index](const Snapshot* snap) {
+  uint64_t read = ++l.reads_sent;
+  l.spec.fetch([index, read](const Snapshot* snap) {
     Live& l = srv.lives[index];
     l.fetching = false;
     if (!snap) return;  // Redis is down: the next period or change asks again
     l.renders++;
+    l.reads_done = read;
     bool again = l.stream.dirty;  // a change heard while this read was on its way: it may not be in it
     bool changed = snap->version != l.stream.version;
     if (changed) sse_set_snapshot(l.stream, snap->json, snap->version);
     if (changed || l.spec.repeat) live_broadcast(l, true);  // (which marks the stream clean)
-    l.stream.dirty = again;
+    ahead_caught_up(l);
+    sets_caught_up();
+    l.stream.dirty = again || !l.ahead.empty();
   });
 }
 
@@ -1137,6 +1272,8 @@ static void streams_push() {
   for (SseSet& set : srv.sets) {  // a set's heartbeat is its own: its streams' may all be busy elsewhere
     if (srv.now_ms < set.last_send_ms + HEARTBEAT_MS) continue;
     sse_broadcast(set.subscribers, SSE_HEARTBEAT, [](int fd, std::string_view bytes) { sse_send(fd, bytes, false); });
+    for (const Server::SetAhead& a : srv.set_ahead)
+      if (&srv.sets[size_t(srv.conns[a.fd].set)] == &set) sse_send(a.fd, SSE_HEARTBEAT, false);
     set.last_send_ms = srv.now_ms;
   }
 }
@@ -1414,7 +1551,7 @@ static const MetricRow METRICS[] = {
     {"sse_live_subscribers", "gauge", "Connections following a set of streams on /live (each also counted in sse_subscribers).",
      [] { return double(std::accumulate(srv.sets.begin(), srv.sets.end(), size_t(0), [](size_t n, const SseSet& s) { return n + s.subscribers.size(); })); }},
     {"sse_subscribers", "gauge", "SSE subscribers per stream, on its own route or on /live.", nullptr, [](const Live& l) {
-       size_t n = l.stream.subscribers.size(), bit = size_t(&l - srv.lives.data());
+       size_t n = l.stream.subscribers.size() + l.ahead.size(), bit = size_t(&l - srv.lives.data());
        for (const SseSet& set : srv.sets) n += set.streams & (uint32_t(1) << bit) ? set.subscribers.size() : 0;
        return double(n);
      }},

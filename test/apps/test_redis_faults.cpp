@@ -38,4 +38,73 @@ TEST_CASE("Redis: ids from 10^14 up keep their key names: a showtime, a booking 
   CHECK(json_int(grab.body, "remaining") == 4);
 }
 
+TEST_CASE("Redis: a browser that saw a version on A and reconnects to B, which lags, is never sent an older one") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis)), b(redis_args(redis, {"--push-gap-ms", "3000"}));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  auto any = [](const SseEvent&) { return true; };
+  auto total_is = [](long long n) { return [n](const SseEvent& e) { return json_int(e.data, "total") == n; }; };
+  Client on_b(b.port), on_a(a.port);  // B has pushed: it sits in its push gap for 3 s
+  open_stream(on_b, "/vote/result-sse");
+  open_stream(on_a, "/vote/result-sse");
+  SseEvent shown_by_b, newer;
+  REQUIRE(sse_next(on_b, any, 3000, &shown_by_b));
+  REQUIRE(sse_next(on_a, any, 3000));
+  REQUIRE(http_post(a.port, "/vote", "voter=ann&option=Auction").status == 200);
+  REQUIRE(sse_next(on_a, total_is(1), 3000, &newer));
+  REQUIRE(std::stoull(newer.id) > std::stoull(shown_by_b.id));
+  // The browser moves to B with the id it holds, while B still shows the older state.
+  Client moved(b.port);
+  open_stream(moved, "/vote/result-sse", "Last-Event-ID: " + newer.id + "\r\n");
+  CHECK(moved.read_until("retry: 3000\n\n"));
+  SseEvent e;
+  bool sent = sse_next(moved, any, 1000, &e);
+  CHECK_MESSAGE(!sent, "B sent " << e.id << " to a browser holding " << newer.id);
+  CHECK(metric(b.port, "sse_subscribers{stream=\"poll\"}") == 2);
+  // Once B has caught up (it has nothing newer to send), the next vote reaches it.
+  REQUIRE(sse_next(on_b, total_is(1), 5000));
+  REQUIRE(http_post(a.port, "/vote", "voter=bob&option=Auction").status == 200);
+  REQUIRE(sse_next(moved, total_is(2), 5000, &e));
+  CHECK(std::stoull(e.id) > std::stoull(newer.id));
+}
+
+TEST_CASE("Redis: the same on /live: a set's id naming a version B has not reached yet gets nothing older") {
+  RedisProcess redis;
+  ServerProcess a(redis_args(redis)), b(redis_args(redis, {"--push-gap-ms", "3000"}));
+  wait_redis_ready(a.port);
+  wait_redis_ready(b.port);
+  const std::string SET = "/live?stream=poll&stream=cinema";
+  auto poll_total_is = [](long long n) { return [n](const SseEvent& e) { return e.event == "poll" && json_int(e.data, "total") == n; }; };
+  Client on_b(b.port), on_a(a.port);
+  open_stream(on_b, SET);
+  open_stream(on_a, SET);
+  REQUIRE(sse_next(on_b, [](const SseEvent& e) { return e.event == "cinema"; }, 3000));
+  REQUIRE(sse_next(on_a, [](const SseEvent& e) { return e.event == "cinema"; }, 3000));
+  REQUIRE(http_post(a.port, "/vote", "voter=ann&option=Auction").status == 200);
+  SseEvent newer;
+  REQUIRE(sse_next(on_a, poll_total_is(1), 3000, &newer));
+  Client moved(b.port);
+  open_stream(moved, SET, "Last-Event-ID: " + newer.id + "\r\n");
+  CHECK(moved.read_until("retry: 3000\n\n"));
+  SseEvent e;
+  bool sent = sse_next(moved, [](const SseEvent&) { return true; }, 1000, &e);
+  CHECK_MESSAGE(!sent, "B sent " << e.event << " " << e.id << " to a browser holding " << newer.id);
+  REQUIRE(sse_next(on_b, poll_total_is(1), 5000));
+  REQUIRE(http_post(a.port, "/vote", "voter=bob&option=Auction").status == 200);
+  CHECK(sse_next(moved, poll_total_is(2), 5000));
+}
+
+TEST_CASE("Redis: a Last-Event-ID newer than Redis itself has (its data was lost, or the id is made up) gets Redis's state after one read") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  Client c(srv.port);
+  open_stream(c, "/vote/result-sse", "Last-Event-ID: 9999999999999999999\r\n");
+  SseEvent e;
+  REQUIRE(sse_next(c, [](const SseEvent&) { return true; }, 3000, &e));
+  CHECK(json_int(e.data, "total") == 0);
+  CHECK(std::stoull(e.id) < 9999999999999999999ull);
+}
+
 }  // TEST_SUITE
