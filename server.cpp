@@ -581,12 +581,14 @@ static const Route::Entry* admit(int fd, const HttpRequest& req, bool before_bod
 
 // The server's own answers. GET /healthz, the request everyone benchmarks
 // first: "ok", or "degraded" while --redis is set and its connection is
-// down, or after an I/O error at a commit stopped the database's writes
+// down or its oldest command has waited half of --redis-timeout (a hung
+// Redis), or after an I/O error at a commit stopped the database's writes
 // (streams go on, writes get 503). "OPTIONS *" (RFC 9112 3.2.4): what the
 // server as a whole answers. Each answer is made once.
 static Answer on_healthz() {
   static const PrebuiltResponse ok = http_prebuilt("text/plain", "ok\n"), degraded = http_prebuilt("text/plain", "degraded\n");
-  bool down = (!srv.cfg.redis.empty() && !srv.redis.connected()) || srv.store.stopped();
+  bool redis_down = !srv.redis.connected() || srv.redis.lagging(srv.now_ms) || srv.redis_sub.lagging(srv.now_ms);
+  bool down = (!srv.cfg.redis.empty() && redis_down) || srv.store.stopped();
   return prebuilt_answer(down ? degraded : ok);
 }
 static Answer on_options() {

@@ -20,8 +20,13 @@
 // oldest waiting one past it, a reply that cannot be parsed, or a closed
 // socket ends the connection: every waiting callback is called with no
 // reply (nullptr), so every client waiting on Redis gets an answer, and the
-// client reconnects with a backoff (100 ms, doubling to 2 s). While it is
-// not connected, command() refuses at once (false): the caller answers 503.
+// client reconnects with a backoff (100 ms, doubling to 2 s, back to 100 ms
+// only once a connection has answered). A connection counts as up once
+// Redis has answered on it, not when connect() completes: the kernel
+// completes a connect to a stopped (SIGSTOP, hung) redis-server from its
+// accept queue. While it is not up, the apps' calls are refused at once:
+// the caller answers 503; and lagging() tells /healthz when the oldest
+// command has waited half of timeout_ms, long before it fails.
 //
 // A connection in subscriber mode (subscriber = true) also gets messages
 // nobody asked for: each published message ("message", channel, payload)
@@ -98,7 +103,8 @@ class Redis {
   double latency_seconds_sum = 0;
   uint64_t latency_count = 0;
 
-  bool connected() const { return state_ == State::Up; }
+  bool connected() const { return state_ == State::Up && answered_; }
+  bool lagging(int64_t now_ms) const { return !waiting_.empty() && now_ms - waiting_.front().sent_ms >= timeout_ms / 2; }
   int fd() const { return fd_; }
 
   // Queues one command; `done` gets its reply once it comes (in order). Its
@@ -198,7 +204,7 @@ class Redis {
     getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) return fail("connecting to redis: " + std::string(strerror(err)), now_ms);
     state_ = State::Up;
-    backoff_ms_ = 100;
+    answered_ = false;  // up for commands; counted as connected at the first reply
     set_interest();
     if (on_connect) on_connect();
   }
@@ -214,6 +220,10 @@ class Redis {
       if (redisReaderGetReply(reader_, &reply) != REDIS_OK) return fail("redis sent what cannot be parsed", now_ms);
       if (!reply) return;
       auto* r = static_cast<redisReply*>(reply);
+      if (!answered_) {  // Redis is there: the next failure starts the backoff over
+        answered_ = true;
+        backoff_ms_ = 100;
+      }
       if (r->type == REDIS_REPLY_ERROR) errors++;
       bool message = subscriber_ && r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
                      std::string_view(r->element[0]->str, r->element[0]->len) == "message";
@@ -271,6 +281,7 @@ class Redis {
   std::string unix_path_;
   sockaddr_in tcp_{};
   State state_ = State::Down;
+  bool answered_ = false;  // Redis has replied on this connection
   int fd_ = -1;
   uint32_t interest_ = 0;
   redisReader* reader_ = nullptr;

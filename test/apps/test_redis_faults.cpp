@@ -107,4 +107,27 @@ TEST_CASE("Redis: a Last-Event-ID newer than Redis itself has (its data was lost
   CHECK(std::stoull(e.id) < 9999999999999999999ull);
 }
 
+TEST_CASE("Redis: /healthz says degraded while redis-server hangs (SIGSTOP), and ok once it is back") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  REQUIRE(http_get(srv.port, "/healthz").body == "ok\n");
+  kill(redis.pid, SIGSTOP);
+  // A hung Redis is noticed from the subscription's ping a second, or any
+  // command, once it has waited half of --redis-timeout (1 s here).
+  REQUIRE(wait_for([&] { return http_get(srv.port, "/healthz").body == "degraded\n"; }, 3000));
+  int ok = 0, connected = 0;
+  for (int i = 0; i < 40; i++) {  // 4 s: past several timeouts and reconnects to the stopped server
+    ok += http_get(srv.port, "/healthz").body == "ok\n";
+    connected += metric(srv.port, "sse_redis_connected") == 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(ok == 0);
+  CHECK(connected <= 10);  // the first connection, until its oldest command times out; none after
+  CHECK(http_post(srv.port, "/redpacket/grab", "user=ann").status == 503);
+  kill(redis.pid, SIGCONT);
+  CHECK(wait_for([&] { return http_get(srv.port, "/healthz").body == "ok\n"; }, 5000));
+  CHECK(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+}
+
 }  // TEST_SUITE
