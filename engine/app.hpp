@@ -268,15 +268,26 @@ inline Answer redis_unclear() {
   return refusal(503, "redis did not answer in time: the change may or may not have been made", "Retry-After: 1\r\n");
 }
 
+// Redis answered with an error. NOSCRIPT: it had lost the script (SCRIPT
+// FLUSH, a restart), so nothing ran; the scripts are being loaded again.
+// Anything else (the script failed): in Redis's words.
+inline Answer redis_refused(std::string_view error) {
+  if (error.starts_with("NOSCRIPT")) return refusal(503, "redis had lost the script, which is being loaded again; nothing was changed", "Retry-After: 1\r\n");
+  return refusal(503, "redis refused: " + std::string(error.substr(0, 300)), "Retry-After: 1\r\n");
+}
+
 // Runs script `lua` of `scripts` with `args`; `answer` turns its reply (an
 // array) into the request's answer, which leaves when the reply comes.
-// Redis not connected: 503 at once, and nothing was changed. Sent but no
-// usable reply (Redis went away, was too slow, or the script failed): 503
-// saying that the change may or may not have been made — Redis may have
-// run it and the reply been lost.
+// Redis not connected: 503 at once, and nothing was changed. An error
+// reply: 503 saying what Redis said (redis_refused). Sent but no usable
+// reply (Redis went away or was too slow): 503 saying that the change may
+// or may not have been made — Redis may have run it and the reply been lost.
 inline Answer redis_answer(const Request& req, RedisScripts& scripts, size_t lua, const std::vector<std::string_view>& args,
                            std::function<Answer(const redisReply*)> answer) {
-  auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) { reply(r ? answer(r) : redis_unclear()); };
+  auto done = [reply = req.reply_later(), answer = std::move(answer)](const redisReply* r) {
+    if (r && r->type == REDIS_REPLY_ERROR) return reply(redis_refused(std::string_view(r->str, r->len)));
+    reply(r ? answer(r) : redis_unclear());
+  };
   return scripts.call(lua, args, std::move(done)) ? answer_later() : redis_unreachable();
 }
 

@@ -330,8 +330,9 @@ inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
 // atomically. They are loaded (SCRIPT LOAD) on every connect, before any
 // other command on that connection, and called by their SHA (EVALSHA): the
 // SHA is the same on every load, so calls made right after a reconnect
-// find them. A Redis that lost them (SCRIPT FLUSH) answers NOSCRIPT: the
-// call fails (its caller answers 503) and they are loaded again.
+// find them. A Redis that lost them (SCRIPT FLUSH, a restart) answers
+// NOSCRIPT: nothing ran, the callers are handed that error (they answer
+// 503, nothing was changed), and the scripts are loaded again.
 //
 // A batched script takes a whole turn's calls in one EVALSHA. Redis's cost
 // of a call is mostly fixed — running the script, and about a microsecond
@@ -342,7 +343,7 @@ inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
 // and answers an array with one reply per call, each caller its own. No
 // other command runs in between (a script runs alone), so a batch is as
 // exact as its calls one by one; if the script fails, every caller of the
-// batch gets nullptr (a 503 that says the change may or may not be made).
+// batch is handed Redis's error.
 // call() only queues; the command is queued when the Redis client flushes
 // at the end of the turn (before_flush), at most MAX_BATCH calls each.
 class RedisScripts {
@@ -367,8 +368,9 @@ class RedisScripts {
       });
   }
   // Runs script `i` with `args` (no keys: see each script). `done` gets an
-  // array reply, or nullptr for anything else (an error, no reply at all).
-  // False, and `done` dropped, when the call cannot be sent.
+  // array reply; or Redis's error reply (NOSCRIPT, or the script failed);
+  // or nullptr (no reply, or one of another kind). False, and `done`
+  // dropped, when the call cannot be sent.
   bool call(size_t i, const std::vector<std::string_view>& args, Done done) {
     if (!redis_ || sha_[i].empty() || !redis_->connected()) return false;
     redis_->script_calls++;
@@ -397,13 +399,13 @@ class RedisScripts {
     argv.insert(argv.end(), args.begin(), args.end());
     bool batched = batches_[i].per_call > 0;
     return redis_->command(argv, [this, batched, dones = std::move(dones)](const redisReply* r) {
-      bool noscript = r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT");
-      if (noscript) load(*redis_);
-      if (r && r->type != REDIS_REPLY_ARRAY) r = nullptr;
+      const redisReply* error = r && r->type == REDIS_REPLY_ERROR ? r : nullptr;
+      if (error && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) load(*redis_);
+      if (r && r->type != REDIS_REPLY_ARRAY) r = error;
       if (!batched) return dones[0](r);
       for (size_t k = 0; k < dones.size(); k++) {
-        const redisReply* mine = r && r->elements == dones.size() ? r->element[k] : nullptr;
-        dones[k](mine && mine->type == REDIS_REPLY_ARRAY ? mine : nullptr);
+        const redisReply* mine = error ? error : r && r->elements == dones.size() ? r->element[k] : nullptr;
+        dones[k](mine && (mine == error || mine->type == REDIS_REPLY_ARRAY) ? mine : nullptr);
       }
     });
   }

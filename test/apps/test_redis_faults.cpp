@@ -130,4 +130,25 @@ TEST_CASE("Redis: /healthz says degraded while redis-server hangs (SIGSTOP), and
   CHECK(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
 }
 
+TEST_CASE("Redis: an error reply is named for what it is — a lost script was not run; a failing script is Redis's refusal") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  // SCRIPT FLUSH: the next call finds no script. Nothing ran, and it is said so; the one after works.
+  REQUIRE(redis_cli(redis, {"SCRIPT", "FLUSH"}) == "OK");
+  Response lost = http_post(srv.port, "/redpacket/grab", "user=bob");
+  CHECK(lost.status == 503);
+  CHECK(lost.body.find("nothing was changed") != std::string::npos);
+  CHECK(redis_cli(redis, {"HEXISTS", "sse:redpacket:1:users", "bob"}) == "0");
+  CHECK(wait_for([&] { return http_post(srv.port, "/redpacket/grab", "user=bob").status == 200; }, 2000));
+  // A round whose count is not a number: the script fails, and the answer says what Redis said.
+  REQUIRE(redis_cli(redis, {"HSET", "sse:redpacket:1", "count", "many"}) == "0");
+  Response failed = http_post(srv.port, "/redpacket/grab", "user=carol");
+  CHECK(failed.status == 503);
+  CHECK(failed.body.find("redis refused: ") != std::string::npos);
+  CHECK(failed.body.find("did not answer in time") == std::string::npos);
+  CHECK(failed.header("retry-after") == "1");
+}
+
 }  // TEST_SUITE
