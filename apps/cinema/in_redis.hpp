@@ -98,6 +98,7 @@ inline std::optional<EditReply> edit_reply(const redisReply* r) {
   int64_t status = reply_number(r, 0);
   if (status == 404) return EditReply{EditOutcome::Missing};
   if (status == 409) return EditReply{EditOutcome::BelowSold, {}, reply_number(r, 1)};
+  if (status == 422) return EditReply{EditOutcome::SeatsNotWhole};
   if (status != 200) return std::nullopt;
   Showtime st;
   return EditReply{EditOutcome::Edited, showtime_from_reply(r, 1, &st) ? std::optional(st) : std::nullopt};

@@ -12,6 +12,11 @@ local total = redis.call('HLEN', p .. ':voters')
 local out, fields = {string.format('%s%010d', id, total), id, q[1], q[2], total}, {}
 for _ in string.gmatch(q[2], '[^\n]+') do fields[#fields + 1] = #fields end
 if #fields > 0 then
-  for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do out[5 + i] = tonumber(c or '0') end
+  for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do
+    if c and not string.match(c, '^%d+$') then  -- a count set by hand to something else: no state to show
+      return redis.error_reply(string.format('%s:counts field %d is "%s", not a count', p, i - 1, string.sub(c, 1, 40)))
+    end
+    out[5 + i] = tonumber(c or '0')
+  end
 end
 return out

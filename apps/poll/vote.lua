@@ -18,6 +18,11 @@
 -- costs Redis about a microsecond, as much as the rest of the script, so a
 -- first vote makes one (HSETNX records the voter and says whether they are
 -- new).
+--
+-- Redis does not undo a script that fails halfway, so everything a write
+-- depends on is checked before the first one: a count that is not a whole
+-- number (someone's HSET by hand) refuses the whole call with an error
+-- naming it, and nothing is written; after the checks nothing can fail.
 local out = {}
 local id = redis.call('GET', 'sse:poll:current')
 local p = 'sse:poll:' .. (id or '')
@@ -41,7 +46,12 @@ for k = 1, #ARGV, 4 do
       total = redis.call('HLEN', voters)
       local fields = {}
       for i = 1, #names do fields[i] = i - 1 end
-      for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do counts[i] = tonumber(c or '0') end
+      for i, c in ipairs(redis.call('HMGET', p .. ':counts', unpack(fields))) do
+        if c and not string.match(c, '^%d+$') then
+          return redis.error_reply(string.format('%s:counts field %d is "%s", not a count; no vote was counted', p, i - 1, string.sub(c, 1, 40)))
+        end
+        counts[i] = tonumber(c or '0')
+      end
     end
     local status = 200
     if total < tonumber(ARGV[k + 3]) and redis.call('HSETNX', voters, voter, idx) == 1 then

@@ -151,4 +151,44 @@ TEST_CASE("Redis: an error reply is named for what it is — a lost script was n
   CHECK(failed.header("retry-after") == "1");
 }
 
+TEST_CASE("Redis: a count that is not a number refuses the turn's votes whole — no voter recorded for a vote in no tally") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  REQUIRE(wait_for([&] { return http_get(srv.port, "/vote/me", "Cookie: uid=x\r\n").status == 200; }, 5000));
+  REQUIRE(redis_cli(redis, {"HSET", "sse:poll:1:counts", "1", "x"}) == "1");  // "Chat room", set by hand
+  auto vote = [](size_t k) { return "voter=v" + std::to_string(k) + "&option=" + (k == 2 ? "Chat+room" : "Auction"); };
+  auto clients = send_in_one_turn(srv, 6, [&](size_t k) { return post_request("/vote", vote(k)); });
+  for (size_t k = 0; k < clients.size(); k++) {  // one script call for the six: refused whole
+    CAPTURE(k);
+    Response r = clients[k]->response(3000);
+    CHECK(r.status == 503);
+    CHECK(r.body.find("sse:poll:1:counts field 1 is \\\"x\\\", not a count") != std::string::npos);
+  }
+  CHECK(redis_cli(redis, {"HLEN", "sse:poll:1:voters"}) == "0");
+  CHECK(redis_cli(redis, {"HGET", "sse:poll:1:counts", "3"}) == "");
+  // Mended by hand, the same six votes are counted, none of them "already voted".
+  REQUIRE(redis_cli(redis, {"HSET", "sse:poll:1:counts", "1", "0"}) == "0");
+  for (size_t k = 0; k < 6; k++) CHECK(http_post(srv.port, "/vote", vote(k)).status == 200);
+  CHECK(redis_cli(redis, {"HGET", "sse:poll:1:counts", "3"}) == "5");
+}
+
+TEST_CASE("Redis: a showtime whose seat counts were set by hand to text is not edited, as in the SQLite mode") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  long long id = add_showtime(srv.port, "Typed", 120);
+  std::string key = "sse:cinema:showtime:" + std::to_string(id);
+  REQUIRE(redis_cli(redis, {"HSET", key, "seats_left", "sold out"}) == "0");
+  const std::string says = "showtime " + std::to_string(id) + " has seat counts in the database that are not whole numbers";
+  for (const char* form : {"movie=Renamed", "seats=50"}) {
+    CAPTURE(form);
+    Response r = one(srv.port, patch_request(id, form));
+    CHECK(r.status == 409);
+    CHECK(r.body.find(says) != std::string::npos);
+  }
+  CHECK(redis_cli(redis, {"HGET", key, "movie"}) == "Typed");
+  CHECK(redis_cli(redis, {"HGET", key, "seats_total"}) == "120");
+}
+
 }  // TEST_SUITE
