@@ -263,6 +263,13 @@ inline Answer redis_unreachable() {
   return refusal(503, "redis cannot be reached right now; nothing was changed", "Retry-After: 1\r\n");
 }
 
+// Redis is reachable but holds no `what` (a round, a poll): it lost its
+// data (FLUSHALL, a restart without its file) or never had one. The app
+// makes the first one from its flags again, as at a first start.
+inline Answer redis_has_none(std::string_view what) {
+  return refusal(503, "redis has no " + std::string(what) + " right now (its data may have been lost); the first one is being made again: try again shortly; nothing was changed", "Retry-After: 1\r\n");
+}
+
 // A script's reply that never came, or makes no sense.
 inline Answer redis_unclear() {
   return refusal(503, "redis did not answer in time: the change may or may not have been made", "Retry-After: 1\r\n");

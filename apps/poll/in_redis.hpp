@@ -104,18 +104,19 @@ class PollInRedis : public PollMode {
     std::string max = std::to_string(max_voters_);
     std::string_view shown = f.has_poll ? std::string_view(f.shown) : "";
     return redis_answer(req, scripts_, vote_lua_, {f.voter, f.option, shown, max},
-                        [option = f.option, has_option = f.has_option, max_voters = max_voters_](const redisReply* r) {
+                        [this, option = f.option, has_option = f.has_option, max_voters = max_voters_](const redisReply* r) {
                           Poll p;
                           std::optional<VoteReply> v = vote_reply(r, &p);
+                          if (p.id <= 0) return no_poll();
                           return v ? vote_answer(*v, p, option, has_option, max_voters) : redis_unclear();
                         });
   }
 
   Answer me(const Request& req, std::string_view voter) override {
-    return redis_answer(req, scripts_, me_lua_, {voter}, [](const redisReply* r) {
+    return redis_answer(req, scripts_, me_lua_, {voter}, [this](const redisReply* r) {
       Poll p;
       MyVote m = my_vote_reply(r, &p);
-      return my_vote_answer(m, p);
+      return p.id <= 0 ? no_poll() : my_vote_answer(m, p);
     });
   }
 
@@ -131,11 +132,21 @@ class PollInRedis : public PollMode {
   // On every connect: the scripts, then the first poll if Redis has none.
   void connected() override {
     scripts_.load(*redis_);
-    std::string lines = options_to_lines(split_options(first_options_));
-    redis_->command({"EVAL", POLL_NEW_LUA, "0", first_question_, lines, "first"}, nullptr);
+    make_first_poll();
   }
 
  private:
+  // The flags' poll, if Redis has none (the script's "first" makes only one).
+  void make_first_poll() {
+    std::string lines = options_to_lines(split_options(first_options_));
+    redis_->command({"EVAL", POLL_NEW_LUA, "0", first_question_, lines, "first"}, nullptr);
+  }
+  // Redis has no poll (it lost its data): the first one is made again.
+  Answer no_poll() {
+    make_first_poll();
+    return redis_has_none("poll");
+  }
+
   Redis* redis_ = nullptr;
   std::string first_question_, first_options_;
   size_t max_voters_ = 0;

@@ -135,17 +135,17 @@ class RedpacketInRedis : public RedpacketMode {
   }
 
   Answer grab(const Request& req, const std::string& user) override {
-    return redis_answer(req, scripts_, grab_lua_, {user}, [user](const redisReply* r) {
-      if (reply_text(r, 0) == "none") return redis_unreachable();  // no round made yet
+    return redis_answer(req, scripts_, grab_lua_, {user}, [this, user](const redisReply* r) {
+      if (reply_text(r, 0) == "none") return no_round();
       std::optional<GrabReply> g = grab_reply(r);
       return g ? grab_answer(*g, user) : redis_unclear();
     });
   }
 
   Answer me(const Request& req, std::string_view user) override {
-    return redis_answer(req, scripts_, me_lua_, {user}, [user = std::string(user)](const redisReply* r) {
+    return redis_answer(req, scripts_, me_lua_, {user}, [this, user = std::string(user)](const redisReply* r) {
       std::optional<Holding> h = holding_reply(r);
-      return h ? holding_answer(*h, user) : redis_unreachable();  // no round made yet
+      return h ? holding_answer(*h, user) : no_round();
     });
   }
 
@@ -168,20 +168,33 @@ class RedpacketInRedis : public RedpacketMode {
   }
 
   // On every connect: the scripts, then the flags' round if Redis has none.
-  // Asking first spares every reconnect a split of up to a million packets;
-  // two processes that both hear "none" both send it, and the script's
-  // "first" makes only one of them a round.
   void connected() override {
     scripts_.load(*redis_);
-    redis_->command({"EXISTS", "sse:redpacket:current"}, [this](const redisReply* r) {
-      if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
-      std::string t = std::to_string(first_total_cents_), n = std::to_string(first_count_);
-      std::string amounts = amounts_text(split_double_mean(first_total_cents_, first_count_, rng_));
-      redis_->command({"EVAL", REDPACKET_NEW_LUA, "0", t, n, amounts, "first"}, nullptr);
-    });
+    make_first_round();
   }
 
  private:
+  // The flags' round, if Redis has none. Asking first spares every
+  // reconnect a split of up to a million packets; two processes that both
+  // hear "none" both send it, and the script's "first" makes only one of
+  // them a round. One at a time here: a crowd of grabs that finds no
+  // round (Redis lost its data) makes one split.
+  void make_first_round() {
+    if (making_first_) return;
+    making_first_ = redis_->command({"EXISTS", "sse:redpacket:current"}, [this](const redisReply* r) {
+      bool none = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+      if (!none) return void(making_first_ = false);
+      std::string t = std::to_string(first_total_cents_), n = std::to_string(first_count_);
+      std::string amounts = amounts_text(split_double_mean(first_total_cents_, first_count_, rng_));
+      making_first_ = redis_->command({"EVAL", REDPACKET_NEW_LUA, "0", t, n, amounts, "first"}, [this](const redisReply*) { making_first_ = false; });
+    });
+  }
+  Answer no_round() {
+    make_first_round();
+    return redis_has_none("red packet round");
+  }
+
+  bool making_first_ = false;
   Redis* redis_ = nullptr;
   Rng rng_{0};
   int64_t first_total_cents_ = 0, first_count_ = 0;

@@ -191,4 +191,39 @@ TEST_CASE("Redis: a showtime whose seat counts were set by hand to text is not e
   CHECK(redis_cli(redis, {"HGET", key, "seats_total"}) == "120");
 }
 
+TEST_CASE("Redis: after FLUSHALL nothing stays stuck: the answers say what is true, and the first round and poll are made again") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  REQUIRE(wait_for([&] { return http_get(srv.port, "/vote/me", "Cookie: uid=x\r\n").status == 200; }, 5000));
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  REQUIRE(http_post(srv.port, "/vote", "voter=ann&option=Auction").status == 200);
+  Client packets(srv.port), votes(srv.port);
+  open_stream(packets, "/redpacket/events");
+  open_stream(votes, "/vote/result-sse");
+  REQUIRE(sse_next(packets, [](const SseEvent& e) { return json_int(e.data, "remaining") == 99; }, 3000));
+  REQUIRE(sse_next(votes, [](const SseEvent& e) { return json_int(e.data, "total") == 1; }, 3000));
+
+  REQUIRE(redis_cli(redis, {"FLUSHALL"}) == "OK");
+  Response grab = http_post(srv.port, "/redpacket/grab", "user=bob");
+  CHECK(grab.status == 503);
+  CHECK(grab.body.find("redis has no red packet round right now") != std::string::npos);
+  Response vote = http_post(srv.port, "/vote", "voter=bob&option=Auction");
+  CHECK(vote.status == 503);
+  CHECK(vote.body.find("redis has no poll right now") != std::string::npos);
+  CHECK(http_get(srv.port, "/healthz").body == "ok\n");  // Redis is reachable: that is true
+  // Made again from the flags: grabs and votes go on, and the streams show the new round and poll.
+  // (Two of each: the new round 1 with one grab would have the version the
+  // lost round 1 had with one, and the stream would keep the old state —
+  // item 4 of #27, not done: a version names one state only until Redis
+  // loses its data.)
+  CHECK(wait_for([&] { return http_post(srv.port, "/redpacket/grab", "user=bob").status == 200; }, 3000));
+  CHECK(http_post(srv.port, "/redpacket/grab", "user=carol").status == 200);
+  CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=bob&option=Auction").status == 200; }, 3000));
+  CHECK(http_post(srv.port, "/vote", "voter=carol&option=Auction").status == 200);
+  CHECK(json_int(http_get(srv.port, "/vote/me", "Cookie: uid=ann\r\n").body, "poll") == 1);
+  CHECK(sse_next(packets, [](const SseEvent& e) { return json_int(e.data, "remaining") == 98 && e.data.find("\"ann\"") == std::string::npos; }, 3000));
+  CHECK(sse_next(votes, [](const SseEvent& e) { return json_int(e.data, "total") == 2; }, 3000));
+}
+
 }  // TEST_SUITE
