@@ -1320,6 +1320,7 @@ static void redis_turn() {
   for (Redis* r : {&srv.redis, &srv.redis_sub}) {
     r->on_deadline(srv.now_ms);
     r->flush(srv.now_ms);
+    srv.freed_bytes += std::exchange(r->freed_bytes, 0);  // given back to the kernel with the closed connections' (close_marked)
   }
 }
 

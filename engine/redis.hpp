@@ -88,6 +88,8 @@ class Redis {
     return true;
   }
 
+  static constexpr size_t KEEP_OUT_BYTES = 64 * 1024;  // a larger output buffer is freed once sent
+
   // Set by the owner before the first connect.
   int64_t timeout_ms = 1000;
   const int64_t* clock_ms = nullptr;  // the loop's clock, read when a command is queued: its timeout starts then
@@ -100,6 +102,7 @@ class Redis {
   // For /metrics. script_calls: the apps' script calls (RedisScripts), of
   // which a batched command carries several.
   uint64_t commands = 0, errors = 0, reconnects = 0, timeouts = 0, script_calls = 0;
+  size_t freed_bytes = 0;  // buffers given back since the owner last took the count (for malloc_trim)
   double latency_seconds_sum = 0;
   uint64_t latency_count = 0;
 
@@ -136,7 +139,11 @@ class Redis {
       if (n < 0 && errno == EAGAIN) break;
       return fail("writing to redis: " + std::string(strerror(errno)), now_ms);
     }
-    if (out_sent_ == out_.size()) out_.clear(), out_sent_ = 0;
+    if (out_sent_ == out_.size()) {  // all sent: a big turn's buffer (a million-packet split is 12 MB) is not kept
+      out_sent_ = 0;
+      freed_bytes += out_.capacity() > KEEP_OUT_BYTES ? out_.capacity() : 0;
+      out_.capacity() > KEEP_OUT_BYTES ? std::string().swap(out_) : out_.clear();
+    }
     set_interest();
   }
 

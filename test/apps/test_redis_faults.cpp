@@ -226,4 +226,17 @@ TEST_CASE("Redis: after FLUSHALL nothing stays stuck: the answers say what is tr
   CHECK(sse_next(votes, [](const SseEvent& e) { return json_int(e.data, "total") == 2; }, 3000));
 }
 
+TEST_CASE("Redis: memory comes back after million-packet rounds") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  REQUIRE(http_post(srv.port, "/redpacket/rounds", "total_cents=100000000&count=1000000&token=" + TOKEN).status == 200);
+  long after_one = srv.rss_kib();
+  for (int k = 0; k < 3; k++) REQUIRE(http_post(srv.port, "/redpacket/rounds", "total_cents=100000000&count=1000000&token=" + TOKEN).status == 200);
+  long after_four = srv.rss_kib();
+  MESSAGE("RSS after one round " << after_one << " KiB, after three more " << after_four << " KiB");
+  CHECK(after_four - after_one < 8 * 1024);  // a round's split is 12 MB of text; none of it stays
+  CHECK(after_one < 30 * 1024);
+}
+
 }  // TEST_SUITE
