@@ -1700,6 +1700,27 @@ static void setup_loop() {
 }
 
 // --redis: both connections are started here and finished by the loop
+// What this server needs of Redis, checked on every connect and said on
+// stderr even with --quiet: version 5 or later (the scripts read TIME
+// before they write, which older Redis refuses), and maxmemory-policy
+// noeviction (an evicted key, say a round's users, would grant its packets
+// again). A Redis that does not let CONFIG be read is not asked.
+static void redis_check_settings() {
+  srv.redis.command({"INFO", "server"}, [](const redisReply* r) {
+    std::string_view info = r && r->type == REDIS_REPLY_STRING ? std::string_view(r->str, r->len) : "";
+    size_t at = info.find("redis_version:");
+    if (at != info.npos && std::atoi(info.data() + at + 14) < 5)
+      fprintf(stderr, "sse-server: redis %.*s is too old: this server needs Redis 5 or later (its scripts read TIME before they write)\n",
+              int(info.find_first_of("\r\n", at) - at - 14), info.data() + at + 14);
+  });
+  srv.redis.command({"CONFIG", "GET", "maxmemory-policy"}, [](const redisReply* r) {
+    std::string_view policy = reply_text(r, 1);
+    if (r && r->type == REDIS_REPLY_ARRAY && !policy.empty() && policy != "noeviction")
+      fprintf(stderr, "sse-server: redis's maxmemory-policy is %.*s: Redis may evict the apps' keys (a round's users: packets granted twice); set it to noeviction\n",
+              int(policy.size()), policy.data());
+  });
+}
+
 // (nonblocking); until they are up, writes get 503 and streams wait.
 static void setup_redis() {
   if (srv.cfg.redis.empty()) return;
@@ -1716,6 +1737,7 @@ static void setup_redis() {
   }
   srv.redis.on_connect = [] {
     log_line("redis: connected to %s", srv.cfg.redis.c_str());
+    redis_check_settings();
     for (App* app : srv.apps) app->redis_connected();
     // Replies come in order: when this one comes, the apps' scripts are loaded. Then every stream is read afresh.
     srv.redis.command({"PING"}, [](const redisReply* r) { if (r) redis_streams_dirty(); });

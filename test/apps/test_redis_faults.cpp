@@ -239,4 +239,16 @@ TEST_CASE("Redis: memory comes back after million-packet rounds") {
   CHECK(after_one < 30 * 1024);
 }
 
+TEST_CASE("Redis: a maxmemory-policy that may evict the apps' keys is warned of at connect, even with --quiet") {
+  RedisProcess redis;
+  REQUIRE(redis_cli(redis, {"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}) == "OK");
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  CHECK(wait_for([&] { return srv.log().find("redis's maxmemory-policy is allkeys-lru") != std::string::npos; }, 2000));
+  REQUIRE(redis_cli(redis, {"CONFIG", "SET", "maxmemory-policy", "noeviction"}) == "OK");
+  ServerProcess fine(redis_args(redis));
+  wait_redis_ready(fine.port);
+  CHECK(fine.log().find("maxmemory-policy") == std::string::npos);
+}
+
 }  // TEST_SUITE
