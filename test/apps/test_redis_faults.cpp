@@ -235,8 +235,10 @@ TEST_CASE("Redis: memory comes back after million-packet rounds") {
   for (int k = 0; k < 3; k++) REQUIRE(http_post(srv.port, "/redpacket/rounds", "total_cents=100000000&count=1000000&token=" + TOKEN).status == 200);
   long after_four = srv.rss_kib();
   MESSAGE("RSS after one round " << after_one << " KiB, after three more " << after_four << " KiB");
+#ifndef __SANITIZE_ADDRESS__  // ASan's allocator keeps what is freed (its quarantine): RSS says nothing there
   CHECK(after_four - after_one < 8 * 1024);  // a round's split is 12 MB of text; none of it stays
   CHECK(after_one < 30 * 1024);
+#endif
 }
 
 TEST_CASE("Redis: a maxmemory-policy that may evict the apps' keys is warned of at connect, even with --quiet") {
@@ -249,6 +251,30 @@ TEST_CASE("Redis: a maxmemory-policy that may evict the apps' keys is warned of 
   ServerProcess fine(redis_args(redis));
   wait_redis_ready(fine.port);
   CHECK(fine.log().find("maxmemory-policy") == std::string::npos);
+}
+
+TEST_CASE("Redis keeps the current and the previous round and poll, not every one ever made") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  auto used = [&] { std::string info = redis_cli(redis, {"INFO", "memory"}); return std::atoll(info.c_str() + info.find("used_memory:") + 12); };
+  auto round = [&] { REQUIRE(http_post(srv.port, "/redpacket/rounds", "total_cents=10000000&count=100000&token=" + TOKEN).status == 200); };
+  round();  // round 2: 100,000 packets, 1.2 MB of amounts
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  long long after_one = used();
+  for (int k = 0; k < 10; k++) {
+    round();
+    REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  }
+  long long after_eleven = used();
+  MESSAGE("Redis used_memory after one 100,000-packet round " << after_one << " B, after ten more " << after_eleven << " B");
+  CHECK(after_eleven <= 2 * after_one);
+  CHECK(redis_cli(redis, {"EXISTS", "sse:redpacket:2", "sse:redpacket:2:users", "sse:redpacket:2:amounts", "sse:redpacket:10"}) == "0");
+  CHECK(redis_cli(redis, {"EXISTS", "sse:redpacket:11", "sse:redpacket:12:users", "sse:redpacket:12:amounts"}) == "3");
+  for (int k = 0; k < 3; k++) REQUIRE(http_post(srv.port, "/vote/polls", "question=Q&options=A,B&token=" + TOKEN).status == 200);
+  CHECK(redis_cli(redis, {"EXISTS", "sse:poll:1", "sse:poll:2"}) == "0");
+  CHECK(redis_cli(redis, {"EXISTS", "sse:poll:3", "sse:poll:4"}) == "2");
+  CHECK(http_post(srv.port, "/vote", "voter=ann&option=A").status == 200);
 }
 
 }  // TEST_SUITE
