@@ -808,7 +808,8 @@ static void ahead_caught_up(Live& l) {
 // Turns the connection into a subscriber of stream `stream`: the SSE
 // headers, the reconnect delay and the snapshot every subscriber has go out
 // at once (or, for a stream of the time, the time now) — unless its
-// Last-Event-ID names that snapshot.
+// Last-Event-ID names that snapshot, or (--redis) one newer than it
+// (stream_wait).
 static void on_subscribe(int fd, const HttpRequest& req, int stream) {
   Conn& c = srv.conns[fd];
   Live& l = srv.lives[size_t(stream)];
@@ -1218,8 +1219,8 @@ static void live_broadcast(Live& l, bool snapshot) {
   sse_broadcast(s.subscribers, snapshot ? std::string_view(s.frame) : SSE_HEARTBEAT,
                 [snapshot](int fd, std::string_view bytes) { sse_send(fd, bytes, snapshot); });
   if (snapshot) sets_broadcast(l);
-  for (const Live::Ahead& a : l.ahead)  // waiting newcomers are sent no snapshot, but the heartbeat
-    if (!snapshot) sse_send(a.fd, SSE_HEARTBEAT, false);
+  if (!snapshot)  // newcomers waiting for the stream to catch up (stream_wait) get the heartbeat too
+    for (const Live::Ahead& a : l.ahead) sse_send(a.fd, SSE_HEARTBEAT, false);
   clock_gettime(CLOCK_MONOTONIC, &b);
   if (snapshot) {
     l.snapshots_sent++;
