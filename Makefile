@@ -22,7 +22,7 @@ CXXFLAGS     := -std=c++20 -Wall -Wextra -Werror -I$(LLHTTP_INC) -Ibuild/lua
 REL_OPT      := -O2
 # _GLIBCXX_ASSERTIONS: bounds checks in the standard containers (ASan cannot see an index past size() within capacity()).
 SAN_OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -D_GLIBCXX_ASSERTIONS
-LUA_INCS     := $(patsubst apps/%.lua,build/lua/%.lua.inc,$(wildcard apps/*/*.lua))
+LUA_INCS     := $(patsubst apps/%.lua,build/lua/%.lua.inc,$(wildcard apps/*/*.lua)) build/lua/engine/version.lua.inc
 HEADERS      := $(wildcard *.hpp) $(wildcard engine/*.hpp) $(wildcard apps/*.hpp) $(wildcard apps/*/*.hpp) $(LUA_INCS)
 TEST_SRCS    := $(wildcard test/*.cpp test/loop/*.cpp test/engine/*.cpp test/apps/*.cpp)
 TEST_HDRS    := $(wildcard test/*.hpp)
@@ -66,13 +66,19 @@ build/rel/run_tests: $(call test_o,rel) $(call llhttp_o,rel)
 build/san/run_tests: $(call test_o,san) $(call llhttp_o,san)
 	$(CXX) $(CXXFLAGS) $(SAN_OPT) -o $@ $^ -lsqlite3 -lhiredis -pthread
 
-# The apps' Redis scripts are .lua files (apps/<app>/*.lua); each becomes a
-# C++ raw string the app #includes (g++ 12 has no #embed). A script that
-# holds the raw string's end marker is refused.
-build/lua/%.lua.inc: apps/%.lua
+# The apps' Redis scripts are .lua files (apps/<app>/*.lua, and the
+# version rule every state script starts with, engine/version.lua); each
+# becomes a C++ raw string the app #includes (g++ 12 has no #embed). A
+# script that holds the raw string's end marker is refused.
+define lua_inc
 	@mkdir -p $(dir $@)
 	@if grep -qF ')lua"' $<; then echo "$<: a script may not contain )lua\"" >&2; exit 1; fi
 	{ echo 'R"lua('; cat $<; echo ')lua"'; } >$@
+endef
+build/lua/%.lua.inc: apps/%.lua
+	$(lua_inc)
+build/lua/engine/%.lua.inc: engine/%.lua
+	$(lua_inc)
 
 # Preloaded into a test's redis-server whose clock must disagree with ours,
 # and into a test's server whose disk fails at a commit.

@@ -1246,7 +1246,9 @@ static void live_fetch(Live& l) {
     l.renders++;
     l.reads_done = read;
     bool again = l.stream.dirty;  // a change heard while this read was on its way: it may not be in it
-    bool changed = snap->version != l.stream.version;
+    // The bytes too: a version is one state (engine/version.lua), and should
+    // Redis ever say otherwise, subscribers are sent what it holds.
+    bool changed = snap->version != l.stream.version || snap->json != l.stream.json;
     if (changed) sse_set_snapshot(l.stream, snap->json, snap->version);
     if (changed || l.spec.repeat) live_broadcast(l, true);  // (which marks the stream clean)
     ahead_caught_up(l);
@@ -1285,8 +1287,9 @@ static void streams_push() {
 //
 // Two connections, both fds in our epoll like any other (engine/redis.hpp):
 // one for the apps' commands, one subscribed to "sse:changed", where every write
-// script publishes "<stream> <version>". Hearing of a version it does not
-// have marks the stream dirty: the usual push rules then read it once and
+// script publishes "<stream>" (and a state script that made a version by
+// itself, "<stream> <version>"). Hearing of a change it has not read marks
+// the stream dirty: the usual push rules then read it once and
 // push it to this process's subscribers. Pub/sub may lose a message (on a
 // reconnect); each stream's period reads it anyway, so a lost one costs at
 // most a period, and every (re)connect reads every stream afresh.
@@ -1298,10 +1301,10 @@ static void redis_streams_dirty() {
 
 static void on_redis_message(const redisReply* r) {
   std::string_view text(r->element[2]->str ? r->element[2]->str : "", r->element[2]->len);
-  size_t sp = text.find(' ');
-  std::optional<uint64_t> version = sse_parse_id(text.substr(sp + 1));
+  size_t sp = std::min(text.find(' '), text.size());
+  std::optional<uint64_t> version = sp < text.size() ? sse_parse_id(text.substr(sp + 1)) : std::nullopt;
   for (Live& l : srv.lives)
-    if (l.spec.fetch && sp != text.npos && text.substr(0, sp) == l.spec.name && version != l.stream.version) l.stream.dirty = true;
+    if (l.spec.fetch && text.substr(0, sp) == l.spec.name && version != l.stream.version) l.stream.dirty = true;
 }
 
 // Registers a Redis connection's socket with epoll, or changes or ends that.

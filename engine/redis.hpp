@@ -333,6 +333,13 @@ inline std::optional<uint64_t> reply_version(const redisReply* r, size_t i) {
   return v;
 }
 
+// The rule every app's state script starts with: version_of(key, state),
+// the version of the state it read, the same on every process, new for
+// every other state, even after Redis lost data (engine/version.lua).
+inline constexpr const char* VERSION_LUA =
+#include "engine/version.lua.inc"
+    ;
+
 // An app's Lua scripts: each write is one script, which Redis runs
 // atomically. They are loaded (SCRIPT LOAD) on every connect, before any
 // other command on that connection, and called by their SHA (EVALSHA): the

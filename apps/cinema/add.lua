@@ -17,5 +17,5 @@ for i = 2, #ARGV, 5 do
              'seats_total', ARGV[i + 3], 'seats_left', ARGV[i + 4])
   redis.call('SADD', 'sse:cinema:showtimes', id)
 end
-redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version')))
+redis.call('PUBLISH', 'sse:changed', 'cinema')
 return {tonumber(id)}

@@ -12,7 +12,7 @@
 --
 -- Each is decided in turn as if it had come alone (the seats and what the
 -- person holds are read after the bookings before it); the clock is read
--- once, and the version bumped and published once if any was made. Whether
+-- once, and one PUBLISH says the board changed if any was made. Whether
 -- a showtime has started is Redis's clock's to say (TIME), the clock the
 -- board is drawn by: with processes on several machines, each server's own
 -- clock would let one sell seats the board no longer shows, or refuse
@@ -46,5 +46,5 @@ for k = 1, #ARGV, 4 do
   out[#out + 1] = r
   booked = booked or r[1] == 'booked'
 end
-if booked then redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version'))) end
+if booked then redis.call('PUBLISH', 'sse:changed', 'cinema') end
 return out

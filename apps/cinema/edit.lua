@@ -23,6 +23,6 @@ end
 for i, name in ipairs({'movie', 'hall', 'starts_at'}) do
   if ARGV[i + 1] ~= '' then redis.call('HSET', key, name, ARGV[i + 1]) end
 end
-redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version')))
+redis.call('PUBLISH', 'sse:changed', 'cinema')
 local f = redis.call('HMGET', key, 'movie', 'hall', 'starts_at', 'seats_total', 'seats_left')
 return {200, ARGV[1], f[1], f[2], f[3], f[4], f[5]}

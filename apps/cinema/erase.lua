@@ -5,5 +5,5 @@
 -- stay, off every list.
 local gone = redis.call('SREM', 'sse:cinema:showtimes', ARGV[1]) + redis.call('DEL', 'sse:cinema:showtime:' .. ARGV[1])
 if gone == 0 then return {404} end
-redis.call('PUBLISH', 'sse:changed', string.format('cinema %d', redis.call('INCR', 'sse:cinema:version')))
+redis.call('PUBLISH', 'sse:changed', 'cinema')
 return {200}

@@ -21,20 +21,20 @@
 //   booking_ids     the last booking id given (INCR)
 //   user:<user>     the list of a user's booking ids, oldest first
 //   held:<user>     a hash: showtime id -> seats the user holds of it
-//   version         the stream's version: the event id on every process
-//   digest          "<version> <sha1>" of the state last read (see below)
+//   version         "<version> <digest>": the stream's version (the event id
+//                   on every process) and the digest of the board it names
 // Each write is one Lua script that decides and applies atomically however
-// many processes send bookings; it bumps the version and publishes "cinema
-// <version>" on sse:changed. Shortcut: the scripts name keys they build
-// themselves, as a single Redis allows (a Redis Cluster would not).
+// many processes send bookings; it publishes "cinema" on sse:changed.
+// Shortcut: the scripts name keys they build themselves, as a single Redis
+// allows (a Redis Cluster would not).
 //
-// An edit made with redis-cli bumps no version, and nor does a showtime
-// starting. So the state script, which every process runs on a change and
-// every --schedule-interval, takes a digest of everything the board depends
-// on (each hash, and which showtimes have started by Redis's own clock);
-// when the digest stored for the current version differs, the state
-// changed under it, and the script makes it a new version there and then.
-// One version, one board, on every process.
+// The state script, which every process runs on a change and every
+// --schedule-interval, digests everything the board depends on (each
+// hash, and which showtimes have started by Redis's own clock) and asks
+// version_of (engine/version.lua) for the version: a board it has not seen
+// gets a new one. So an edit made with redis-cli, or a showtime starting,
+// is a new version too, and the script publishes it. One version, one
+// board, on every process.
 
 // ---- The scripts and their replies ----------------------------------------------------
 
@@ -60,7 +60,7 @@ inline constexpr const char* CINEMA_TIME_LUA =
 #include "cinema/prelude.lua.inc"
     ;
 
-inline const std::string CINEMA_STATE_LUA = std::string(CINEMA_TIME_LUA) +
+inline const std::string CINEMA_STATE_LUA = std::string(VERSION_LUA) + CINEMA_TIME_LUA +
 #include "cinema/state.lua.inc"
     ;
 

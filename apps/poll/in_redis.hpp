@@ -14,16 +14,13 @@
 // sse:poll:<id>:voters (voter → option index), sse:poll:<id>:counts
 // (option index → votes). Each write is one Lua script, so it decides and
 // applies atomically however many processes send votes; it publishes
-// "poll <version>" on sse:changed. Shortcut: the scripts name keys they
+// "poll" on sse:changed. Shortcut: the scripts name keys they
 // build themselves, as a single Redis allows (a Redis Cluster would not).
 //
-// The stream's version (the event id on every process) is not stored: it is
-// the poll's id followed by its voters in 10 digits (--max-voters is at most
-// 10^9), poll 3 with 42 voters making "30000000042". Votes are only added
-// and a new poll has a greater id, so the version grows with the state, and
-// one version is one state, whichever process reads it — without a counter
-// that would cost every vote a call and its bytes in the append-only file.
-// Versions only grow, past those of older builds too.
+// The stream's version (the event id on every process) is made by the
+// state script when it reads a state it has not seen (engine/version.lua):
+// sse:poll:version holds it with the state's digest. A vote writes no
+// counter.
 
 // A poll without its ballots from reply elements: id, options, and from
 // `counts_at` on the counts (the total is theirs summed).
@@ -54,7 +51,7 @@ inline std::optional<VoteReply> vote_reply(const redisReply* r, Poll* shown) {
   return VoteReply{status == 200 ? VoteOutcome::Counted : VoteOutcome::Already, index};
 }
 
-inline constexpr const char* POLL_STATE_LUA =
+inline const std::string POLL_STATE_LUA = std::string(VERSION_LUA) +
 #include "poll/state.lua.inc"
     ;
 
@@ -151,7 +148,7 @@ class PollInRedis : public PollMode {
   std::string first_question_, first_options_;
   size_t max_voters_ = 0;
   RedisScripts scripts_;
-  size_t vote_lua_ = scripts_.add(POLL_VOTE_LUA, 4), state_lua_ = scripts_.add(POLL_STATE_LUA), new_lua_ = scripts_.add(POLL_NEW_LUA),
+  size_t vote_lua_ = scripts_.add(POLL_VOTE_LUA, 4), state_lua_ = scripts_.add(POLL_STATE_LUA.c_str()), new_lua_ = scripts_.add(POLL_NEW_LUA),
          me_lua_ = scripts_.add(POLL_ME_LUA);
 
   // The stream's state, read from Redis.

@@ -12,5 +12,5 @@ redis.call('HSET', string.format('sse:poll:%d', id), 'question', ARGV[1], 'optio
 redis.call('SET', 'sse:poll:current', string.format('%d', id))
 local old = string.format('sse:poll:%d', id - 2)
 redis.call('UNLINK', old, old .. ':voters', old .. ':counts')
-redis.call('PUBLISH', 'sse:changed', string.format('poll %d0000000000', id))
+redis.call('PUBLISH', 'sse:changed', 'poll')
 return {id}

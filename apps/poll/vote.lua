@@ -14,7 +14,7 @@
 -- Each vote is decided as if it had come alone; what is the same for all
 -- of them is done once: the poll and its options, the voters so far and
 -- the counts are read once and kept in step here, each option's new votes
--- go in one HINCRBY, one PUBLISH says the new version. Each redis.call
+-- go in one HINCRBY, one PUBLISH says the poll changed. Each redis.call
 -- costs Redis about a microsecond, as much as the rest of the script, so a
 -- first vote makes one (HSETNX records the voter and says whether they are
 -- new).
@@ -74,5 +74,5 @@ for i, d in pairs(added) do
   redis.call('HINCRBY', p .. ':counts', i - 1, d)
   changed = true
 end
-if changed then redis.call('PUBLISH', 'sse:changed', string.format('poll %s%010d', id, total)) end
+if changed then redis.call('PUBLISH', 'sse:changed', 'poll') end
 return out

@@ -10,7 +10,7 @@
 --
 -- Each grab is decided as if it had come alone; what is the same for all
 -- of them is done once: the round, its size and the packets taken are read
--- once, the winners go in one LPUSH, and one PUBLISH says the new version.
+-- once, the winners go in one LPUSH, and one PUBLISH says the round changed.
 -- A redis.call costs Redis about a microsecond, as much as the rest of the
 -- script, so a grant makes two (HSETNX records a new grabber, and tells
 -- one who holds a packet already; GETRANGE reads the amount). A grant's
@@ -50,6 +50,6 @@ for k, user in ipairs(ARGV) do
 end
 if #winners > 0 then
   if redis.call('LPUSH', r .. ':winners', unpack(winners)) > 20 then redis.call('LTRIM', r .. ':winners', 0, 9) end
-  redis.call('PUBLISH', 'sse:changed', string.format('redpacket %s%07d', id, taken))
+  redis.call('PUBLISH', 'sse:changed', 'redpacket')
 end
 return out

@@ -22,17 +22,15 @@
 // least 10, trimmed back to 10 once past 20, one LTRIM per ten grants or
 // more rather than per grant; the stream reads the first 10). Each write is one
 // Lua script, so it decides and applies atomically however many processes
-// send grabs; it publishes "redpacket <version>" on sse:changed. Old rounds
-// stay, as their rows do in the SQLite mode. Shortcut: the scripts name keys
-// they build themselves, as a single Redis allows (a Redis Cluster would not).
+// send grabs; it publishes "redpacket" on sse:changed. Redis keeps the
+// current round and the one before (new_round.lua). Shortcut: the scripts
+// name keys they build themselves, as a single Redis allows (a Redis
+// Cluster would not).
 //
-// The stream's version (the event id on every process) is not stored: it is
-// the round's id followed by the packets taken in 7 digits, "3" and 42 making
-// "30000042". A state only grows (a round's grants are only added to, a new
-// round has a greater id), so the version grows with it, and one version is
-// one state: two processes that read the same state send the same id. A
-// counter would cost every grant one more call and its bytes in the
-// append-only file. Versions only grow, past those of older builds too.
+// The stream's version (the event id on every process) is made by the
+// state script when it reads a state it has not seen (engine/version.lua):
+// sse:redpacket:version holds it with the state's digest. A grant writes
+// no counter.
 //
 // The split is one string of 12 decimal digits per packet (zero-padded:
 // 10^12 > MAX_TOTAL_CENTS), and a grab reads its packet with GETRANGE. A
@@ -47,7 +45,6 @@
 
 constexpr size_t AMOUNT_DIGITS = 12;  // the scripts' 12
 static_assert(MAX_TOTAL_CENTS < 1'000'000'000'000, "an amount must fit AMOUNT_DIGITS digits");
-static_assert(MAX_PACKETS < 10'000'000, "the packets taken must fit the version's 7 digits");
 static_assert(RECENT_WINNERS == 10, "the scripts keep 10 winners (LTRIM 0 9, LRANGE 0 9)");
 
 // The split as the scripts keep it: AMOUNT_DIGITS digits per packet.
@@ -76,7 +73,7 @@ inline std::optional<GrabReply> grab_reply(const redisReply* r) {
                    reply_number(r, 3), reply_number(r, 4)};
 }
 
-inline constexpr const char* REDPACKET_STATE_LUA =
+inline const std::string REDPACKET_STATE_LUA = std::string(VERSION_LUA) +
 #include "redpacket/state.lua.inc"
     ;
 
@@ -199,6 +196,6 @@ class RedpacketInRedis : public RedpacketMode {
   Rng rng_{0};
   int64_t first_total_cents_ = 0, first_count_ = 0;
   RedisScripts scripts_;
-  size_t grab_lua_ = scripts_.add(REDPACKET_GRAB_LUA, 1), state_lua_ = scripts_.add(REDPACKET_STATE_LUA),
+  size_t grab_lua_ = scripts_.add(REDPACKET_GRAB_LUA, 1), state_lua_ = scripts_.add(REDPACKET_STATE_LUA.c_str()),
          new_lua_ = scripts_.add(REDPACKET_NEW_LUA), me_lua_ = scripts_.add(REDPACKET_ME_LUA);
 };

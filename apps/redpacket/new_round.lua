@@ -16,5 +16,5 @@ redis.call('SET', r .. ':amounts', ARGV[3])
 redis.call('SET', 'sse:redpacket:current', string.format('%d', id))
 local old = string.format('sse:redpacket:%d', id - 2)
 redis.call('UNLINK', old, old .. ':users', old .. ':amounts', old .. ':winners')
-redis.call('PUBLISH', 'sse:changed', string.format('redpacket %d0000000', id))
+redis.call('PUBLISH', 'sse:changed', 'redpacket')
 return {id}

@@ -213,17 +213,96 @@ TEST_CASE("Redis: after FLUSHALL nothing stays stuck: the answers say what is tr
   CHECK(vote.body.find("redis has no poll right now") != std::string::npos);
   CHECK(http_get(srv.port, "/healthz").body == "ok\n");  // Redis is reachable: that is true
   // Made again from the flags: grabs and votes go on, and the streams show the new round and poll.
-  // (Two of each: the new round 1 with one grab would have the version the
-  // lost round 1 had with one, and the stream would keep the old state —
-  // item 4 of #27, not done: a version names one state only until Redis
-  // loses its data.)
+  // The new round 1 with one grab, bob's, is not the lost round 1 with
+  // ann's: it has a version of its own, so the stream sends it.
   CHECK(wait_for([&] { return http_post(srv.port, "/redpacket/grab", "user=bob").status == 200; }, 3000));
-  CHECK(http_post(srv.port, "/redpacket/grab", "user=carol").status == 200);
   CHECK(wait_for([&] { return http_post(srv.port, "/vote", "voter=bob&option=Auction").status == 200; }, 3000));
-  CHECK(http_post(srv.port, "/vote", "voter=carol&option=Auction").status == 200);
   CHECK(json_int(http_get(srv.port, "/vote/me", "Cookie: uid=ann\r\n").body, "poll") == 1);
-  CHECK(sse_next(packets, [](const SseEvent& e) { return json_int(e.data, "remaining") == 98 && e.data.find("\"ann\"") == std::string::npos; }, 3000));
-  CHECK(sse_next(votes, [](const SseEvent& e) { return json_int(e.data, "total") == 2; }, 3000));
+  CHECK(sse_next(packets, [](const SseEvent& e) { return e.data.find("\"bob\"") != std::string::npos; }, 3000));
+  CHECK(sse_next(votes, [](const SseEvent& e) { return json_int(e.data, "total") == 1; }, 3000));
+}
+
+// Every event streams sent, by stream: whether an id ever came back with
+// other data, or a version went back.
+struct EventLog {
+  std::map<std::string, std::map<std::string, std::string>> data_of;  // stream → id → data
+  std::map<std::string, uint64_t> last;
+  std::vector<std::string> wrong;
+  // Reads `c` (following `stream`) until `want`, logging every event.
+  bool until(Client& c, const std::string& stream, const std::function<bool(const SseEvent&)>& want, int timeout_ms = 3000) {
+    return sse_next(c, [&](const SseEvent& e) {
+      auto [at, fresh] = data_of[stream].emplace(e.id, e.data);
+      if (!fresh && at->second != e.data) wrong.push_back(stream + " id " + e.id + " carried " + at->second + " and then " + e.data);
+      uint64_t v = std::stoull(e.id);
+      if (v < last[stream]) wrong.push_back(stream + " went back from " + std::to_string(last[stream]) + " to " + e.id);
+      last[stream] = std::max(last[stream], v);
+      return want(e);
+    }, timeout_ms);
+  }
+};
+
+TEST_CASE("Redis: one id, one state after FLUSHALL: no stream sends an id it sent before with other data, nor an older one") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  Client packets(srv.port), votes(srv.port), board(srv.port);
+  open_stream(packets, "/redpacket/events");
+  open_stream(votes, "/vote/result-sse");
+  open_stream(board, "/cinema/events");
+  EventLog log;
+  auto has = [](const std::string& text) { return [text](const SseEvent& e) { return e.data.find(text) != std::string::npos; }; };
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  REQUIRE(http_post(srv.port, "/vote", "voter=ann&option=Auction").status == 200);
+  add_showtime(srv.port, "Before", 10);
+  REQUIRE(log.until(packets, "redpacket", has("\"ann\"")));
+  REQUIRE(log.until(votes, "poll", [](const SseEvent& e) { return json_int(e.data, "total") == 1; }));
+  REQUIRE(log.until(board, "cinema", has("Before")));
+  std::string ann_id;
+  for (auto& [id, data] : log.data_of["redpacket"]) if (data.find("\"ann\"") != std::string::npos) ann_id = id;
+
+  REQUIRE(redis_cli(redis, {"FLUSHALL"}) == "OK");
+  REQUIRE(wait_for([&] { return http_post(srv.port, "/redpacket/grab", "user=bob").status == 200; }, 3000));
+  REQUIRE(wait_for([&] { return http_post(srv.port, "/vote", "voter=bob&option=Chat room").status == 200; }, 3000));  // not ann's: another state
+  for (int k = 0; k < 3; k++) add_showtime(srv.port, "After" + std::to_string(k), 10);
+  CHECK(log.until(packets, "redpacket", has("\"bob\"")));
+  CHECK(log.until(votes, "poll", [](const SseEvent& e) { return json_int(e.data, "total") == 1 && e.data.find("\"Chat room\",\"count\":1") != std::string::npos; }));
+  CHECK(log.until(board, "cinema", has("After2")));
+  for (const std::string& w : log.wrong) FAIL_CHECK(w);
+  // A browser that held ann's round under its id is sent bob's.
+  Client back(srv.port);
+  open_stream(back, "/redpacket/events", "Last-Event-ID: " + ann_id + "\r\n");
+  CHECK(sse_next(back, has("\"bob\""), 1500));
+}
+
+TEST_CASE("Redis: one id, one state after Redis comes back on older data (a crash under appendfsync everysec): versions go on forward") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  Client packets(srv.port);
+  open_stream(packets, "/redpacket/events");
+  EventLog log;
+  auto remaining = [](long long n) { return [n](const SseEvent& e) { return json_int(e.data, "remaining") == n; }; };
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=ann").status == 200);
+  REQUIRE(log.until(packets, "redpacket", remaining(99)));
+  REQUIRE(redis_cli(redis, {"SAVE"}) == "OK");  // what Redis will come back with
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=bob").status == 200);
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=carol").status == 200);
+  REQUIRE(log.until(packets, "redpacket", remaining(97)));
+  std::string lost_id;
+  for (auto& [id, data] : log.data_of["redpacket"]) if (json_int(data, "remaining") == 97) lost_id = id;
+  REQUIRE(!lost_id.empty());
+
+  redis.stop(SIGKILL);  // bob's and carol's grabs are lost
+  redis.start();
+  CHECK(log.until(packets, "redpacket", remaining(99), 5000));  // the truth went back, under a new id
+  REQUIRE(wait_for([&] { return http_post(srv.port, "/redpacket/grab", "user=dave").status == 200; }, 3000));
+  REQUIRE(http_post(srv.port, "/redpacket/grab", "user=erin").status == 200);
+  CHECK(log.until(packets, "redpacket", [](const SseEvent& e) { return e.data.find("\"erin\"") != std::string::npos; }));
+  for (const std::string& w : log.wrong) FAIL_CHECK(w);
+  // A browser that held bob's and carol's lost grabs is sent the truth.
+  Client back(srv.port);
+  open_stream(back, "/redpacket/events", "Last-Event-ID: " + lost_id + "\r\n");
+  CHECK(sse_next(back, [](const SseEvent& e) { return e.data.find("\"erin\"") != std::string::npos; }, 1500));
 }
 
 TEST_CASE("Redis: memory comes back after million-packet rounds") {
