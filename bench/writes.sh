@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# writes.sh — durable writes (grabs, votes) against the cheapest request, in one run,
+# writes.sh — durable writes (grabs, votes, bookings) against the cheapest request, in one run,
 # and the same writes through Redis (--redis) against the SQLite mode.
 #
 # Protocol: starts three servers on 127.0.0.1: one on a fresh SQLite file,
@@ -9,10 +9,12 @@
 # CPU 0 (taskset), so the two do not trade places on the cores mid-run, and
 # a write through Redis has only the core a write through SQLite has. Then,
 # RUNS times, interleaved so drift hits every server alike: start a fresh
-# 1,000,000-packet round and a new poll on each (no run ever finds the round
-# empty or the poll full), run
+# 1,000,000-packet round, a new poll and 20 showtimes of 10,000 seats 30
+# days ahead on each (no run ever finds the round empty, the poll full or
+# the seats sold), run
 #   wrk -t1 -c50 -d$DURATION -s bench/wrk/grab.lua   against each,
-#   wrk -t1 -c50 -d$DURATION -s bench/wrk/vote.lua   against each, and
+#   wrk -t1 -c50 -d$DURATION -s bench/wrk/vote.lua   against each,
+#   wrk -t1 -c50 -d$DURATION -s bench/wrk/book.lua   against each (a new user a seat), and
 #   wrk -t1 -c50 -d$DURATION                          on GET /healthz.
 # Each figure is printed with the server's CPU use during it (100% = the
 # whole of CPU 1: below that, the client was the limit, not the server),
@@ -68,6 +70,16 @@ load() {  # load PORT PID [wrk args]: prints "<requests/s> <server CPU %> <Redis
 }
 new_round() { curl -sf -o /dev/null -d 'total_cents=100000000&count=1000000&token=bench' "127.0.0.1:$1/redpacket/rounds"; }
 new_poll() { curl -sf -o /dev/null -d 'question=Bench&options=Stock+ticker,Chat+room,Live+scores,Auction&token=bench' "127.0.0.1:$1/vote/polls"; }
+new_showtimes() {  # new_showtimes PORT: 20 showtimes of 10,000 seats; prints the first one's id
+  local starts i
+  starts=$(date -u -d '+30 days' +%FT%TZ)
+  for i in $(seq 20); do
+    [ "$i" = 1 ] || echo next
+    printf 'url = "http://127.0.0.1:%s/cinema/showtimes"\nheader = "Authorization: Bearer bench"\n' "$1"
+    printf 'data = "movie=Bench&hall=Bench+%s&starts_at=%s&seats=10000"\n' "$i" "$starts"
+  done >"$dir/showtimes.curl"
+  curl -s -K "$dir/showtimes.curl" | grep -o '"showtime":{"id":[0-9]*' | grep -o '[0-9]*$' | head -1
+}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 start file "$dir/bench.db"
@@ -76,15 +88,16 @@ start_redis
 start redis "$dir/redis-mode.db" --redis "$REDIS_SOCK"
 for _ in $(seq 100); do [ "$(curl -s "127.0.0.1:$PORT_redis/healthz")" = ok ] && break; sleep 0.05; done
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, kernel $(uname -r), $(redis-server --version | grep -o 'v=[0-9.]*'), $(date -u +%FT%TZ)"
-names=(grab_file grab_mem grab_redis vote_file vote_mem vote_redis healthz)
-ports=("$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file")
-owners=("$PID_file" "$PID_mem" "$PID_redis" "$PID_file" "$PID_mem" "$PID_redis" "$PID_file")
-h=6
+names=(grab_file grab_mem grab_redis vote_file vote_mem vote_redis book_file book_mem book_redis healthz)
+ports=("$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file" "$PORT_mem" "$PORT_redis" "$PORT_file")
+owners=("$PID_file" "$PID_mem" "$PID_redis" "$PID_file" "$PID_mem" "$PID_redis" "$PID_file" "$PID_mem" "$PID_redis" "$PID_file")
+h=9
 for r in $(seq "$RUNS"); do
   for i in "${!names[@]}"; do
     case ${names[$i]} in
       grab_*) new_round "${ports[$i]}"; args=(-s bench/wrk/grab.lua "http://127.0.0.1:${ports[$i]}/redpacket/grab") ;;
       vote_*) new_poll "${ports[$i]}"; args=(-s bench/wrk/vote.lua "http://127.0.0.1:${ports[$i]}/vote") ;;
+      book_*) args=(-s bench/wrk/book.lua "http://127.0.0.1:${ports[$i]}/cinema/showtimes" -- "$(new_showtimes "${ports[$i]}")" 20) ;;
       *)      args=("http://127.0.0.1:${ports[$i]}/healthz") ;;
     esac
     read -r v[i] c[i] rc[i] < <(load "${ports[$i]}" "${owners[$i]}" "${args[@]}")
@@ -98,6 +111,7 @@ for r in $(seq "$RUNS"); do
   done
   awk -v a="${v[2]}" -v b="${v[0]}" 'BEGIN {print a/b}' >>"$dir/redis_grab"
   awk -v a="${v[5]}" -v b="${v[3]}" 'BEGIN {print a/b}' >>"$dir/redis_vote"
+  awk -v a="${v[8]}" -v b="${v[6]}" 'BEGIN {print a/b}' >>"$dir/redis_book"
   echo "$line"
 done
 for i in "${!names[@]}"; do
@@ -105,4 +119,5 @@ for i in "${!names[@]}"; do
   [ "$i" -lt $h ] && printf '   ratio to healthz %.2f' "$(median <"$dir/ratio_${names[$i]}")"
   echo
 done
-printf 'median Redis ÷ file: grab %.2f, vote %.2f (goal of #17: at least 0.5)\n' "$(median <"$dir/redis_grab")" "$(median <"$dir/redis_vote")"
+printf 'median Redis ÷ file: grab %.2f, vote %.2f (goal of #17: at least 0.5), book %.2f (goal of #27: at least 0.6)\n' \
+  "$(median <"$dir/redis_grab")" "$(median <"$dir/redis_vote")" "$(median <"$dir/redis_book")"

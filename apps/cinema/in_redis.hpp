@@ -17,10 +17,12 @@
 //                   seats_left: the row of the SQLite mode
 //   showtimes       the set of ids on the schedule
 //   ids             the last showtime id given (INCR)
-//   booking:<id>    a hash per booking: showtime, user, seats, made_at (epoch ms)
-//   booking_ids     the last booking id given (INCR)
-//   user:<user>     the list of a user's booking ids, oldest first
-//   held:<user>     a hash: showtime id -> seats the user holds of it
+//   booking_ids     the last booking id given
+//   held:<user>     a hash per person: showtime id -> seats the person holds
+//                   of it, and b<booking id> -> "<showtime> <seats> <made_at
+//                   epoch ms>" for each booking
+//   booking:<id>, user:<user>   bookings as older builds made them (a hash
+//                   each, and the person's list of ids): read, never written
 //   version         "<version> <digest>": the stream's version (the event id
 //                   on every process) and the digest of the board it names
 // Each write is one Lua script that decides and applies atomically however

@@ -295,4 +295,28 @@ TEST_CASE("Redis: one sample schedule for every process; Redis down: 503 with Re
   CHECK(wait_for([&] { return one(a.port, book_request(1, "user=x")).status == 200; }, 5000));
 }
 
+TEST_CASE("Redis: a person's bookings made by an older build (a list of booking hashes) are still theirs: shown, and counted against the limit") {
+  RedisProcess redis;
+  ServerProcess srv(redis_args(redis));
+  wait_redis_ready(srv.port);
+  long long id = add_showtime(srv.port, "Kept", 50);
+  std::string sid = std::to_string(id);
+  // As the older build wrote them: booking 7, 4 seats, in user:<user> and booking:<id>, the seats in held:<user>.
+  REQUIRE(redis_cli(redis, {"SET", "sse:cinema:booking_ids", "7"}) == "OK");
+  REQUIRE(redis_cli(redis, {"HSET", "sse:cinema:booking:7", "showtime", sid, "user", "old", "seats", "4", "made_at", "0"}) == "4");
+  REQUIRE(redis_cli(redis, {"RPUSH", "sse:cinema:user:old", "7"}) == "1");
+  REQUIRE(redis_cli(redis, {"HSET", "sse:cinema:held:old", sid, "4"}) == "1");
+  Response refused = one(srv.port, book_request(id, "seats=7&user=old"));  // 4 + 7 > 10 a person
+  CHECK(refused.status == 409);
+  Response booked = one(srv.port, book_request(id, "seats=6&user=old"));
+  REQUIRE(booked.status == 200);
+  CHECK(json_int(booked.body, "booking") == 8);
+  std::string mine = http_get(srv.port, "/cinema/bookings/me", "Cookie: uid=old\r\n").body;
+  size_t older = mine.find("\"booking\":7,\"seats\":4"), newer = mine.find("\"booking\":8,\"seats\":6");
+  CHECK(older != std::string::npos);
+  CHECK(newer != std::string::npos);
+  CHECK(older < newer);  // oldest first
+  CHECK(redis_cli(redis, {"HGET", "sse:cinema:held:old", sid}) == "10");
+}
+
 }  // TEST_SUITE
