@@ -40,7 +40,7 @@ endif
 
 E2E_PACKAGES := chromium fonts-wqy-microhei
 
-.PHONY: all deps deps-e2e deps-bench deps-fuzz run run-cluster test e2e bench fuzz clean
+.PHONY: all deps deps-e2e deps-bench deps-fuzz run run-cluster test test-cluster e2e bench fuzz clean
 
 all: sse-server bench/ssefan bench/floor
 
@@ -166,6 +166,17 @@ run-cluster: deps
 	done; \
 	sleep 0.5; echo "run-cluster: $$(nproc) processes on http://127.0.0.1:8080, one Redis ($(CLUSTER)/redis.sock); admin token $$token"; \
 	wait
+
+# The cluster test (test/cluster/cluster.py): network namespaces as machines,
+# Redis's bytes delayed by a relay of our own, faults, and a checker of what
+# the clients saw. Needs CAP_NET_ADMIN (root), and says so in one line without it.
+build/cluster-relay: test/cluster/relay.cpp
+	@mkdir -p build
+	$(CXX) -std=c++20 -Wall -Wextra -Werror $(REL_OPT) -o $@ $<
+
+test-cluster: deps
+	$(MAKE) sse-server build/cluster-relay
+	python3 test/cluster/cluster.py
 
 # The peers the benchmark measures us against, and what drives them.
 deps-bench: deps
