@@ -40,6 +40,7 @@ Usage (as root: it needs CAP_NET_ADMIN, and says so in one line without it):
 import argparse
 import asyncio
 import ctypes
+import glob
 import json
 import os
 import re
@@ -271,7 +272,8 @@ class Cluster:
 def remove_leftovers():
     """Namespaces of runs that died without cleaning up (their pid is gone):
     the processes inside them are that run's, stopped by PID; then the
-    namespaces go."""
+    namespaces go, and that run's temp dir. (A run that failed but cleaned
+    up leaves no namespace, so its logs stay.)"""
     for line in sh("ip", "netns", "list", check=False).splitlines():
         m = re.match(rf"^({PREFIX}(\d+)-\w+)", line)
         if not m or os.path.exists(f"/proc/{m.group(2)}"):
@@ -283,6 +285,8 @@ def remove_leftovers():
                 pass
         sh("ip", "netns", "del", m.group(1), check=False)
         print(f"cluster: removed {m.group(1)}, left by a run that died", file=sys.stderr)
+        for tmp in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}{m.group(2)}-*")):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def have_net_admin():
@@ -502,9 +506,12 @@ def main():
             print(f"cluster: {binary} is missing: make sse-server build/cluster-relay")
             return 1
     remove_leftovers()
+    # Ctrl-C is KeyboardInterrupt even where our parent ignored SIGINT (a
+    # shell's background job), so that it always ends in the clean-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_stop_signal)
     signal.signal(signal.SIGHUP, on_stop_signal)
-    tmp = tempfile.mkdtemp(prefix=f"{PREFIX}-")
+    tmp = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")  # named as the namespaces: see remove_leftovers
     c = Cluster(os.path.abspath(args.server), os.path.abspath(args.relay), tmp)
     run = Run(c)
     started = time.monotonic()
