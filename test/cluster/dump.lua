@@ -5,7 +5,8 @@
 -- KEYS, ARGV: none. Reply: {"redpacket":{"current":id,"rounds":{id:{"count",
 -- "total_cents","users":{user:packet},"amounts":[cents...]}}},
 -- "poll":{"current":id,"options":[...],"voters":{voter:index},"counts":{index:n}},
--- "cinema":{"showtimes":{id:{hash}},"listed":[ids],"bookings":{id:{hash}}}}
+-- "cinema":{"showtimes":{id:{hash}},"listed":[ids],"bookings":{id:{showtime,
+-- user, seats, made_at}}}}
 -- (numbers as Redis keeps them: text). The keys are those the apps' scripts
 -- name (apps/*/*.lua); the round and poll are the current one and the one
 -- before it, all Redis keeps.
@@ -45,8 +46,16 @@ end
 out.cinema.listed = redis.call('SMEMBERS', 'sse:cinema:showtimes')
 for _, id in ipairs(out.cinema.listed) do out.cinema.showtimes[id] = hash('sse:cinema:showtime:' .. id) end
 local last = tonumber(redis.call('GET', 'sse:cinema:booking_ids') or '0')
-for id = 1, last do
+for id = 1, last do  -- as older builds kept them: a hash each
   local b = hash('sse:cinema:booking:' .. string.format('%d', id))
   if next(b) then out.cinema.bookings[string.format('%d', id)] = b end
+end
+for _, key in ipairs(redis.call('KEYS', 'sse:cinema:held:*')) do  -- as book.lua keeps them: b<id> fields of the person's hash
+  local user = string.sub(key, #'sse:cinema:held:' + 1)
+  for field, value in pairs(hash(key)) do
+    local id = string.match(field, '^b(%d+)$')
+    local showtime, seats, made_at = string.match(value, '^(%d+) (%d+) (%d+)$')
+    if id and showtime then out.cinema.bookings[id] = {showtime = showtime, user = user, seats = seats, made_at = made_at} end
+  end
 end
 return cjson.encode(out)
