@@ -83,22 +83,27 @@ def check_ok_stored(ops, state):
 def check_none_stored(ops, state):
     """Nothing answered 'failed for sure' or refused (4xx) is in the state;
     an unknown write is in it at most once."""
-    by_user, bad, counted = bookings_by_user(state), [], 0
+    by_user, bad, counted, unknown, unknown_stored = bookings_by_user(state), [], 0, 0, 0
     for op in ops:
         if op["outcome"] == "ok":
             continue
         times, _ = stored(op, state, by_user)
-        if op["outcome"] == "unknown" and times <= 1:
-            continue
+        if op["outcome"] == "unknown":
+            unknown += 1
+            unknown_stored += times == 1
+            if times <= 1:
+                continue
         counted += op["outcome"] != "unknown"
         if times:
             bad.append(f"{op['kind']} {op['who']} ({op['outcome']} {op['status']}) via {op['server']}: stored {times}x")
-    return not bad, f"{counted} refused or failed writes, {len(bad)} stored" + (f": {bad[:3]}" if bad else "")
+    return not bad, (f"{counted} refused or failed writes, {len(bad)} stored; {unknown} unknown, {unknown_stored} of them stored"
+                     + (f": {bad[:3]}" if bad else ""))
 
 
 def check_holdings(ops, state):
     """No user holds two packets, no packet two users, every packet is one
-    of the round's; and no two ok answers gave one packet."""
+    of the round's, the last winners are holders of what they won; and no
+    two ok answers gave one packet."""
     bad = []
     for rid, r in state["redpacket"]["rounds"].items():
         holders = {}
@@ -106,6 +111,10 @@ def check_holdings(ops, state):
             holders.setdefault(int(packet), []).append(user)
         bad += [f"round {rid} packet {p}: {u}" for p, u in holders.items() if len(u) > 1]
         bad += [f"round {rid} packet {p} of {r['count']}" for p in holders if not 0 <= p < int(r["count"])]
+        for w in as_list(r.get("winners")):
+            packet, amount, _, user = w.split(" ", 3)
+            if r["users"].get(user) != packet or as_list(r["amounts"])[int(packet)] != int(amount):
+                bad.append(f"round {rid} winner {w!r} is not what the round holds")
     answered = {}
     for op in ops:
         if op["kind"] == "grab" and op["outcome"] == "ok":
@@ -182,7 +191,8 @@ def truth_views(state):
     poll = state["poll"]
     return {
         "redpacket": {"round": int(state["redpacket"]["current"]), "count": int(r["count"]),
-                      "remaining": int(r["count"]) - len(r["users"])},
+                      "remaining": int(r["count"]) - len(r["users"]),
+                      "winners": [[int(w.split()[0]), int(w.split()[1])] for w in as_list(r.get("winners"))]},
         "poll": {"poll": int(poll["current"]),
                  "counts": [int(poll["counts"].get(str(i), 0)) for i in range(len(poll["options"]))]},
         "cinema": {sid: [int(st["seats_total"]), int(st["seats_left"])] for sid, st in state["cinema"]["showtimes"].items()},
@@ -192,7 +202,8 @@ def truth_views(state):
 def data_view(stream, data):
     d = json.loads(data)
     if stream == "redpacket":
-        return {"round": d["round"], "count": d["count"], "remaining": d["remaining"]}
+        return {"round": d["round"], "count": d["count"], "remaining": d["remaining"],
+                "winners": [[w["packet"], w["amount_cents"]] for w in d["winners"]]}
     if stream == "poll":
         return {"poll": d["poll"], "counts": [o["count"] for o in d["options"]]}
     return {str(s["id"]): [s["seats_total"], s["seats_left"]] for s in d["showtimes"]}
@@ -210,7 +221,8 @@ def selftest_case():
     """A small history, state and set of events that pass every check."""
     state = {
         "redpacket": {"current": "1", "rounds": {"1": {"count": "3", "total_cents": "300",
-                                                       "users": {"g1": "0", "g2": "1"}, "amounts": [100, 150, 50]}}},
+                                                       "users": {"g1": "0", "g2": "1"}, "amounts": [100, 150, 50],
+                                                       "winners": ["1 150 2000 g2", "0 100 1000 g1"]}}},
         "poll": {"current": "1", "options": ["A", "B"], "voters": {"v1": "0", "v3": "1"}, "counts": {"0": "1", "1": "1"}},
         "cinema": {"listed": ["1"], "showtimes": {"1": {"seats_total": "10", "seats_left": "8"}},
                    "bookings": {"1": {"showtime": "1", "user": "b1", "seats": "2"}}},
@@ -229,7 +241,8 @@ def selftest_case():
         op("book", "b1", "ok", {"booking": 1, "showtime": 1, "seats": 2}, {"seats": "2"}),
         op("book", "b2", "refused", {"message": "sold out"}, {"seats": "9"}, status=409),
     ]
-    rp = json.dumps({"round": 1, "count": 3, "remaining": 1})
+    rp = json.dumps({"round": 1, "count": 3, "remaining": 1, "winners": [{"packet": 1, "amount_cents": 150},
+                                                                          {"packet": 0, "amount_cents": 100}]})
     subscribers = {"s1 /redpacket/events": [(1.0, "redpacket", 5, rp), (2.0, "redpacket", 5, rp)],
                    "s2 /redpacket/events": [(1.5, "redpacket", 5, rp)]}
     return state, base, ops, subscribers
@@ -268,9 +281,9 @@ def doctorings():
         ("events: a version that goes back", "versions-forward",
          lambda s, b, ops, subs: subs["s1 /redpacket/events"].append((3.0, "redpacket", 4, subs["s1 /redpacket/events"][0][3]))),
         ("events: one id with two texts", "one-id-one-text",
-         lambda s, b, ops, subs: subs["s2 /redpacket/events"].append((2.5, "redpacket", 5, '{"round":1,"count":3,"remaining":2}'))),
+         lambda s, b, ops, subs: subs["s2 /redpacket/events"].append((2.5, "redpacket", 5, '{"round":1,"count":3,"remaining":2,"winners":[]}'))),
         ("events: a subscriber left on a stale snapshot", "subscribers-converge",
-         lambda s, b, ops, subs: subs["s2 /redpacket/events"].append((2.5, "redpacket", 6, '{"round":1,"count":3,"remaining":2}'))),
+         lambda s, b, ops, subs: subs["s2 /redpacket/events"].append((2.5, "redpacket", 6, '{"round":1,"count":3,"remaining":2,"winners":[]}'))),
     ]
 
 

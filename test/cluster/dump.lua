@@ -3,7 +3,8 @@
 --
 -- By hand: redis-cli --raw --eval test/cluster/dump.lua
 -- KEYS, ARGV: none. Reply: {"redpacket":{"current":id,"rounds":{id:{"count",
--- "total_cents","users":{user:packet},"amounts":[cents...]}}},
+-- "total_cents","users":{user:packet},"amounts":[cents...],
+-- "winners":["packet amount_cents at_ms user", newest first, at most 10]}}},
 -- "poll":{"current":id,"options":[...],"voters":{voter:index},"counts":{index:n}},
 -- "cinema":{"showtimes":{id:{hash}},"listed":[ids],"bookings":{id:{showtime,
 -- user, seats, made_at}}}}
@@ -27,7 +28,8 @@ if round then
       local h, amounts, digits = hash(r), {}, redis.call('GET', r .. ':amounts') or ''
       for k = 1, #digits, 12 do amounts[#amounts + 1] = tonumber(string.sub(digits, k, k + 11)) end
       out.redpacket.rounds[string.format('%d', id)] = {count = h.count, total_cents = h.total_cents,
-                                                      users = hash(r .. ':users'), amounts = amounts}
+                                                      users = hash(r .. ':users'), amounts = amounts,
+                                                      winners = redis.call('LRANGE', r .. ':winners', 0, 9)}
     end
   end
 end

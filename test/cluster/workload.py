@@ -35,6 +35,7 @@ import urllib.parse
 
 OP_TIMEOUT_S = 3.0  # well past --redis-timeout (1 s): a late answer is the server's, not ours
 RECONNECT_S = 0.3
+MAX_OPS = 50_000  # all writers together; a run at the set pace makes about 8,000
 STREAM_ROUTES = {"redpacket": "/redpacket/events", "poll": "/vote/result-sse", "cinema": "/events"}
 LIVE_ROUTE = "/live?stream=redpacket&stream=poll&stream=cinema"
 
@@ -116,7 +117,7 @@ class Writers:
     a vote and a booking in turn, each under a fresh name. They write while
     `writing` is set; drained() waits for the operations in flight."""
 
-    def __init__(self, history, servers, showtimes, options, per_server=2, rate=20.0):
+    def __init__(self, history, servers, showtimes, options, per_server=3, rate=25.0):
         self.history, self.servers, self.showtimes, self.options = history, servers, showtimes, options
         self.per_server, self.period_s = per_server, 1.0 / rate
         self.writing = asyncio.Event()
@@ -143,7 +144,7 @@ class Writers:
     async def writer(self, server, addr):
         n = 0
         next_at = time.monotonic()
-        while not self.stopped:
+        while not self.stopped and self.seq < MAX_OPS:
             await self.writing.wait()
             if self.stopped:
                 break
