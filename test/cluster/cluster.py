@@ -418,6 +418,7 @@ class Run:
         return None, stale
 
     async def phase(self, fault, writers, base):
+        """One fault: writes on through it and across its heal, then the checks."""
         self.history.phase = fault.name
         writers.writing.set()
         since = time.time()
@@ -431,28 +432,36 @@ class Run:
         took = await healthy
         self.record(fault.name, "healthz-ok-in-2s", took is not None and took <= HEALTHZ_WITHIN_S,
                     f"all ok after {took:.2f} s" if took is not None else f"not all ok within {HEALTHZ_WITHIN_S + 3} s")
-        # The truth must reach every subscriber within the push gap and one
-        # period once Redis is reachable again (up to the 2 s above) and the
-        # last write is answered; 0.5 s more for the relays and reconnects.
-        converge_s = HEALTHZ_WITHIN_S + PUSH_GAP_MS / 1000 + PERIOD_S + 0.5
-        took, stale = await self.converged_within(converge_s)
-        self.record(fault.name, "subscribers-converge", took is not None,
-                    f"all show the truth after {took:.2f} s" if took is not None
-                    else f"{len(stale)} stale after {converge_s:.1f} s: {stale[:3]}")
-        state = await self.dump()
-        ops = self.history.ops
-        phase_ops = [op for op in ops if op["phase"] == fault.name]
+        await self.check_converged(fault.name)
+        phase_ops = [op for op in self.history.ops if op["phase"] == fault.name]
         counts = {k: sum(op["outcome"] == k for op in phase_ops) for k in ("ok", "refused", "failed", "unknown")}
         print(f"{fault.name:<12} {'(writes)':<22} {len(phase_ops)} ops: {counts}; all drained: {drained}", flush=True)
+        await self.check_state(fault.name, base, since)
+        self.check_rss(fault.name)
+
+    async def check_converged(self, phase):
+        """Now every server is back (or the check above failed) and the last
+        write is answered: the truth must be on every subscriber within the
+        push gap and one period, and 0.5 s for the relays and a
+        subscriber's reconnect."""
+        converge_s = PUSH_GAP_MS / 1000 + PERIOD_S + 0.5
+        took, stale = await self.converged_within(converge_s)
+        self.record(phase, "subscribers-converge", took is not None,
+                    f"all show the truth after {took:.2f} s" if took is not None
+                    else f"{len(stale)} stale after {converge_s:.1f} s: {stale[:3]}")
+
+    async def check_state(self, phase, base, since):
+        """The invariants of the history so far against the state now, and of
+        the events since the phase began."""
+        state, ops, events = await self.dump(), self.history.ops, self.events()
         for name, (passed, detail) in (("ok-writes-stored", checker.check_ok_stored(ops, state)),
                                        ("failed-not-stored", checker.check_none_stored(ops, state)),
                                        ("one-packet-each", checker.check_holdings(ops, state)),
                                        ("seats-within", checker.check_seats(state, base)),
                                        ("tallies-are-voters", checker.check_tallies(state)),
-                                       ("versions-forward", checker.check_versions(self.events(), since)),
-                                       ("one-id-one-text", checker.check_same_bytes(self.events()))):
-            self.record(fault.name, name, passed, detail)
-        self.check_rss(fault.name)
+                                       ("versions-forward", checker.check_versions(events, since)),
+                                       ("one-id-one-text", checker.check_same_bytes(events))):
+            self.record(phase, name, passed, detail)
 
     def check_rss(self, phase):
         grown = {}
