@@ -33,9 +33,17 @@ processes stopped by PID, namespaces deleted (their links go with them).
 At start it removes what a run that died without cleaning left: namespaces
 with our prefix whose pid is gone, and the processes inside them.
 
+Before the faults it checks that the distance is there (a PING through each
+relay takes at least 2 × (1 - 0.3) ms). Output: one line per invariant per
+phase (and a line of the phase's write outcomes), then "N passed, M failed";
+exit status 1 on any failure. A run takes about 45 s, at most 3 minutes.
+
 Usage (as root: it needs CAP_NET_ADMIN, and says so in one line without it):
   test/cluster/cluster.py [--server ./sse-server] [--relay build/cluster-relay] [--keep-logs]
+  test/cluster/cluster.py --faults cut-s1:8.5,kill-s2   some faults only, with their own hold
   test/cluster/cluster.py --selftest      the checker against a doctored history and state
+With --keep-logs (and after a run that broke) the temp dir stays: each
+process's log, and history.json (every operation and every event).
 """
 import argparse
 import asyncio
@@ -101,9 +109,10 @@ def sh(*argv, check=True):
 
 
 def enter_netns(name):
-    """Moves this thread (the only one: asyncio runs here) into namespace
-    `name`: sockets made from now on are made there. Python 3.11 has no
-    os.setns, so it is libc's, by ctypes."""
+    """Moves this thread (asyncio's) into namespace `name`: sockets made from
+    now on are made there, and so are threads started from now on (those of
+    asyncio.to_thread), which begin in their creator's namespace. Python 3.11
+    has no os.setns, so it is libc's, by ctypes."""
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
@@ -222,6 +231,19 @@ class Cluster:
     def start_server(self, i):
         env = dict(os.environ, SSE_ADMIN_TOKEN=self.token)
         self.spawn(f"s{i}", f"s{i}", self.server_argv(i), env=env)
+
+    def redis_rtt_ms(self, i, pings=20):
+        """The median time of a PING from server i's namespace through its
+        relay: the distance its sse-server has to Redis."""
+        probe = ("import socket, statistics, sys, time\n"
+                 "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n"
+                 "ms = []\n"
+                 "for _ in range(int(sys.argv[3])):\n"
+                 "    t = time.perf_counter(); s.sendall(b'PING\\r\\n'); assert s.recv(16) == b'+PONG\\r\\n'\n"
+                 "    ms.append((time.perf_counter() - t) * 1000)\n"
+                 "print(statistics.median(ms))\n")
+        out = sh("ip", "netns", "exec", self.ns(f"s{i}"), sys.executable, "-c", probe, redis_side(i), str(RELAY_PORT), str(pings))
+        return float(out)
 
     def rss_kib(self, name):
         with open(f"/proc/{self.procs[name].pid}/status") as f:
@@ -477,6 +499,12 @@ class Run:
         took = await self.all_healthy_within(START_DEADLINE_S)
         if took is None:
             raise RuntimeError(f"the servers did not say ok on /healthz within {START_DEADLINE_S} s (logs in {self.c.tmp})")
+        # Each way 1 ms less its jitter at the least: a relay that does not
+        # delay would make every other figure here describe a LAN of zero.
+        rtts = [await asyncio.to_thread(self.c.redis_rtt_ms, i) for i in range(1, len(SERVERS) + 1)]
+        least = 2 * (LINK_DELAY[0] - LINK_DELAY[1])
+        self.record("start", "redis-is-distant", min(rtts) >= least,
+                    "median PING through each relay " + ", ".join(f"{r:.2f}" for r in rtts) + f" ms (at least {least:.1f})")
         showtimes = await self.add_showtimes()
         sub_tasks = [asyncio.create_task(s.follow()) for s in self.subscribers]
         await self.until_subscribed()
