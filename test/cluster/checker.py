@@ -157,10 +157,11 @@ def check_tallies(state):
     return ok, f"{len(poll['voters'])} voters, counts {counts}" + ("" if ok else f" but voters say {by_option}")
 
 
-def check_versions(subscribers, since=0.0):
+def check_versions(subscribers, since=0.0, malformed=()):
     """On every subscriber, a stream's versions never go back (events from
-    `since` on are judged, against all before them)."""
-    bad, judged = [], 0
+    `since` on are judged, against all before them), and every id names a
+    version (`malformed`: those that did not)."""
+    bad, judged = list(malformed), 0
     for name, events in subscribers.items():
         last = {}
         for t, stream, version, _ in events:
@@ -169,7 +170,7 @@ def check_versions(subscribers, since=0.0):
                 if version < last.get(stream, 0):
                     bad.append(f"{name}: {stream} {last[stream]} then {version}")
             last[stream] = max(version, last.get(stream, 0))
-    return not bad, f"{judged} events on {len(subscribers)} subscribers" + (f"; {len(bad)} went back: {bad[:3]}" if bad else "")
+    return not bad, f"{judged} events on {len(subscribers)} subscribers" + (f"; {len(bad)} went back or name none: {bad[:3]}" if bad else "")
 
 
 def check_same_bytes(subscribers):

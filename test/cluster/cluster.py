@@ -415,6 +415,9 @@ class Run:
     def events(self):
         return {s.name: s.events for s in self.subscribers}
 
+    def malformed(self, since):
+        return [f"{s.name}: {what}" for s in self.subscribers for t, what in s.errors if t >= since]
+
     async def converged_within(self, deadline_s):
         """Polls the truth (Redis) and every subscriber's newest event of each
         stream, and a fresh read of each server, until all agree; returns
@@ -481,7 +484,7 @@ class Run:
                                        ("one-packet-each", checker.check_holdings(ops, state)),
                                        ("seats-within", checker.check_seats(state, base)),
                                        ("tallies-are-voters", checker.check_tallies(state)),
-                                       ("versions-forward", checker.check_versions(events, since)),
+                                       ("versions-forward", checker.check_versions(events, since, self.malformed(since))),
                                        ("one-id-one-text", checker.check_same_bytes(events))):
             self.record(phase, name, passed, detail)
 

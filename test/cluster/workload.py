@@ -177,25 +177,31 @@ class Subscriber:
     """One stream route (or /live) on one server, followed until stop().
     events: (time, stream, version, data) for every event with an id;
     last: stream -> (version, data) of the newest; connects: how many times
-    it connected."""
+    it connected; errors: (time, what) of events whose id names no version."""
 
     def __init__(self, server, addr, route):
         self.server, self.addr, self.route = server, addr, route
         self.name = f"{server} {route}"
         self.live = route.startswith("/live")
         self.stream = None if self.live else next(s for s, r in STREAM_ROUTES.items() if r == route)
-        self.events, self.last, self.connects = [], {}, 0
+        self.events, self.last, self.connects, self.errors = [], {}, 0, []
         self.last_id = None
         self.stopped = False
 
     def on_event(self, event_id, event_name, data):
+        """One whole event. An id that does not name a version is the
+        server's error: kept in `errors`, and the stream is followed anew."""
         if event_id is None:
             return
-        if self.live:
-            pairs = dict(p.split("=", 1) for p in event_id.split(","))
-            stream, version = event_name, int(pairs[event_name])
-        else:
-            stream, version = self.stream, int(event_id)
+        try:
+            if self.live:
+                pairs = dict(p.split("=", 1) for p in event_id.split(","))
+                stream, version = event_name, int(pairs[event_name])
+            else:
+                stream, version = self.stream, int(event_id)
+        except (KeyError, ValueError) as e:
+            self.errors.append((time.time(), f"id {event_id!r} event {event_name!r}: {e!r}"))
+            raise ValueError(self.errors[-1][1]) from e
         self.last_id = event_id
         self.events.append((time.time(), stream, version, data))
         self.last[stream] = (version, data)
