@@ -21,6 +21,9 @@
 //   * Closing is whole-pair: once one side has closed (EOF or an error on
 //     read) and what it sent has been written, both sockets are closed.
 //     Half-close is not relayed: Redis and its clients never use it.
+//   * A connection is accepted before --to is reached, so while Redis is
+//     down a client sees its connection accepted and then closed, not
+//     refused: the server under test logs "redis closed the connection".
 //   * The timer scans every pair at each wakeup, O(pairs): the test makes
 //     a handful of connections, never thousands.
 //
